@@ -1,0 +1,90 @@
+// The contracts between services (DESIGN.md): names of queues, streams and keys, and the shapes
+// that cross a process boundary. Changing one here changes it for every service at once.
+
+/** BullMQ queue that carries model pulls. */
+export const MODEL_PULLS_QUEUE = 'model-pulls';
+/** Redis stream of usage events; one XADD per request, the event as JSON in the field `event`. */
+export const USAGE_STREAM = 'usage:events';
+export const USAGE_STREAM_FIELD = 'event';
+/** Consumer group the metrics service reads the usage stream with. */
+export const USAGE_CONSUMER_GROUP = 'metrics';
+
+/**
+ * Every Redis key a service writes goes through this, so that one deployment (or one test run)
+ * can share a Redis with others under its own prefix.
+ */
+export function redisKey(prefix: string, name: string): string {
+  return `${prefix}${name}`;
+}
+
+export type UsageSource = 'upstream' | 'estimated';
+
+export interface UsageEvent {
+  requestId: string;
+  ts: string;
+  keyId: string;
+  model: string;
+  backend: string;
+  route: string;
+  status: number;
+  stream: boolean;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  ttftMs: number | null;
+  durationMs: number;
+  /** OpenAI error code, `client_aborted`, or null on success. */
+  errorCode: string | null;
+  usageSource: UsageSource;
+}
+
+export type PullSource = { repo: string; file: string; revision?: string } | { url: string };
+
+export interface PullJobData {
+  source: PullSource;
+  sha256?: string;
+  name?: string;
+}
+
+export type PullPhase = 'queued' | 'resolving' | 'downloading' | 'verifying' | 'done';
+
+export interface PullProgress {
+  phase: PullPhase;
+  bytesDone: number;
+  bytesTotal: number;
+  bytesPerSec: number;
+  etaSec: number | null;
+}
+
+export type AuthorizedRoute = 'chat' | 'completions' | 'embeddings' | 'models' | 'admin';
+
+export interface AuthorizeRequest {
+  key: string;
+  model: string | null;
+  route: AuthorizedRoute;
+  ip: string;
+}
+
+export interface KeyLimits {
+  rpm: number | null;
+  tpm: number | null;
+  concurrency: number | null;
+  dailyTokens: number | null;
+  budgetUsdDay: number | null;
+  budgetUsdMonth: number | null;
+}
+
+export interface AuthorizeResponse {
+  keyId: string;
+  scopes: string[];
+  limits: KeyLimits;
+  remaining: { requests: number | null; tokens: number | null };
+  /** Opaque lease id to hand back to /v1/settle; it releases the concurrency slot. */
+  lease: string;
+}
+
+export interface SettleRequest {
+  lease: string;
+  promptTokens: number;
+  completionTokens: number;
+}

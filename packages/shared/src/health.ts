@@ -1,0 +1,61 @@
+import { Router } from 'express';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+
+/** A readiness check answers null when ready, or a short reason when not. */
+export type ReadinessCheck = () => Promise<string | null> | string | null;
+
+export interface HealthOptions {
+  checks: Record<string, ReadinessCheck>;
+  registry: Registry;
+  /** Per-check limit, so a hung dependency makes /readyz say so instead of hanging too. */
+  checkTimeoutMs?: number;
+}
+
+export function createMetricsRegistry(service: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<string | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`no answer within ${timeoutMs} ms`), timeoutMs);
+  });
+  try {
+    return await Promise.race([Promise.resolve().then(check), timeout]);
+  } catch (err) {
+    return (err as Error).message || 'check failed';
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Readiness of every check, by name: `ready` is true only when none reports a problem. */
+export async function checkReadiness(
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs = 2000,
+): Promise<{ ready: boolean; checks: Record<string, string> }> {
+  const names = Object.keys(checks);
+  const results = await Promise.all(names.map((name) => runCheck(checks[name]!, timeoutMs)));
+  const report: Record<string, string> = {};
+  names.forEach((name, i) => (report[name] = results[i] ?? 'ok'));
+  return { ready: results.every((r) => r === null), checks: report };
+}
+
+/** `/healthz` (liveness, never touches a dependency), `/readyz` (JSON per check), `/metrics`. */
+export function createHealthRouter({ checks, registry, checkTimeoutMs = 2000 }: HealthOptions): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const { ready, checks: report } = await checkReadiness(checks, checkTimeoutMs);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: report });
+  });
+  router.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+  });
+  return router;
+}
