@@ -1,0 +1,46 @@
+import { Redis } from 'ioredis';
+import { freePort, waitFor } from './ports.js';
+import { killProcess, startProcess, stopProcess, type ManagedProcess } from './processes.js';
+
+/**
+ * A redis-server of the test's own on a free port, for tests that stop or kill Redis: the shared
+ * one is never touched. It can be killed and started again on the same port.
+ */
+export class PrivateRedis {
+  private proc: ManagedProcess | null = null;
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<PrivateRedis> {
+    const redis = new PrivateRedis(await freePort());
+    await redis.start();
+    return redis;
+  }
+
+  async start(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    this.proc = startProcess('redis-server', args);
+    const proc = this.proc;
+    await waitFor(`redis-server on port ${this.port}`, async () => {
+      if (proc.child.exitCode !== null) throw new Error(`redis-server exited: ${proc.output()}`);
+      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      try {
+        await client.connect();
+        return (await client.ping()) === 'PONG';
+      } finally {
+        client.disconnect();
+      }
+    });
+  }
+
+  async kill(): Promise<void> {
+    if (this.proc) await killProcess(this.proc);
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc) await stopProcess(this.proc);
+  }
+}

@@ -1,0 +1,41 @@
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { testSettings } from './settings.js';
+
+/**
+ * Fails with a message that says what to start when Redis or Postgres is not there: the suite
+ * never skips itself green.
+ */
+export async function assertSharedServicesReachable(): Promise<void> {
+  const problems: string[] = [];
+  const redis = new Redis(testSettings.TEST_REDIS_URL, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    problems.push(
+      `Redis is not reachable at ${testSettings.TEST_REDIS_URL} (${(err as Error).message}). ` +
+        'Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no ' +
+        '(or set TEST_REDIS_URL).',
+    );
+  } finally {
+    redis.disconnect();
+  }
+  const client = new pg.Client({ connectionString: testSettings.TEST_POSTGRES_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } catch (err) {
+    problems.push(
+      `Postgres is not reachable at ${testSettings.TEST_POSTGRES_URL} (${(err as Error).message}). ` +
+        'Start it: pg_ctlcluster $(ls /etc/postgresql) main start (or set TEST_POSTGRES_URL).',
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  if (problems.length > 0) throw new Error(`The tests need real services:\n- ${problems.join('\n- ')}`);
+}
