@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// The gguf-gateway command line. Commands arrive with the issues that need them (keys: #3, pull: #6).
+const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  const command = name ? commands[name] : undefined;
+  if (!command) {
+    const list = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
+    process.stderr.write(`usage: gguf-gateway <command> [options]\n${list.join('\n') || '  (no commands yet)'}\n`);
+    return name ? 2 : 0;
+  }
+  return command.run(args);
+}
+
+process.exitCode = await main(process.argv.slice(2));
