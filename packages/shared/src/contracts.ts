@@ -81,6 +81,17 @@ export interface AuthorizeResponse {
   remaining: { requests: number | null; tokens: number | null };
   /** Opaque lease id to hand back to /v1/settle; it releases the concurrency slot. */
   lease: string;
+  /** The lease expires this long after authorize (or the last /v1/renew) unless settled. */
+  leaseTtlSec: number;
+}
+
+export interface RenewRequest {
+  lease: string;
+}
+
+export interface KeysReloadResponse {
+  keys: number;
+  errors: { line: number; message: string }[];
 }
 
 export interface SettleRequest {
