@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 // The contracts between services (DESIGN.md): names of queues, streams and keys, and the shapes
 // that cross a process boundary. Changing one here changes it for every service at once.
 
@@ -44,6 +46,16 @@ export interface PullJobData {
   source: PullSource;
   sha256?: string;
   name?: string;
+}
+
+/**
+ * The BullMQ job id of a pull, derived from its source so that identical pulls (from the admin API
+ * or the orchestrator) dedupe into one job. BullMQ ids must not contain ':'.
+ */
+export function pullJobId(source: PullSource): string {
+  const canonical =
+    'url' in source ? `url\n${source.url}` : `hf\n${source.repo}\n${source.file}\n${source.revision ?? 'main'}`;
+  return `pull-${createHash('sha256').update(canonical).digest('hex').slice(0, 24)}`;
 }
 
 export type PullPhase = 'queued' | 'resolving' | 'downloading' | 'verifying' | 'done';
