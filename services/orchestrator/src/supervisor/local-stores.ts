@@ -64,10 +64,19 @@ export function localPostgresSpec(dataDir: string, port: number, binDir: string)
   mkdirSync(root, { recursive: true });
   if (user) chownSync(root, user.uid, user.gid);
   if (!existsSync(join(cluster, 'PG_VERSION'))) {
-    execFileSync(join(binDir, 'initdb'), ['-D', cluster, '-U', 'postgres', '-A', 'trust', '--no-sync'], {
-      stdio: 'ignore',
-      ...(user ?? {}),
-    });
+    try {
+      execFileSync(join(binDir, 'initdb'), ['-D', cluster, '-U', 'postgres', '-A', 'trust', '--no-sync'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        ...(user ?? {}),
+      });
+    } catch (err) {
+      const said = String((err as { stderr?: Buffer }).stderr ?? '').trim();
+      throw new Error(
+        `initdb of the local Postgres in ${cluster} failed: ${said || (err as Error).message}` +
+          (user ? ' (as root, every parent of DATA_DIR must be traversable by the postgres user)' : ''),
+        { cause: err },
+      );
+    }
   }
   return {
     name: 'postgres',
