@@ -57,11 +57,14 @@ export const validateKeysFile: FileValidator = (text) => {
 
 /** The backends file must be a YAML mapping with at least one entry. */
 export const validateBackendsFile: FileValidator = (text) => {
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) {
     return {
       entries: 0,
-      problems: doc.errors.map((e) => ({ line: e.linePos?.[0]?.line ?? null, message: e.message.split('\n')[0]! })),
+      problems: doc.errors.map((e) => ({
+        line: e.linePos?.[0]?.line ?? null,
+        message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
+      })),
     };
   }
   const value: unknown = doc.toJS();

@@ -5,7 +5,7 @@ import type { Logger } from '@gguf-gateway/shared';
 import { ensureDefaultModel, type DefaultModel, type DefaultModelSettings } from '../default-model.service.js';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
 import { detectGpus, type GpuDetection } from '../gpu/gpu.detector.js';
-import { llamaServerArgs, planLlamaArgs, type LlamaOverrides } from '../gpu/llama-args.planner.js';
+import { llamaServerArgs, planLlamaArgs, type LlamaOverrides, type ModelFacts } from '../gpu/llama-args.planner.js';
 import { writeLlamaArgs } from '../llama-args.repository.js';
 import { ModelPullRepository } from '../model-pull.repository.js';
 import { describeProblems, type FileValidator } from './file-validators.js';
@@ -54,6 +54,22 @@ async function checkFile(path: string, variable: string, validate: FileValidator
   const report = validate(text);
   if (report.problems.length > 0) throw new Error(`${variable}=${path}: ${describeProblems(report.problems)}`);
   return `${report.entries} entries`;
+}
+
+function modelFacts({ path, info }: DefaultModel): ModelFacts {
+  const count = (key: string) => {
+    const value = info.metadata[`${info.architecture}.attention.${key}`];
+    return typeof value === 'number' ? value : null;
+  };
+  return {
+    path,
+    fileBytes: info.fileBytes,
+    blockCount: info.blockCount,
+    contextLength: info.contextLength,
+    embeddingLength: info.embeddingLength,
+    headCount: count('head_count'),
+    headCountKv: count('head_count_kv'),
+  };
 }
 
 /** Every start gate, in order. Each passes, or fails saying what to fix. */
@@ -143,18 +159,7 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
       check: async () => {
         const { model, gpus } = prepared;
         if (!model) return { skipped: true, detail: 'no default model: llama-server is not configured here' };
-        const plan = planLlamaArgs(
-          {
-            path: model.path,
-            fileBytes: model.info.fileBytes,
-            blockCount: model.info.blockCount,
-            contextLength: model.info.contextLength,
-            embeddingLength: model.info.embeddingLength,
-          },
-          gpus?.gpus ?? [],
-          deps.cpuCount ?? cpus().length,
-          s.overrides,
-        );
+        const plan = planLlamaArgs(modelFacts(model), gpus?.gpus ?? [], deps.cpuCount ?? cpus().length, s.overrides);
         prepared.llamaArgs = llamaServerArgs(model.path, plan);
         await writeLlamaArgs(s.llamaArgsFile, prepared.llamaArgs);
         logger.info({ args: prepared.llamaArgs, file: s.llamaArgsFile }, plan.reason);

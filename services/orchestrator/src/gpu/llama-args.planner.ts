@@ -6,6 +6,9 @@ export interface ModelFacts {
   blockCount: number | null;
   contextLength: number | null;
   embeddingLength: number | null;
+  /** Attention heads and KV heads: grouped-query attention shrinks the KV cache by their ratio. */
+  headCount: number | null;
+  headCountKv: number | null;
 }
 
 export interface LlamaOverrides {
@@ -33,9 +36,10 @@ const RESERVED_PER_GPU_MiB = 1024;
 const MAX_SLOT_CONTEXT = { gpu: 8192, cpu: 4096 };
 const DEFAULT_PARALLEL = { gpu: 4, cpu: 2 };
 
-/** KV cache bytes per token of context: K and V, f16, every layer (an upper bound: GQA models need less). */
+/** KV cache bytes per token of context: K and V, f16, every layer, shrunk by grouped-query attention. */
 function kvBytesPerToken(model: ModelFacts): number {
-  return 2 * 2 * (model.blockCount ?? 32) * (model.embeddingLength ?? 4096);
+  const gqa = model.headCount && model.headCountKv ? model.headCountKv / model.headCount : 1;
+  return 2 * 2 * (model.blockCount ?? 32) * (model.embeddingLength ?? 4096) * gqa;
 }
 
 /**
