@@ -10,6 +10,8 @@ export interface OrchestratorProcess {
   /** Parsed JSON log lines of the orchestrator itself. */
   records(): Record<string, unknown>[];
   exited: Promise<number | null>;
+  /** False until it has exited. */
+  hasExited(): boolean;
   signal(signal: NodeJS.Signals): void;
 }
 
@@ -22,7 +24,13 @@ export function runOrchestrator(mode: 'prepare' | 'supervise', env: Record<strin
   let text = '';
   child.stdout.on('data', (c: Buffer) => (text += c.toString('utf8')));
   child.stderr.on('data', (c: Buffer) => (text += c.toString('utf8')));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let done = false;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      done = true;
+      resolve(code);
+    }),
+  );
   process.once('exit', () => child.kill('SIGKILL'));
   return {
     pid: child.pid!,
@@ -33,6 +41,7 @@ export function runOrchestrator(mode: 'prepare' | 'supervise', env: Record<strin
         .filter((l) => l.startsWith('{') && l.includes('"service":"orchestrator"'))
         .map((l) => JSON.parse(l) as Record<string, unknown>),
     exited,
+    hasExited: () => done,
     signal: (signal) => void child.kill(signal),
   };
 }
