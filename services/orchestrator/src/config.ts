@@ -13,7 +13,8 @@ export const orchestratorConfigSchema = {
   /** Required by `prepare`; `supervise` starts its own Redis / Postgres under DATA_DIR when unset. */
   REDIS_URL: env.optionalUrl(),
   DATABASE_URL: env.optionalUrl(),
-  API_KEYS_FILE: env.path(),
+  /** Default `$DATA_DIR/api_keys` (the volume of a RunPod / Vast.ai pod). */
+  API_KEYS_FILE: env.path().optional(),
   BACKENDS_FILE: env.path(),
   /** The default model: a GGUF file (absolute, or relative to MODELS_DIR)... */
   MODEL_PATH: env.path().optional(),

@@ -15,14 +15,18 @@ export interface StartContext {
   dataDir: string;
   modelsDir: string;
   llamaArgsFile: string;
+  keysFile: string;
 }
 
-export function resolveDirs(config: OrchestratorConfig): Pick<StartContext, 'dataDir' | 'modelsDir' | 'llamaArgsFile'> {
+export function resolveDirs(
+  config: OrchestratorConfig,
+): Pick<StartContext, 'dataDir' | 'modelsDir' | 'llamaArgsFile' | 'keysFile'> {
   const dataDir = resolveDataDir(config.DATA_DIR);
   return {
     dataDir,
     modelsDir: config.MODELS_DIR ?? join(dataDir, 'models'),
     llamaArgsFile: config.LLAMA_ARGS_FILE ?? join(dataDir, 'llama-server.args'),
+    keysFile: config.API_KEYS_FILE ?? join(dataDir, 'api_keys'),
   };
 }
 
@@ -32,7 +36,7 @@ export function startSettings(ctx: StartContext, databaseUrl: string, redisUrl: 
     databaseUrl,
     redisUrl,
     redisKeyPrefix: c.REDIS_KEY_PREFIX,
-    keysFile: c.API_KEYS_FILE,
+    keysFile: ctx.keysFile,
     backendsFile: c.BACKENDS_FILE,
     modelsDir: ctx.modelsDir,
     modelPath: c.MODEL_PATH,

@@ -108,7 +108,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       DATABASE_URL: databaseUrl,
       DATA_DIR: ctx.dataDir,
       MODELS_DIR: ctx.modelsDir,
-      API_KEYS_FILE: c.API_KEYS_FILE,
+      API_KEYS_FILE: ctx.keysFile,
       BACKENDS_FILE: c.BACKENDS_FILE,
       AUTH_URL: `http://127.0.0.1:${c.AUTH_PORT}`,
       INFERENCE_API_KEY: inferenceKey,
