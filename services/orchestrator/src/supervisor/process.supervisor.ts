@@ -143,6 +143,8 @@ export class ProcessSupervisor {
       env: spec.env ?? process.env,
       cwd: spec.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a Ctrl-C in a terminal reaches only us, and we stop them in order.
+      detached: true,
       ...(spec.uid !== undefined ? { uid: spec.uid, gid: spec.gid } : {}),
     });
     entry.child = child;
