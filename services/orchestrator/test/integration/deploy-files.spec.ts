@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
-import { loadConfig, z } from '@gguf-gateway/shared';
+import { loadConfig, type z } from '@gguf-gateway/shared';
 import { freePort, llamaServerBinary, repoRoot, startProcess, stopProcess, waitFor } from '@gguf-gateway/testkit';
 import { authConfigSchema } from '../../../auth/src/config.js';
 import { gatewayConfigSchema } from '../../../gateway/src/config.js';
