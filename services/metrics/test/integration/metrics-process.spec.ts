@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redisKey, USAGE_CONSUMER_GROUP, USAGE_STREAM } from '@gguf-gateway/shared';
@@ -7,11 +6,8 @@ import {
   createTestDatabase,
   deleteRedisPrefix,
   fakeUsageEvent,
-  freePort,
   killProcess,
   PrivatePostgres,
-  repoRoot,
-  startProcess,
   stopProcess,
   testRedisPrefix,
   testSettings,
@@ -20,20 +16,12 @@ import {
   type ManagedProcess,
   type TestDatabase,
 } from '@gguf-gateway/testkit';
+import { startService } from '../support/services.js';
 
 const EVENTS = 10_000;
 
-/** The real service, as `node services/metrics/dist/main.js` runs it in production. */
 async function startMetricsService(env: Record<string, string>): Promise<{ proc: ManagedProcess; url: string }> {
-  const port = await freePort();
-  const proc = startProcess(process.execPath, [join(repoRoot, 'services/metrics/dist/main.js')], {
-    env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', PORT: String(port), ...env },
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('metrics service /healthz', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`metrics service exited:\n${proc.output()}`);
-    return (await fetch(`${url}/healthz`)).ok;
-  });
+  const { proc, url } = await startService('metrics', env);
   return { proc, url };
 }
 
