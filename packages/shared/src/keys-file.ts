@@ -188,12 +188,10 @@ export function parseKeysFile(text: string): ParsedKeysFile {
     try {
       const entry = parseLine(trimmed, line, (id) => (keyId = id));
       const firstLine = lineById.get(entry.id);
-      if (firstLine !== undefined) throw new LineError(`duplicate key id '${entry.id}' (first on line ${firstLine})`);
+      if (firstLine !== undefined) throw new LineError(`duplicate key id (first on line ${firstLine})`);
       const sameSecret = keyBySecret.get(entry.secretSha256);
       if (sameSecret) {
-        throw new LineError(
-          `key '${entry.id}' has the same secret as key '${sameSecret.id}' (line ${sameSecret.line})`,
-        );
+        throw new LineError(`same secret as key '${sameSecret.id}' on line ${sameSecret.line}`);
       }
       lineById.set(entry.id, line);
       keyBySecret.set(entry.secretSha256, entry);
