@@ -9,7 +9,7 @@ import {
   type PriceTable,
   type SettleRequest,
 } from '@gguf-gateway/shared';
-import type { ApiKeysService } from './api-keys.service.js';
+import type { ApiKeysService, KeyLookup } from './api-keys.service.js';
 import type { AuthMetrics, DecisionResult } from './auth.metrics.js';
 import type { LeaseStore } from './leases.repository.js';
 import type { CounterState, LimitsRepository } from './limits.repository.js';
@@ -113,8 +113,15 @@ export class AuthorizeService {
   }
 
   private async decide({ key: presented, model, route, ip }: AuthorizeRequest): Promise<Authorized> {
-    await this.refuseBlockedAddress(ip);
-    const key = await this.identify(presented, ip);
+    const found = this.keys.lookup(presented);
+    const now = new Date();
+    // The address check and the key's usage are independent reads: one Redis round trip for both.
+    const [failures, usage] = await Promise.all([
+      this.failuresFrom(ip),
+      found.kind === 'found' ? this.usage(found.key, now) : null,
+    ]);
+    this.refuseBlockedAddress(failures);
+    const key = await this.identify(found, ip, now);
     if (route === 'admin' && !key.scopes.includes('admin')) {
       throw new ApiError(403, `The API key '${key.id}' does not have the admin scope this route needs.`, {
         code: 'insufficient_scope',
@@ -126,27 +133,28 @@ export class AuthorizeService {
         param: 'model',
       });
     }
-    const now = new Date();
-    const usage = await this.usage(key, now);
-    this.refuseSpentTokens(key, usage, now);
-    return this.admit(key, model, usage);
+    this.refuseSpentTokens(key, usage!, now);
+    return this.admit(key, model, usage!);
   }
 
-  private async refuseBlockedAddress(ip: string): Promise<void> {
+  private failuresFrom(ip: string): Promise<CounterState> {
     const { failedAuthMax, failedAuthWindowSec } = this.settings;
-    const failures = await this.limits.peek('failed-ip', ip, failedAuthMax, failedAuthWindowSec);
-    if (failures.consumed < failedAuthMax) return;
+    return this.limits.peek('failed-ip', ip, failedAuthMax, failedAuthWindowSec);
+  }
+
+  private refuseBlockedAddress(failures: CounterState): void {
+    if (failures.consumed < this.settings.failedAuthMax) return;
     throw new ApiError(429, 'Too many requests with an invalid API key from this address; try again later.', {
       code: 'rate_limit_exceeded',
       headers: { 'Retry-After': retryAfterSeconds(failures.msBeforeReset) },
     });
   }
 
-  private async identify(presented: string, ip: string): Promise<ApiKeyEntry> {
-    const found = this.keys.lookup(presented);
+  /** The key a lookup found, or the 401 that names why there is none (counting guesses per address). */
+  private async identify(found: KeyLookup, ip: string, now: Date): Promise<ApiKeyEntry> {
     switch (found.kind) {
       case 'found':
-        if (found.key.expiresAt && found.key.expiresAt.getTime() <= Date.now()) {
+        if (found.key.expiresAt && found.key.expiresAt.getTime() <= now.getTime()) {
           throw invalidKey(`The API key '${found.key.id}' expired at ${found.key.expiresAt.toISOString()}.`);
         }
         return found.key;

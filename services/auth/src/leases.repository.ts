@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKey } from '@gguf-gateway/shared';
 
@@ -16,7 +17,24 @@ const RECORD_GRACE_SEC = 3600;
 
 // Slots are a sorted set per key scored by expiry (Redis clock, shared by every replica): expired
 // members are dropped before counting, so a crashed gateway leaks a slot for one TTL at most.
-const ACQUIRE = `
+/** A Lua script sent by its sha1 (EVALSHA), and in full only when Redis does not know it yet. */
+class Script {
+  private readonly sha: string;
+  constructor(private readonly lua: string) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err as Error).message.startsWith('NOSCRIPT')) throw err;
+      return redis.eval(this.lua, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+const ACQUIRE = new Script(`
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[1])
@@ -31,14 +49,14 @@ if limit > 0 then
   redis.call('pexpire', KEYS[1], ttl + 1000)
 end
 redis.call('set', KEYS[2], ARGV[4], 'PX', ttl + ARGV[5] * 1000)
-return {1, 0}`;
+return {1, 0}`);
 
-const TAKE = `
+const TAKE = new Script(`
 local record = redis.call('get', KEYS[1])
 if record then redis.call('del', KEYS[1]) end
-return record`;
+return record`);
 
-const RENEW = `
+const RENEW = new Script(`
 local record = redis.call('get', KEYS[1])
 if not record then return 0 end
 local t = redis.call('time')
@@ -48,7 +66,7 @@ redis.call('pexpire', KEYS[1], ttl + ARGV[3] * 1000)
 if redis.call('zadd', KEYS[2], 'XX', 'CH', now + ttl, ARGV[2]) == 1 then
   redis.call('pexpire', KEYS[2], ttl + 1000)
 end
-return 1`;
+return 1`);
 
 export interface LeaseStore {
   acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired>;
@@ -64,22 +82,14 @@ export class RedisLeases implements LeaseStore {
   ) {}
 
   async acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired> {
-    const [ok, wait] = (await this.redis.eval(
-      ACQUIRE,
-      2,
-      this.slotsKey(record.keyId),
-      this.recordKey(leaseId),
-      ttlMs,
-      limit ?? 0,
-      leaseId,
-      JSON.stringify(record),
-      RECORD_GRACE_SEC,
-    )) as [number, number];
+    const keys = [this.slotsKey(record.keyId), this.recordKey(leaseId)];
+    const args = [ttlMs, limit ?? 0, leaseId, JSON.stringify(record), RECORD_GRACE_SEC];
+    const [ok, wait] = (await ACQUIRE.run(this.redis, keys, args)) as [number, number];
     return ok === 1 ? { acquired: true } : { acquired: false, msBeforeFreeSlot: Math.max(wait, 0) };
   }
 
   async take(leaseId: string): Promise<LeaseRecord | null> {
-    const text = (await this.redis.eval(TAKE, 1, this.recordKey(leaseId))) as string | null;
+    const text = (await TAKE.run(this.redis, [this.recordKey(leaseId)], [])) as string | null;
     if (!text) return null;
     const record = JSON.parse(text) as LeaseRecord;
     if (record.holdsSlot) await this.redis.zrem(this.slotsKey(record.keyId), leaseId);
@@ -90,8 +100,8 @@ export class RedisLeases implements LeaseStore {
     const text = (await this.redis.get(this.recordKey(leaseId))) as string | null;
     if (!text) return false;
     const { keyId } = JSON.parse(text) as LeaseRecord;
-    const args = [ttlMs, leaseId, RECORD_GRACE_SEC];
-    return (await this.redis.eval(RENEW, 2, this.recordKey(leaseId), this.slotsKey(keyId), ...args)) === 1;
+    const keys = [this.recordKey(leaseId), this.slotsKey(keyId)];
+    return (await RENEW.run(this.redis, keys, [ttlMs, leaseId, RECORD_GRACE_SEC])) === 1;
   }
 
   private slotsKey(keyId: string): string {
