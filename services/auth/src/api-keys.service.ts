@@ -25,6 +25,7 @@ const WELL_FORMED_KEY = /^[\x21-\x7e]{1,512}$/;
  */
 export class ApiKeysService {
   private bySecret = new Map<string, ApiKeyEntry>();
+  private byKeyId = new Map<string, ApiKeyEntry>();
   private lastText: string | null = null;
   private lastResult: ReloadResult = { keys: 0, errors: [] };
   private readProblem: string | null = null;
@@ -43,7 +44,7 @@ export class ApiKeysService {
 
   /** The key as loaded now, by id (settle charges against a key's current limits). */
   byId(id: string): ApiKeyEntry | undefined {
-    return [...this.bySecret.values()].find((k) => k.id === id);
+    return this.byKeyId.get(id);
   }
 
   /** Null when keys are loaded from a clean file; otherwise what a user should fix. */
@@ -111,7 +112,7 @@ export class ApiKeysService {
       this.lastResult = { keys: this.count, errors };
       return;
     }
-    const previousById = new Map([...this.bySecret.values()].map((k) => [k.id, k]));
+    const previousById = this.byKeyId;
     const next = new Map(keys.map((k) => [k.secretSha256, k]));
     const newIds = new Set(keys.map((k) => k.id));
     for (const error of errors) {
@@ -119,6 +120,7 @@ export class ApiKeysService {
       if (kept && !next.has(kept.secretSha256)) next.set(kept.secretSha256, kept);
     }
     this.bySecret = next;
+    this.byKeyId = new Map([...next.values()].map((k) => [k.id, k]));
     this.lastResult = { keys: next.size, errors };
     this.onLoaded(next.size);
     this.logger.info({ keys: next.size, badLines: errors.length }, 'keys loaded');

@@ -133,8 +133,9 @@ export class AuthorizeService {
         param: 'model',
       });
     }
-    this.refuseSpentTokens(key, usage!, now);
-    return this.admit(key, model, usage!);
+    const spent = usage ?? (await this.usage(key, now));
+    this.refuseSpentTokens(key, spent, now);
+    return this.admit(key, model, spent);
   }
 
   private failuresFrom(ip: string): Promise<CounterState> {

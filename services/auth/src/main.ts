@@ -11,13 +11,13 @@ import {
   loadPriceTable,
 } from '@gguf-gateway/shared';
 import { authConfigSchema } from './config.js';
-import { buildAuth } from './wiring.js';
+import { buildAuth, REDIS_COMMAND_TIMEOUT_MS } from './wiring.js';
 
 const config = loadConfigOrExit(authConfigSchema);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
-const redis = createRedis(config.REDIS_URL, 'request-path');
+const redis = createRedis(config.REDIS_URL, 'request-path', { commandTimeout: REDIS_COMMAND_TIMEOUT_MS });
 redis.on('error', (err) => logger.warn({ err }, 'redis error'));
 const auth = await buildAuth({
   logger,

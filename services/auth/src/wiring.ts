@@ -10,6 +10,12 @@ import { KeysFileRepository } from './keys-file.repository.js';
 import { InsuredLeases, MemoryLeases, RedisLeases } from './leases.repository.js';
 import { LimitsRepository } from './limits.repository.js';
 
+/**
+ * A Redis that hangs (not down, just not answering) must not hang authorize: past this, the command
+ * fails and the insurance limiter answers.
+ */
+export const REDIS_COMMAND_TIMEOUT_MS = 500;
+
 export interface AuthWiring extends AuthorizeSettings {
   logger: Logger;
   registry: Registry;

@@ -51,7 +51,8 @@ function ensureTrailingNewline(text: string): string {
   return text === '' || text.endsWith('\n') ? text : `${text}\n`;
 }
 
-function lineIdOf(text: string, id: string): (line: number) => boolean {
+/** Whether a line number of `text` holds key `id` (valid or broken). */
+function linesOfKey(text: string, id: string): (line: number) => boolean {
   const { keys, errors } = parseKeysFile(text);
   const lines = new Set([
     ...keys.filter((k) => k.id === id).map((k) => k.line),
@@ -142,7 +143,7 @@ async function list(path: string, io: CommandIo): Promise<number> {
 async function revoke(path: string, id: string | undefined, io: CommandIo): Promise<number> {
   if (!id) throw new UsageError('keys revoke needs a key id');
   const text = await readKeysFile(path);
-  const isKeyLine = lineIdOf(text, id);
+  const isKeyLine = linesOfKey(text, id);
   const lines = text.split('\n');
   const kept = lines.filter((_, index) => !isKeyLine(index + 1));
   if (kept.length === lines.length) {

@@ -14,7 +14,7 @@ import {
   type PriceTable,
 } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
-import { buildAuth, type AuthParts } from '../../src/wiring.js';
+import { buildAuth, REDIS_COMMAND_TIMEOUT_MS, type AuthParts } from '../../src/wiring.js';
 
 export interface AuthInstance {
   url: string;
@@ -37,7 +37,7 @@ export interface InstanceOptions {
 export async function startAuth(options: InstanceOptions): Promise<AuthInstance> {
   const logs = new LogCapture();
   const logger = createLogger({ service: 'auth', level: 'debug', destination: logs });
-  const redis = createRedis(options.redisUrl, 'request-path');
+  const redis = createRedis(options.redisUrl, 'request-path', { commandTimeout: REDIS_COMMAND_TIMEOUT_MS });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
   await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
   const parts = await buildAuth({
