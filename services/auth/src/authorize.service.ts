@@ -11,6 +11,7 @@ import {
 } from '@gguf-gateway/shared';
 import type { ApiKeysService, KeyLookup } from './api-keys.service.js';
 import type { AuthMetrics, DecisionResult } from './auth.metrics.js';
+import { CHARGED_LIMITS, NANO_USD, TOKENS_PER_MINUTE } from './charged-limits.js';
 import type { LeaseStore } from './leases.repository.js';
 import type { CounterState, LimitsRepository } from './limits.repository.js';
 import { rateLimitHeaders, retryAfterSeconds, type WindowFigures } from './rate-limit-headers.js';
@@ -27,33 +28,11 @@ export interface Authorized {
 }
 
 const MINUTE = 60;
-const TWO_DAYS = 2 * 86_400;
-const MONTH_AND_A_DAY = 32 * 86_400;
-// Budgets are counted in nano-USD: whole points, and a 10-token request still costs something.
-const NANO_USD = 1e9;
 
+/** What the key has used: its rpm window, and each charged limit it has (same order as CHARGED_LIMITS). */
 interface Usage {
   requests: CounterState | null;
-  tokens: CounterState | null;
-  dailyTokens: CounterState | null;
-  usdDay: CounterState | null;
-  usdMonth: CounterState | null;
-}
-
-function utcDay(now: Date): string {
-  return now.toISOString().slice(0, 10);
-}
-
-function utcMonth(now: Date): string {
-  return now.toISOString().slice(0, 7);
-}
-
-function msToNextUtcDay(now: Date): number {
-  return Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1) - now.getTime();
-}
-
-function msToNextUtcMonth(now: Date): number {
-  return Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1) - now.getTime();
+  charged: (CounterState | null)[];
 }
 
 function figures(limit: number | null, state: CounterState | null): WindowFigures | null {
@@ -86,26 +65,22 @@ export class AuthorizeService {
     const record = await this.leases.take(lease);
     const key = record ? this.keys.byId(record.keyId) : undefined;
     if (!record || !key) return;
-    const { limits, id } = key;
     const now = new Date();
-    const tokens = promptTokens + completionTokens;
-    const nanoUsd = record.model
-      ? Math.round(costUsd(this.prices, record.model, promptTokens, completionTokens) * NANO_USD)
-      : 0;
-    const charges: Promise<void>[] = [];
-    if (limits.tpm !== null) charges.push(this.limits.charge('tpm', id, limits.tpm, MINUTE, tokens));
-    if (limits.dailyTokens !== null) {
-      charges.push(this.limits.charge('daily-tokens', `${id}:${utcDay(now)}`, limits.dailyTokens, TWO_DAYS, tokens));
-    }
-    if (limits.budgetUsdDay !== null) {
-      const limit = Math.round(limits.budgetUsdDay * NANO_USD);
-      charges.push(this.limits.charge('usd-day', `${id}:${utcDay(now)}`, limit, TWO_DAYS, nanoUsd));
-    }
-    if (limits.budgetUsdMonth !== null) {
-      const limit = Math.round(limits.budgetUsdMonth * NANO_USD);
-      charges.push(this.limits.charge('usd-month', `${id}:${utcMonth(now)}`, limit, MONTH_AND_A_DAY, nanoUsd));
-    }
-    await Promise.all(charges);
+    const cost = record.model ? costUsd(this.prices, record.model, promptTokens, completionTokens) : 0;
+    const used = { tokens: promptTokens + completionTokens, nanoUsd: Math.round(cost * NANO_USD) };
+    await Promise.all(
+      CHARGED_LIMITS.map((charged) => {
+        const limit = charged.limit(key.limits);
+        if (limit === null) return;
+        return this.limits.charge(
+          charged.counter,
+          charged.bucket(key.id, now),
+          limit,
+          charged.windowSec,
+          charged.points(used),
+        );
+      }),
+    );
   }
 
   renew(lease: string): Promise<boolean> {
@@ -179,49 +154,31 @@ export class AuthorizeService {
 
   private async usage({ id, limits }: ApiKeyEntry, now: Date): Promise<Usage> {
     const peek = (counter: string, key: string, limit: number | null, windowSec: number) =>
-      limit === null ? Promise.resolve(null) : this.limits.peek(counter, key, limit, windowSec);
-    const nano = (usd: number | null) => (usd === null ? null : Math.round(usd * NANO_USD));
-    const [requests, tokens, dailyTokens, usdDay, usdMonth] = await Promise.all([
+      limit === null ? null : this.limits.peek(counter, key, limit, windowSec);
+    const [requests, ...charged] = await Promise.all([
       peek('rpm', id, limits.rpm, MINUTE),
-      peek('tpm', id, limits.tpm, MINUTE),
-      peek('daily-tokens', `${id}:${utcDay(now)}`, limits.dailyTokens, TWO_DAYS),
-      peek('usd-day', `${id}:${utcDay(now)}`, nano(limits.budgetUsdDay), TWO_DAYS),
-      peek('usd-month', `${id}:${utcMonth(now)}`, nano(limits.budgetUsdMonth), MONTH_AND_A_DAY),
+      ...CHARGED_LIMITS.map((c) => peek(c.counter, c.bucket(id, now), c.limit(limits), c.windowSec)),
     ]);
-    return { requests, tokens, dailyTokens, usdDay, usdMonth };
+    return { requests: requests ?? null, charged: charged.map((state) => state ?? null) };
+  }
+
+  private tokenState(usage: Usage): CounterState | null {
+    return usage.charged[CHARGED_LIMITS.indexOf(TOKENS_PER_MINUTE)] ?? null;
   }
 
   private refuseSpentTokens(key: ApiKeyEntry, usage: Usage, now: Date): void {
-    const headers = rateLimitHeaders(figures(key.limits.rpm, usage.requests), figures(key.limits.tpm, usage.tokens));
-    const refuse = (code: string, message: string, retryMs: number) =>
-      new ApiError(429, message, { code, headers: { ...headers, 'Retry-After': retryAfterSeconds(retryMs) } });
-    if (usage.tokens && usage.tokens.remaining === 0) {
-      throw refuse(
-        'rate_limit_exceeded',
-        `Rate limit reached for key '${key.id}': ${key.limits.tpm} tokens per minute.`,
-        usage.tokens.msBeforeReset,
+    for (const [index, charged] of CHARGED_LIMITS.entries()) {
+      const state = usage.charged[index];
+      if (!state || state.remaining > 0) continue;
+      const headers = rateLimitHeaders(
+        figures(key.limits.rpm, usage.requests),
+        figures(key.limits.tpm, this.tokenState(usage)),
       );
-    }
-    if (usage.dailyTokens && usage.dailyTokens.remaining === 0) {
-      throw refuse(
-        'quota_exceeded',
-        `Daily token quota of ${key.limits.dailyTokens} reached for key '${key.id}'; it resets at 00:00 UTC.`,
-        msToNextUtcDay(now),
-      );
-    }
-    if (usage.usdDay && usage.usdDay.remaining === 0) {
-      throw refuse(
-        'budget_exceeded',
-        `Daily budget of $${key.limits.budgetUsdDay} reached for key '${key.id}'; it resets at 00:00 UTC.`,
-        msToNextUtcDay(now),
-      );
-    }
-    if (usage.usdMonth && usage.usdMonth.remaining === 0) {
-      throw refuse(
-        'budget_exceeded',
-        `Monthly budget of $${key.limits.budgetUsdMonth} reached for key '${key.id}'; it resets on the 1st (UTC).`,
-        msToNextUtcMonth(now),
-      );
+      const retryMs = charged.msUntilReset(now) ?? state.msBeforeReset;
+      throw new ApiError(429, charged.message(key.id, key.limits), {
+        code: charged.code,
+        headers: { ...headers, 'Retry-After': retryAfterSeconds(retryMs) },
+      });
     }
   }
 
@@ -230,7 +187,7 @@ export class AuthorizeService {
     const { limits } = key;
     const lease = randomUUID();
     const ttlMs = this.settings.leaseTtlSec * 1000;
-    const tokenFigures = figures(limits.tpm, usage.tokens);
+    const tokenFigures = figures(limits.tpm, this.tokenState(usage));
     const slot = await this.leases.acquire(
       lease,
       { keyId: key.id, model, holdsSlot: limits.concurrency !== null },
@@ -266,7 +223,7 @@ export class AuthorizeService {
         keyId: key.id,
         scopes: key.scopes,
         limits,
-        remaining: { requests: requests?.remaining ?? null, tokens: usage.tokens?.remaining ?? null },
+        remaining: { requests: requests?.remaining ?? null, tokens: this.tokenState(usage)?.remaining ?? null },
         lease,
         leaseTtlSec: this.settings.leaseTtlSec,
       },

@@ -14,6 +14,7 @@ const SECRETS = {
   admin: 'sk-admin-000000000000000008',
   models: 'sk-models-00000000000000009',
   ttl: 'sk-ttl-00000000000000000010',
+  monthly: 'sk-monthly-000000000000011',
 };
 
 const KEYS = [
@@ -27,6 +28,7 @@ const KEYS = [
   `admin:${SECRETS.admin} scope=admin`,
   `models:${SECRETS.models} models=tiny*|qwen2`,
   `ttl:${SECRETS.ttl} concurrency=1`,
+  `monthly:${SECRETS.monthly} budget_usd_month=0.0005`,
 ].join('\n');
 
 describe('auth service against real Redis', function () {
@@ -182,6 +184,19 @@ describe('auth service against real Redis', function () {
     assert.match(refused.body.error!.message, /Daily budget of \$0.001/);
   });
 
+  it('returns 429 budget_exceeded once settled cost reaches the monthly USD budget', async () => {
+    const first = await ask(SECRETS.monthly, { model: 'tiny-llama' });
+    assert.equal(first.status, 200);
+    await settle(first.body.lease!, 10, 20);
+    const refused = await ask(SECRETS.monthly, { model: 'tiny-llama' });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error!.code, 'budget_exceeded');
+    assert.match(refused.body.error!.message, /Monthly budget of \$0.0005/);
+    const now = new Date();
+    const untilNextMonth = (Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1) - now.getTime()) / 1000;
+    assert.ok(Math.abs(Number(refused.headers.get('retry-after')) - untilNextMonth) <= 2);
+  });
+
   it('releases a concurrency slot on settle', async () => {
     const a = await ask(SECRETS.slots);
     const b = await ask(SECRETS.slots);
@@ -218,7 +233,7 @@ describe('auth service against real Redis', function () {
     const text = await (await fetch(`${auth.url}/metrics`)).text();
     assert.match(text, /auth_decisions_total\{result="allowed",service="auth"\} \d+/);
     assert.match(text, /auth_decisions_total\{result="invalid_api_key",service="auth"\} \d+/);
-    assert.match(text, /auth_keys_loaded\{service="auth"\} 10/);
+    assert.match(text, /auth_keys_loaded\{service="auth"\} 11/);
     assert.match(text, /auth_redis_degraded\{service="auth"\} 0/);
   });
 
@@ -226,7 +241,7 @@ describe('auth service against real Redis', function () {
     const res = await fetch(`${auth.url}/readyz`);
     const body = (await res.json()) as { status: string; checks: Record<string, string> };
     assert.equal(res.status, 200);
-    assert.deepEqual(body, { status: 'ready', checks: { keys: 'ok (10 keys)', redis: 'ok' } });
+    assert.deepEqual(body, { status: 'ready', checks: { keys: 'ok (11 keys)', redis: 'ok' } });
   });
 
   it('never puts a secret from the keys file in a log line or an error body', () => {
