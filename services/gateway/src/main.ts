@@ -40,7 +40,8 @@ const router = new ModelRouter(backendsFile, (backend) =>
       : undefined,
 );
 
-const redis = createRedis(config.REDIS_URL, 'request-path');
+// Auto-pipelining sends the usage XADDs of concurrent requests in one write.
+const redis = createRedis(config.REDIS_URL, 'request-path', { enableAutoPipelining: true });
 redis.on('error', (err) => logger.warn({ err }, 'redis error'));
 const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
 const monitor = new ReadinessMonitor(
