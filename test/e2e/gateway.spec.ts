@@ -1,6 +1,7 @@
 // The gateway end to end: the real gateway process (services/gateway/dist/main.js) in front of two
 // real llama-servers with the tiny model (one for chat/completions, one started with --embeddings),
-// driven by the official openai SDK. Auth is the contract-faithful stub from services/gateway/test/support.
+// driven by the official openai SDK, with the real auth service process (services/auth/dist/main.js)
+// reading a keys file and counting limits in Redis.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,17 +21,20 @@ import {
   waitFor,
   type ManagedProcess,
 } from '@gguf-gateway/testkit';
-import { AuthStub } from '../../services/gateway/test/support/auth-stub.js';
 
 const INFERENCE_KEY = 'inference-key-0123456789abcdef';
 const USER = 'sk-e2e-user-0123456789';
 const LIMITED = 'sk-e2e-limited-0123456789';
+const ADMIN = 'sk-e2e-admin-0123456789';
+const REVOKED = 'sk-e2e-revoked-0123456789';
+const KEYS = [`e2e-user:${USER}`, `e2e-limited:${LIMITED}:1`, `e2e-admin:${ADMIN} scope=admin`];
 
 describe('gateway end to end with llama-server and the openai SDK', function () {
   this.timeout(60_000);
   let chatServer: LlamaServer;
   let embedServer: LlamaServer;
-  let auth: AuthStub;
+  let auth: ManagedProcess;
+  let keysFile: string;
   let gateway: ManagedProcess;
   let redis: Redis;
   let dir: string;
@@ -48,13 +52,22 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     embedPort = await freePort();
     apiPort = await freePort();
     healthPort = await freePort();
-    auth = await AuthStub.start({
-      keys: [
-        { id: 'e2e-user', secret: USER },
-        { id: 'e2e-limited', secret: LIMITED, rpm: 1 },
-      ],
-    });
+    const authPort = await freePort();
     dir = mkdtempSync(join(tmpdir(), 'gg-gateway-e2e-'));
+    keysFile = join(dir, 'api_keys');
+    writeFileSync(keysFile, [...KEYS, `e2e-revoked:${REVOKED}`, ''].join('\n'), { mode: 0o600 });
+    auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
+      env: {
+        ...process.env,
+        PORT: String(authPort),
+        REDIS_URL: testSettings.TEST_REDIS_URL,
+        REDIS_KEY_PREFIX: prefix,
+        API_KEYS_FILE: keysFile,
+        LOG_LEVEL: 'warn',
+      },
+    });
+    const authUrl = `http://127.0.0.1:${authPort}`;
+    await waitFor('auth /readyz', async () => (await fetch(`${authUrl}/readyz`)).status === 200, 15_000);
     const backendsFile = join(dir, 'backends.yaml');
     writeFileSync(
       backendsFile,
@@ -62,9 +75,11 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
         'models:',
         '  tiny: { aliases: [tiny-chat], tiers: [[chat]] }',
         '  tiny-embed: { tiers: [[embed]] }',
+        '  offline: { tiers: [[dead]] }',
         'backends:',
         `  chat: { kind: llamacpp, url: "http://127.0.0.1:${chatPort}" }`,
         `  embed: { kind: llamacpp, url: "http://127.0.0.1:${embedPort}" }`,
+        `  dead: { kind: llamacpp, url: "http://127.0.0.1:${await freePort()}" }`,
       ].join('\n'),
     );
     // The gateway starts before its backends exist, so /ping can be seen initializing.
@@ -75,7 +90,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
         PORT_HEALTH: String(healthPort),
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
-        AUTH_URL: auth.url,
+        AUTH_URL: authUrl,
         BACKENDS_FILE: backendsFile,
         INFERENCE_API_KEY: INFERENCE_KEY,
         READINESS_POLL_MS: '100',
@@ -91,7 +106,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     if (gateway) await stopProcess(gateway);
     await chatServer?.stop();
     await embedServer?.stop();
-    await auth?.stop();
+    if (auth) await stopProcess(auth);
     redis?.disconnect();
     await deleteRedisPrefix(prefix);
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -241,7 +256,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
   it('lists the configured models and aliases', async () => {
     const ids = [];
     for await (const model of client.models.list()) ids.push(model.id);
-    assert.deepEqual(ids.sort(), ['tiny', 'tiny-chat', 'tiny-embed']);
+    assert.deepEqual(ids.sort(), ['offline', 'tiny', 'tiny-chat', 'tiny-embed']);
     assert.equal((await client.models.retrieve('tiny-chat')).id, 'tiny-chat');
   });
 
@@ -258,6 +273,16 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
       (err: InstanceType<typeof OpenAI.NotFoundError>) =>
         err instanceof OpenAI.NotFoundError && err.code === 'model_not_found',
     );
+    await assert.rejects(
+      client.chat.completions.create({ model: 'offline', messages: [{ role: 'user', content: 'x' }] }),
+      (err: InstanceType<typeof OpenAI.InternalServerError>) => {
+        assert.equal(err.status, 503);
+        assert.equal(err.code, 'backend_unavailable');
+        assert.match(err.headers.get('retry-after') ?? '', /^\d+$/);
+        assert.ok(err.requestID);
+        return true;
+      },
+    );
     const limited = new OpenAI({ apiKey: LIMITED, baseURL: `http://127.0.0.1:${apiPort}/v1`, maxRetries: 0 });
     await limited.models.list();
     await assert.rejects(limited.models.list(), (err: InstanceType<typeof OpenAI.RateLimitError>) => {
@@ -265,6 +290,41 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
       assert.match(err.headers.get('retry-after') ?? '', /^\d+$/);
       return true;
     });
+  });
+
+  it('reloads the keys through the admin route, and refuses it to a key without the admin scope', async () => {
+    const reload = (key: string) =>
+      fetch(`http://127.0.0.1:${apiPort}/admin/v1/keys/reload`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+      });
+    const refused = await reload(USER);
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'insufficient_scope');
+    const done = await reload(ADMIN);
+    assert.equal(done.status, 200);
+    assert.deepEqual(await done.json(), { keys: 4, errors: [] });
+  });
+
+  it('stops serving a key within one second of its removal from the keys file', async () => {
+    const revoked = new OpenAI({ apiKey: REVOKED, baseURL: `http://127.0.0.1:${apiPort}/v1`, maxRetries: 0 });
+    await revoked.models.list();
+    writeFileSync(keysFile, [...KEYS, ''].join('\n'));
+    const removedAt = Date.now();
+    await waitFor(
+      'revoked key refused',
+      async () => {
+        try {
+          await revoked.models.list();
+          return false;
+        } catch (err) {
+          return err instanceof OpenAI.AuthenticationError;
+        }
+      },
+      1000,
+      50,
+    );
+    assert.ok(Date.now() - removedAt <= 1000);
   });
 
   it('frees the llama.cpp slot when the client aborts a stream, and records the abort', async () => {
