@@ -3,8 +3,8 @@
 // metering on real Redis), at 1 and 32 connections; then 500 concurrent streams, direct vs gateway.
 //
 // The upstream is a fast local fake OpenAI server (services/gateway/test/support/fake-openai.ts),
-// so the figures measure the proxies, not a model. Auth is the contract-faithful stub from the same
-// folder, counting each key's rpm in Redis. Every part runs as its own process on this machine.
+// so the figures measure the proxies, not a model. Auth is the real auth service (services/auth) with
+// an rpm limit on the key, on real Redis. Every part runs as its own process on this machine.
 import http from 'node:http';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -153,45 +153,55 @@ export const gatewayBench: BenchSuite = {
     const dir = mkdtempSync(join(tmpdir(), 'gg-gateway-bench-'));
     const procs: ManagedProcess[] = [];
     try {
-      const [upstreamPort, authPort, barePort, gatewayPort, healthPort] = await Promise.all(
-        Array.from({ length: 5 }, () => freePort()),
-      );
-      const upstream = tsx('services/gateway/test/support/serve.ts', [
-        'fake-openai',
+      const [upstreamPort, authPort, barePort, gatewayPort, healthPort, stubPort, stubGatewayPort, stubHealthPort] =
+        await Promise.all(Array.from({ length: 8 }, () => freePort()));
+      const upstream = tsx('services/gateway/test/support/fake-openai.main.ts', [
         String(upstreamPort),
         '3',
         String(STREAM_INTERVAL_MS),
       ]);
-      const auth = tsx('services/gateway/test/support/serve.ts', [
-        'auth-stub',
-        String(authPort),
-        testSettings.TEST_REDIS_URL,
-        prefix,
-        KEY,
-      ]);
+      const keysFile = join(dir, 'api_keys');
+      writeFileSync(keysFile, `bench:${KEY} rpm=1000000000\n`, { mode: 0o600 });
+      const auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
+        env: {
+          ...process.env,
+          PORT: String(authPort),
+          REDIS_URL: testSettings.TEST_REDIS_URL,
+          REDIS_KEY_PREFIX: prefix,
+          API_KEYS_FILE: keysFile,
+          LOG_LEVEL: 'warn',
+        },
+      });
       const bare = tsx('scripts/bench/bare-proxy.ts', [String(barePort), `http://127.0.0.1:${upstreamPort}`]);
       const backendsFile = join(dir, 'backends.yaml');
       writeFileSync(
         backendsFile,
         `models: { bench: { tiers: [[fake]] } }\nbackends: { fake: { kind: llamacpp, url: "http://127.0.0.1:${upstreamPort}" } }\n`,
       );
-      const gateway = startProcess(process.execPath, [join(repoRoot, 'services/gateway/dist/main.js')], {
-        env: {
-          ...process.env,
-          PORT: String(gatewayPort),
-          PORT_HEALTH: String(healthPort),
-          REDIS_URL: testSettings.TEST_REDIS_URL,
-          REDIS_KEY_PREFIX: prefix,
-          AUTH_URL: `http://127.0.0.1:${authPort}`,
-          BACKENDS_FILE: backendsFile,
-          LOG_LEVEL: 'warn',
-        },
-      });
-      procs.push(upstream, auth, bare, gateway);
+      const startGateway = (port: number, healthPort: number, authUrl: string) =>
+        startProcess(process.execPath, [join(repoRoot, 'services/gateway/dist/main.js')], {
+          env: {
+            ...process.env,
+            PORT: String(port),
+            PORT_HEALTH: String(healthPort),
+            REDIS_URL: testSettings.TEST_REDIS_URL,
+            REDIS_KEY_PREFIX: prefix,
+            AUTH_URL: authUrl,
+            BACKENDS_FILE: backendsFile,
+            LOG_LEVEL: 'warn',
+          },
+        });
+      const gateway = startGateway(gatewayPort!, healthPort!, `http://127.0.0.1:${authPort}`);
+      // The same gateway in front of an in-memory auth stub: the gateway's own cost, auth's taken out.
+      const stub = tsx('services/gateway/test/support/auth-stub.main.ts', [String(stubPort), KEY]);
+      const stubGateway = startGateway(stubGatewayPort!, stubHealthPort!, `http://127.0.0.1:${stubPort}`);
+      procs.push(upstream, auth, bare, gateway, stub, stubGateway);
       await listening('fake upstream', upstreamPort!, upstream);
-      await listening('auth stub', authPort!, auth);
+      await listening('auth', authPort!, auth);
       await listening('bare proxy', barePort!, bare);
       await listening('gateway', gatewayPort!, gateway);
+      await listening('auth stub', stubPort!, stub);
+      await listening('gateway with auth stub', stubGatewayPort!, stubGateway);
 
       const targets: Target[] = [
         { name: 'direct upstream', url: `http://127.0.0.1:${upstreamPort}` },
@@ -200,6 +210,11 @@ export const gatewayBench: BenchSuite = {
           name: 'full gateway (auth + rpm + metering)',
           url: `http://127.0.0.1:${gatewayPort}`,
           pid: gateway.child.pid,
+        },
+        {
+          name: 'gateway + in-memory auth stub (metering on)',
+          url: `http://127.0.0.1:${stubGatewayPort}`,
+          pid: stubGateway.child.pid,
         },
       ];
       const rows: BenchRow[] = [];
@@ -223,17 +238,18 @@ export const gatewayBench: BenchSuite = {
         }
       }
       // A short round first, so both paths run with warm connection pools.
-      await streams(targets[0]!, 2);
-      await streams(targets[2]!, 2);
+      for (const target of [targets[0]!, targets[2]!, targets[3]!]) await streams(target, 2);
       const direct = await streams(targets[0]!);
-      const full = await streams(targets[2]!);
-      rows.push({
-        case: `${STREAMS} streams x ${STREAM_CHUNKS} chunks every ${STREAM_INTERVAL_MS} ms: gateway vs direct`,
-        connections: STREAMS,
-        'added TTFB p50 ms': full.ttfbP50 - direct.ttfbP50,
-        'added p99 inter-chunk ms': full.gapP99 - direct.gapP99,
-        'gateway RSS MB': Math.round(full.rssMb ?? 0),
-      });
+      for (const target of [targets[2]!, targets[3]!]) {
+        const through = await streams(target);
+        rows.push({
+          case: `${STREAMS} streams x ${STREAM_CHUNKS} chunks every ${STREAM_INTERVAL_MS} ms: ${target.name}`,
+          connections: STREAMS,
+          'added TTFB p50 ms': through.ttfbP50 - direct.ttfbP50,
+          'added p99 inter-chunk ms': through.gapP99 - direct.gapP99,
+          'gateway RSS MB': Math.round(through.rssMb ?? 0),
+        });
+      }
       return rows;
     } finally {
       for (const proc of procs.reverse()) await stopProcess(proc);
