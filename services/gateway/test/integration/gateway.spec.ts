@@ -378,6 +378,12 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       for (const [name, ...labels] of expected) assert.ok(has(name, ...labels), `missing ${name} ${labels.join(',')}`);
     });
 
+    it('never writes a client key or the backend key to its logs', () => {
+      const logs = gateway.logs.text();
+      assert.ok(logs.includes('"url":"/v1/chat/completions"'), 'requests are logged');
+      for (const secret of [USER, ADMIN, LIMITED, RESTRICTED, BACKEND_KEY]) assert.ok(!logs.includes(secret));
+    });
+
     it('answers CORS preflight for an allowed origin only', async () => {
       const allowed = await fetch(`${gateway.url}/v1/chat/completions`, {
         method: 'OPTIONS',
