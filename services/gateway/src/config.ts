@@ -7,6 +7,8 @@ export const gatewayConfigSchema = {
   REDIS_URL: env.url(),
   AUTH_URL: env.url(),
   BACKENDS_FILE: env.path(),
+  /** Postgres with the usage tables, for GET /admin/v1/usage; without it that route answers 503. */
+  DATABASE_URL: env.optionalUrl(),
   /** The llama.cpp sidecars' own key; the client's Authorization header never reaches a backend. */
   INFERENCE_API_KEY: z.string().min(16).optional(),
   /** Largest accepted request body, in bytes. */

@@ -3,6 +3,7 @@ import {
   closeServer,
   createLogger,
   createMetricsRegistry,
+  createPgPool,
   createRedis,
   handleProcessErrors,
   handleShutdown,
@@ -10,6 +11,8 @@ import {
   loadConfigOrExit,
   redisProblem,
 } from '@gguf-gateway/shared';
+import { unavailableRouter } from './admin/unavailable.router.js';
+import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
 import { AuthClient } from './auth.client.js';
 import { anyBackendProblem } from './backend-health.js';
@@ -53,6 +56,14 @@ const monitor = new ReadinessMonitor(
   logger,
 );
 
+// Only the admin usage route reads Postgres: a small pool, and the API never waits on it.
+const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
+const adminRouters = [
+  pool
+    ? createUsageRouter({ pool })
+    : unavailableRouter(['/usage'], 'Usage totals need DATABASE_URL on the gateway (the metrics Postgres).'),
+];
+
 const registry = createMetricsRegistry('gateway');
 const app = createApp({
   logger,
@@ -73,7 +84,7 @@ const app = createApp({
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   corsOrigins: config.CORS_ORIGINS,
   trustProxyHops: config.TRUST_PROXY_HOPS,
-  adminRouters: [],
+  adminRouters,
 });
 
 monitor.start();
@@ -91,4 +102,5 @@ handleShutdown(logger, [
   { name: 'readiness', close: () => monitor.stop() },
   { name: 'auth', close: () => auth.close() },
   { name: 'redis', close: () => redis.quit() },
+  { name: 'postgres', close: () => pool?.end() },
 ]);
