@@ -1,9 +1,12 @@
 // `npm run bench`: every suite in one run on this machine, each printed as a markdown table.
 // `npm run bench -- <name>...` runs only the named suites.
+import { authorizeBench } from './authorize.bench.js';
 import { formatTable, type BenchSuite } from './bench.js';
+import { gatewayBench } from './gateway.bench.js';
+import { usageBench } from './usage.bench.js';
 
 // Each suite lives in its own file beside this one; register it here.
-const suites: BenchSuite[] = [];
+const suites: BenchSuite[] = [authorizeBench, gatewayBench, usageBench];
 
 const wanted = process.argv.slice(2);
 const selected = wanted.length > 0 ? suites.filter((s) => wanted.includes(s.name)) : suites;

@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // The gguf-gateway command line. Commands arrive with the issues that need them (keys: #3, pull: #6).
-const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {};
+import { keysCommand } from './commands/keys.js';
+
+const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
+  keys: keysCommand,
+};
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;

@@ -11,3 +11,4 @@ export * from './redis.js';
 export * from './request-context.js';
 export * from './request-id.js';
 export * from './shutdown.js';
+export * from './keys-file.js';

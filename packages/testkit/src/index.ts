@@ -8,3 +8,4 @@ export * from './processes.js';
 export * from './redis.js';
 export * from './services.js';
 export * from './settings.js';
+export * from './usage-events.js';

@@ -27,6 +27,7 @@ export class PrivateRedis {
     await waitFor(`redis-server on port ${this.port}`, async () => {
       if (proc.child.exitCode !== null) throw new Error(`redis-server exited: ${proc.output()}`);
       const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      client.on('error', () => undefined); // a refused probe is expected while it starts
       try {
         await client.connect();
         return (await client.ping()) === 'PONG';

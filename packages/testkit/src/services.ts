@@ -13,6 +13,7 @@ export async function assertSharedServicesReachable(): Promise<void> {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
+  redis.on('error', () => undefined); // reported below, with what to start
   try {
     await redis.connect();
     await redis.ping();

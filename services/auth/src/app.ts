@@ -1,4 +1,5 @@
 import express, { type Express } from 'express';
+import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import {
   createHealthRouter,
@@ -6,21 +7,28 @@ import {
   notFoundHandler,
   requestIdMiddleware,
   type Logger,
-  type ReadinessCheck,
 } from '@gguf-gateway/shared';
+import type { ApiKeysService } from './api-keys.service.js';
+import { createAuthRouter } from './auth.router.js';
+import type { AuthorizeService } from './authorize.service.js';
+import { createReadinessRouter } from './readiness.router.js';
 
 export interface AuthAppDeps {
   logger: Logger;
   registry: Registry;
-  readiness: Record<string, ReadinessCheck>;
+  redis: Redis;
+  keys: ApiKeysService;
+  authorizer: AuthorizeService;
 }
 
 /** The auth service: answers whether a request may run (keys, limits, quotas). */
-export function createApp({ logger, registry, readiness }: AuthAppDeps): Express {
+export function createApp({ logger, registry, redis, keys, authorizer }: AuthAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestIdMiddleware);
-  app.use(createHealthRouter({ checks: readiness, registry }));
+  app.use(createReadinessRouter(keys, redis));
+  app.use(createHealthRouter({ checks: {}, registry }));
+  app.use(createAuthRouter(authorizer, keys));
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

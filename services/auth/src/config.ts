@@ -5,6 +5,16 @@ export const authConfigSchema = {
   PORT: env.port(8090),
   REDIS_URL: env.url(),
   API_KEYS_FILE: env.path(),
+  /** USD per million tokens per model (YAML/JSON), for budget_usd_day / budget_usd_month. */
+  PRICES_FILE: env.path().optional(),
+  /** How often the keys file is re-read; a removed key stops working within this (plus one request). */
+  KEYS_FILE_POLL_MS: env.millis(250),
+  /** A concurrency slot not settled or renewed within this is released (a crashed gateway). */
+  LEASE_TTL_SEC: env.int(120, 3),
+  /** Failed key attempts (unknown or malformed key) allowed per client IP per window; past that,
+   *  every request from the IP is refused until the window ends (brute-force guard). */
+  FAILED_AUTH_MAX: env.int(20, 1),
+  FAILED_AUTH_WINDOW_SEC: env.int(300, 1),
 };
 
 export type AuthConfig = ConfigOf<typeof authConfigSchema>;

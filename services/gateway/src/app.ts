@@ -1,4 +1,6 @@
-import express, { type Express } from 'express';
+import express, { type Express, type Router } from 'express';
+import helmet from 'helmet';
+import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
 import {
   createHealthRouter,
@@ -8,19 +10,70 @@ import {
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
+import { createAdminRouter } from './admin.router.js';
+import type { AuthClient } from './auth.client.js';
+import type { UpstreamTimeouts } from './backend.proxy.js';
+import { corsAllowlist } from './cors.middleware.js';
+import { createGatewayMetrics } from './gateway.metrics.js';
+import { InferenceService } from './inference.service.js';
+import type { ModelRouter } from './model-router.js';
+import { createOpenAIRouter } from './openai.router.js';
+import { RequestAuthorizer } from './request-authorizer.js';
+import { requestMetrics } from './request-metrics.middleware.js';
+import type { UsageStreamRepository } from './usage-stream.repository.js';
 
 export interface GatewayAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  auth: AuthClient;
+  router: ModelRouter;
+  usageStream: UsageStreamRepository;
+  timeouts: UpstreamTimeouts;
+  bodyLimitBytes: number;
+  corsOrigins?: readonly string[];
+  /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
+  trustProxyHops?: number;
+  /** Routers of other issues, mounted under /admin/v1 after the admin check. */
+  adminRouters?: Router[];
 }
 
 /** The public OpenAI-compatible API. */
-export function createApp({ logger, registry, readiness }: GatewayAppDeps): Express {
+export function createApp(deps: GatewayAppDeps): Express {
+  const { logger, registry, auth, router, bodyLimitBytes } = deps;
+  const metrics = createGatewayMetrics(registry);
+  const authorizer = new RequestAuthorizer(auth, logger);
+  const inference = new InferenceService({
+    router,
+    authorizer,
+    usageStream: deps.usageStream,
+    metrics,
+    logger,
+    timeouts: deps.timeouts,
+  });
+
   const app = express();
   app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('trust proxy', deps.trustProxyHops ?? 0);
   app.use(requestIdMiddleware);
-  app.use(createHealthRouter({ checks: readiness, registry }));
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId: (_req, res) => res.getHeader('x-request-id') as string,
+      customLogLevel: (_req, res, err) =>
+        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
+      serializers: {
+        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+    }),
+  );
+  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(corsAllowlist(deps.corsOrigins ?? []));
+  app.use(createHealthRouter({ checks: deps.readiness, registry }));
+  app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
+  app.use('/admin/v1', createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters: deps.adminRouters ?? [] }));
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

@@ -1,4 +1,4 @@
-import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
+import { commonConfig, env, loadConfig, z, type ConfigOf } from '@gguf-gateway/shared';
 
 export const gatewayConfigSchema = {
   ...commonConfig,
@@ -7,7 +7,32 @@ export const gatewayConfigSchema = {
   REDIS_URL: env.url(),
   AUTH_URL: env.url(),
   BACKENDS_FILE: env.path(),
+  /** Postgres with the usage tables, for GET /admin/v1/usage; without it that route answers 503. */
+  DATABASE_URL: env.optionalUrl(),
+  /** The llama.cpp sidecars' own key; the client's Authorization header never reaches a backend. */
   INFERENCE_API_KEY: z.string().min(16).optional(),
+  /** Largest accepted request body, in bytes. */
+  BODY_LIMIT_BYTES: env.int(4 * 1024 * 1024, 1024),
+  /** Browser origins allowed to call the API (comma-separated); empty allows none. */
+  CORS_ORIGINS: env.list(),
+  /** Trust X-Forwarded-For from this many proxy hops when naming the client's IP (0: the socket's). */
+  TRUST_PROXY_HOPS: env.int(0),
+  UPSTREAM_CONNECT_TIMEOUT_MS: env.millis(5_000),
+  /** Until the backend's response headers: prompt processing of a long prompt counts here. */
+  UPSTREAM_FIRST_BYTE_TIMEOUT_MS: env.millis(120_000),
+  /** Between two chunks of a response; there is no total cap on a healthy stream. */
+  UPSTREAM_IDLE_TIMEOUT_MS: env.millis(60_000),
+  AUTH_TIMEOUT_MS: env.millis(5_000),
+  /** How often the background poll checks auth and the backends for readiness and /ping. */
+  READINESS_POLL_MS: env.millis(2_000),
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;
+
+/** The keys of remote backends, from the variables the backends file names (or their _FILE forms). */
+export function loadBackendKeys(names: readonly string[]): Record<string, string> {
+  const unique = [...new Set(names)];
+  return loadConfig(Object.fromEntries(unique.map((name) => [name, z.string().min(1)])), process.env, {
+    fileVariables: unique,
+  }) as Record<string, string>;
+}

@@ -3,21 +3,104 @@ import {
   closeServer,
   createLogger,
   createMetricsRegistry,
+  createPgPool,
+  createRedis,
   handleProcessErrors,
   handleShutdown,
   listen,
   loadConfigOrExit,
+  redisProblem,
 } from '@gguf-gateway/shared';
+import { unavailableRouter } from './admin/unavailable.router.js';
+import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
-import { gatewayConfigSchema } from './config.js';
+import { AuthClient } from './auth.client.js';
+import { anyBackendProblem } from './backend-health.js';
+import { readBackendsFile } from './backends-file.repository.js';
+import { gatewayConfigSchema, loadBackendKeys } from './config.js';
+import { ModelRouter } from './model-router.js';
+import { createPingServer } from './ping.server.js';
+import { ReadinessMonitor } from './readiness.monitor.js';
+import { UsageStreamRepository } from './usage-stream.repository.js';
 
 const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY'] });
 const logger = createLogger({ service: 'gateway', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
-const registry = createMetricsRegistry('gateway');
-const app = createApp({ logger, registry, readiness: {} });
-const server = await listen(app, config.PORT);
-logger.info({ port: boundPort(server) }, 'gateway listening');
+const backendsFile = await readBackendsFile(config.BACKENDS_FILE).catch((err: Error) => {
+  logger.fatal(`BACKENDS_FILE ${config.BACKENDS_FILE}: ${err.message}`);
+  process.exit(1);
+});
+const remoteKeys = loadBackendKeys(backendsFile.backends.flatMap((b) => (b.apiKeyEnv ? [b.apiKeyEnv] : [])));
+if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => b.kind === 'llamacpp')) {
+  logger.warn('INFERENCE_API_KEY is not set: llama.cpp backends are called without a key');
+}
+const router = new ModelRouter(backendsFile, (backend) =>
+  backend.apiKeyEnv
+    ? remoteKeys[backend.apiKeyEnv]
+    : backend.kind === 'llamacpp'
+      ? config.INFERENCE_API_KEY
+      : undefined,
+);
 
-handleShutdown(logger, [{ name: 'http', close: () => closeServer(server) }]);
+// Auto-pipelining sends the usage XADDs of concurrent requests in one write.
+const redis = createRedis(config.REDIS_URL, 'request-path', { enableAutoPipelining: true });
+redis.on('error', (err) => logger.warn({ err }, 'redis error'));
+const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
+const monitor = new ReadinessMonitor(
+  {
+    auth: () => auth.problem(),
+    backends: () => anyBackendProblem(router.backends(), config.UPSTREAM_CONNECT_TIMEOUT_MS),
+  },
+  config.READINESS_POLL_MS,
+  logger,
+);
+
+// Only the admin usage route reads Postgres: a small pool, and the API never waits on it.
+const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
+const adminRouters = [
+  pool
+    ? createUsageRouter({ pool })
+    : unavailableRouter(['/usage'], 'Usage totals need DATABASE_URL on the gateway (the metrics Postgres).'),
+];
+
+const registry = createMetricsRegistry('gateway');
+const app = createApp({
+  logger,
+  registry,
+  readiness: {
+    auth: () => monitor.problem('auth'),
+    backends: () => monitor.problem('backends'),
+    redis: () => redisProblem(redis),
+  },
+  auth,
+  router,
+  usageStream: new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX),
+  timeouts: {
+    connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+    firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
+    idleMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
+  },
+  bodyLimitBytes: config.BODY_LIMIT_BYTES,
+  corsOrigins: config.CORS_ORIGINS,
+  trustProxyHops: config.TRUST_PROXY_HOPS,
+  adminRouters,
+});
+
+monitor.start();
+const server = await listen(app, config.PORT);
+const pingServer = createPingServer(() => monitor.ready);
+await new Promise<void>((resolve) => pingServer.listen(config.PORT_HEALTH, '0.0.0.0', resolve));
+logger.info(
+  { port: boundPort(server), healthPort: config.PORT_HEALTH, models: router.models().map((m) => m.id) },
+  'gateway listening',
+);
+
+handleShutdown(logger, [
+  { name: 'http', close: () => closeServer(server) },
+  { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
+  { name: 'readiness', close: () => monitor.stop() },
+  { name: 'auth', close: () => auth.close() },
+  { name: 'redis', close: () => redis.quit() },
+  { name: 'postgres', close: () => pool?.end() },
+]);

@@ -1,26 +1,56 @@
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import request from 'supertest';
 import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
+import { ApiKeysService } from '../../src/api-keys.service.js';
 import { createApp } from '../../src/app.js';
+import { createAuthMetrics } from '../../src/auth.metrics.js';
+import { AuthorizeService } from '../../src/authorize.service.js';
+import type { KeysFileRepository } from '../../src/keys-file.repository.js';
+import { MemoryLeases } from '../../src/leases.repository.js';
+import { LimitsRepository } from '../../src/limits.repository.js';
+
+const stubFile = (text: string) =>
+  ({ path: '/run/secrets/api_keys', read: () => Promise.resolve({ text }) }) as unknown as KeysFileRepository;
 
 describe('auth app', () => {
-  const app = createApp({
-    logger: createLogger({ service: 'auth', destination: new LogCapture() }),
-    registry: createMetricsRegistry('auth'),
-    readiness: { dependency: () => 'not connected yet' },
-  });
+  // A client that never connects: these routes must not need Redis.
+  const redis = new Redis({ lazyConnect: true, enableOfflineQueue: false });
+  const logger = createLogger({ service: 'auth', destination: new LogCapture() });
+  const registry = createMetricsRegistry('auth');
+  const metrics = createAuthMetrics(registry, () => true);
+  const keys = new ApiKeysService(stubFile(''), logger, metrics.keysLoaded);
+  const settings = { leaseTtlSec: 60, failedAuthMax: 5, failedAuthWindowSec: 60 };
+  const authorizer = new AuthorizeService(
+    keys,
+    new LimitsRepository(redis, 't:'),
+    new MemoryLeases(),
+    [],
+    metrics,
+    settings,
+  );
+  const app = createApp({ logger, registry, redis, keys, authorizer });
 
-  it('is live on /healthz while a dependency is not ready', async () => {
+  after(() => redis.disconnect());
+
+  it('is live on /healthz and not ready on /readyz while no key is loaded', async () => {
     assert.equal((await request(app).get('/healthz')).status, 200);
     const ready = await request(app).get('/readyz');
     assert.equal(ready.status, 503);
-    assert.equal(ready.body.checks.dependency, 'not connected yet');
+    assert.equal(ready.body.status, 'not_ready');
+    assert.match(ready.body.checks.keys, /no API keys are loaded/);
   });
 
   it('answers an unknown route with a JSON 404', async () => {
     const res = await request(app).get('/v1/nothing');
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'unknown_route');
+  });
+
+  it('answers an authorize body without a valid route with a 400 naming the field', async () => {
+    const res = await request(app).post('/v1/authorize').send({ key: 'x', model: null, route: 'teleport', ip: '::1' });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.param, 'route');
   });
 });

@@ -3,13 +3,28 @@ import request from 'supertest';
 import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { createApp } from '../../src/app.js';
+import { AuthClient } from '../../src/auth.client.js';
+import { parseBackendsFile } from '../../src/backends-file.parser.js';
+import { ModelRouter } from '../../src/model-router.js';
+import type { UsageStreamRepository } from '../../src/usage-stream.repository.js';
 
 describe('gateway app', () => {
+  const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100);
   const app = createApp({
     logger: createLogger({ service: 'gateway', destination: new LogCapture() }),
     registry: createMetricsRegistry('gateway'),
     readiness: { dependency: () => 'not connected yet' },
+    auth,
+    router: new ModelRouter(
+      parseBackendsFile('models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "http://127.0.0.1:9"}}'),
+      () => undefined,
+    ),
+    usageStream: { append: () => Promise.resolve() } as unknown as UsageStreamRepository,
+    timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100 },
+    bodyLimitBytes: 1024,
   });
+
+  after(() => auth.close());
 
   it('is live on /healthz while a dependency is not ready', async () => {
     assert.equal((await request(app).get('/healthz')).status, 200);
@@ -22,5 +37,12 @@ describe('gateway app', () => {
     const res = await request(app).get('/v1/nothing');
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'unknown_route');
+  });
+
+  it('rejects a body that is not a JSON object before asking auth', async () => {
+    const res = await request(app).post('/v1/chat/completions').set('content-type', 'text/plain').send('hello');
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'invalid_body');
+    assert.ok(res.headers['x-request-id']);
   });
 });

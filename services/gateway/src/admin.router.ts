@@ -1,0 +1,35 @@
+import express, { Router, type RequestHandler } from 'express';
+import { ApiError } from '@gguf-gateway/shared';
+import type { AuthClient } from './auth.client.js';
+import type { RequestAuthorizer } from './request-authorizer.js';
+
+export interface AdminRouterDeps {
+  auth: AuthClient;
+  authorizer: RequestAuthorizer;
+  bodyLimitBytes: number;
+  /** Handlers of other issues (model pulls, usage), mounted after the admin check. */
+  extraRouters: Router[];
+}
+
+/** Only keys with `scope=admin` get past this. */
+function requireAdmin(authorizer: RequestAuthorizer): RequestHandler {
+  return async (req, res, next) => {
+    const decision = await authorizer.authorize(req, res, 'admin', null);
+    authorizer.settleOnClose(res, decision.lease);
+    if (!decision.scopes.includes('admin')) {
+      throw new ApiError(403, 'This key does not have the admin scope.', { code: 'insufficient_scope' });
+    }
+    next();
+  };
+}
+
+export function createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters }: AdminRouterDeps): Router {
+  const admin = Router();
+  admin.use(requireAdmin(authorizer));
+  admin.use(express.json({ limit: bodyLimitBytes }));
+  admin.post('/keys/reload', async (_req, res) => {
+    res.json(await auth.reloadKeys(res.getHeader('x-request-id') as string));
+  });
+  for (const router of extraRouters) admin.use(router);
+  return admin;
+}

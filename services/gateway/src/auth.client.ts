@@ -1,0 +1,139 @@
+import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import {
+  ApiError,
+  isOpenAIErrorBody,
+  serviceUnavailable,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type KeysReloadResponse,
+  type SettleRequest,
+} from '@gguf-gateway/shared';
+
+// The gateway's side of the auth contract (DESIGN.md): one keep-alive connection pool, the
+// request id forwarded, auth's refusals relayed to the client unchanged.
+
+export interface AuthReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: unknown;
+}
+
+export type AuthorizeResult =
+  { allowed: true; decision: AuthorizeResponse; headers: Record<string, string> } | { allowed: false; error: ApiError };
+
+/** The headers auth sets for the client: every x-ratelimit-* and Retry-After. */
+export function clientHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string' && (name.startsWith('x-ratelimit-') || name === 'retry-after')) out[name] = value;
+  }
+  return out;
+}
+
+export class AuthClient {
+  private readonly agent: http.Agent;
+  private readonly transport: typeof http | typeof https;
+
+  constructor(
+    private readonly baseUrl: URL,
+    private readonly timeoutMs: number,
+  ) {
+    this.transport = baseUrl.protocol === 'https:' ? https : http;
+    this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
+  }
+
+  async authorize(request: AuthorizeRequest, requestId: string): Promise<AuthorizeResult> {
+    const reply = await this.call('POST', '/v1/authorize', request, requestId);
+    if (reply.status === 200) {
+      return { allowed: true, decision: reply.body as AuthorizeResponse, headers: clientHeaders(reply.headers) };
+    }
+    return { allowed: false, error: this.relayedError(reply) };
+  }
+
+  async settle(request: SettleRequest, requestId: string): Promise<void> {
+    const reply = await this.call('POST', '/v1/settle', request, requestId);
+    if (reply.status !== 204 && reply.status !== 200) throw new Error(`auth settle answered ${reply.status}`);
+  }
+
+  async renew(lease: string, requestId: string): Promise<void> {
+    const reply = await this.call('POST', '/v1/renew', { lease }, requestId);
+    if (reply.status !== 204 && reply.status !== 200) throw new Error(`auth renew answered ${reply.status}`);
+  }
+
+  async reloadKeys(requestId: string): Promise<KeysReloadResponse> {
+    const reply = await this.call('POST', '/v1/keys/reload', {}, requestId);
+    if (reply.status !== 200) throw this.relayedError(reply);
+    return reply.body as KeysReloadResponse;
+  }
+
+  /** Readiness: null when auth says it is ready. */
+  async problem(): Promise<string | null> {
+    try {
+      const reply = await this.call('GET', '/readyz', undefined, undefined);
+      return reply.status === 200 ? null : `auth is not ready (${reply.status})`;
+    } catch (err) {
+      return `auth: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`;
+    }
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** Auth's OpenAI-shaped refusal as is; anything else means auth itself is broken. */
+  private relayedError(reply: AuthReply): ApiError {
+    if (reply.status >= 400 && reply.status < 500 && isOpenAIErrorBody(reply.body)) {
+      return ApiError.fromBody(reply.status, reply.body, clientHeaders(reply.headers));
+    }
+    return new ApiError(502, 'The auth service gave an unexpected answer.', {
+      code: 'auth_error',
+      type: 'server_error',
+    });
+  }
+
+  private call(method: string, path: string, body: unknown, requestId: string | undefined): Promise<AuthReply> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string | number> = {};
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(payload);
+    }
+    if (requestId) headers['x-request-id'] = requestId;
+    return new Promise((resolve, reject) => {
+      const req = this.transport.request(new URL(path, this.baseUrl), {
+        method,
+        headers,
+        agent: this.agent,
+        timeout: this.timeoutMs,
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      // The client sees a generic 503; the cause (an internal address) stays in our logs.
+      req.on('error', (err) =>
+        reject(
+          Object.assign(serviceUnavailable('The auth service is unavailable; retry shortly.', 1, 'auth_unavailable'), {
+            cause: err,
+          }),
+        ),
+      );
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = null;
+          if (text.length > 0) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = text;
+            }
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
+        });
+      });
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,190 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Response } from 'express';
+import { ApiError, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
+import type { Backend } from './model-router.js';
+import { JsonUsageTap, SseUsageTap, type UpstreamUsage } from './usage.tap.js';
+
+// Sends one request to a backend and streams its answer to the client as it arrives, reading the
+// token usage on the way. The client's Authorization never goes upstream: the backend's own key does.
+
+export interface UpstreamTimeouts {
+  connectMs: number;
+  firstByteMs: number;
+  idleMs: number;
+}
+
+export interface ProxyRequest {
+  backend: Backend;
+  path: string;
+  body: Buffer;
+  requestId: string;
+  /** Remove usage from the streamed answer: the client did not ask for it. */
+  stripUsage: boolean;
+  res: Response;
+}
+
+export type UpstreamFailure = 'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'backend_auth';
+
+export interface ProxyOutcome {
+  /** What the client got; 499 when it went away first. */
+  status: number;
+  usage: UpstreamUsage | null;
+  contentEvents: number;
+  /** From sending the request to the first byte of the backend's body. */
+  ttftMs: number | null;
+  errorCode: string | null;
+  failure: UpstreamFailure | null;
+}
+
+const RETRY_AFTER_SEC = 2;
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
+};
+
+const transports = { 'http:': http, 'https:': https };
+
+/** Backend errors before any byte of the answer: the client gets the OpenAI shape. */
+const FAILURE_ERRORS: Record<Exclude<UpstreamFailure, 'status_5xx'>, () => ApiError> = {
+  connect: () =>
+    serviceUnavailable('The model backend is unavailable; retry shortly.', RETRY_AFTER_SEC, 'backend_unavailable'),
+  timeout: () =>
+    new ApiError(504, 'The model backend did not answer in time.', { code: 'backend_timeout', type: 'server_error' }),
+  idle_timeout: () =>
+    new ApiError(504, 'The model backend stopped sending.', { code: 'backend_timeout', type: 'server_error' }),
+  reset: () =>
+    new ApiError(502, 'The model backend closed the connection.', { code: 'backend_error', type: 'server_error' }),
+  backend_auth: () =>
+    new ApiError(502, 'The model backend refused the gateway; check INFERENCE_API_KEY.', {
+      code: 'backend_auth_failed',
+      type: 'server_error',
+    }),
+};
+
+export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts): Promise<ProxyOutcome> {
+  const { backend, res } = request;
+  const protocol = backend.url.protocol as keyof typeof transports;
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': request.body.length,
+    'x-request-id': request.requestId,
+  };
+  if (backend.apiKey) headers.authorization = `Bearer ${backend.apiKey}`;
+  const started = performance.now();
+
+  return new Promise((resolve) => {
+    let done = false;
+    let ttftMs: number | null = null;
+    let tap: SseUsageTap | JsonUsageTap | null = null;
+    let upstreamRes: IncomingMessage | null = null;
+
+    const upstream = transports[protocol].request({
+      protocol,
+      hostname: backend.url.hostname,
+      port: backend.url.port,
+      path: backend.url.pathname.replace(/\/$/, '') + request.path,
+      method: 'POST',
+      headers,
+      agent: agents[protocol],
+    });
+
+    // One deadline at a time: connect, then first byte, then idle between chunks (refreshed per chunk).
+    let timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+    const arm = (reason: 'timeout' | 'idle_timeout', ms: number) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fail(reason), ms);
+    };
+
+    const finish = (status: number, errorCode: string | null, failure: UpstreamFailure | null) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({
+        status,
+        usage: tap?.usage ?? null,
+        contentEvents: tap instanceof SseUsageTap ? tap.contentEvents : 0,
+        ttftMs,
+        errorCode,
+        failure,
+      });
+    };
+
+    function fail(reason: Exclude<UpstreamFailure, 'status_5xx'>) {
+      if (done) return;
+      upstream.destroy();
+      const error = FAILURE_ERRORS[reason]();
+      if (res.headersSent) {
+        // Mid-stream: the status is gone already; cutting the connection tells the client.
+        res.destroy();
+      } else {
+        sendApiError(res, error);
+      }
+      finish(error.status, error.code, reason);
+    }
+
+    upstream.on('socket', (socket) => {
+      if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
+      socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
+    });
+
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
+    });
+
+    res.on('close', () => {
+      if (done) return;
+      // The client went away: stop the backend's work so llama.cpp frees the slot.
+      upstream.destroy();
+      finish(499, 'client_aborted', null);
+    });
+
+    upstream.on('response', (incoming) => {
+      upstreamRes = incoming;
+      const status = incoming.statusCode ?? 502;
+      if (status === 401 || status === 403) {
+        incoming.resume();
+        return fail('backend_auth');
+      }
+      arm('idle_timeout', timeouts.idleMs);
+      const contentType = incoming.headers['content-type'] ?? 'application/json';
+      const isStream = contentType.startsWith('text/event-stream');
+      res.status(status);
+      res.setHeader('content-type', contentType);
+      if (isStream) {
+        res.setHeader('cache-control', 'no-cache');
+        res.setHeader('x-accel-buffering', 'no');
+        res.flushHeaders();
+        tap = new SseUsageTap(request.stripUsage);
+      } else {
+        const length = incoming.headers['content-length'];
+        if (length !== undefined) res.setHeader('content-length', length);
+        tap = new JsonUsageTap();
+      }
+      const sink = tap;
+      incoming.on('data', (chunk: Buffer) => {
+        if (done) return;
+        ttftMs ??= performance.now() - started;
+        timer.refresh();
+        const out = sink.push(chunk);
+        if (out.length > 0 && !res.write(out)) {
+          incoming.pause();
+          res.once('drain', () => incoming.resume());
+        }
+      });
+      incoming.on('end', () => {
+        if (done) return;
+        const rest = sink instanceof SseUsageTap ? sink.flush() : Buffer.alloc(0);
+        res.end(rest);
+        finish(status, status >= 400 ? `backend_status_${status}` : null, status >= 500 ? 'status_5xx' : null);
+      });
+      incoming.on('close', () => {
+        if (!incoming.complete) fail('reset');
+      });
+    });
+
+    upstream.end(request.body);
+  });
+}

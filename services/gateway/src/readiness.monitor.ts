@@ -1,0 +1,66 @@
+import type { Logger } from '@gguf-gateway/shared';
+
+export type ProblemCheck = () => Promise<string | null>;
+
+/**
+ * Polls the gateway's dependencies in the background, so that readiness probes (/ping, /readyz)
+ * read a remembered answer and never send a request to a backend themselves (scale to zero).
+ */
+export class ReadinessMonitor {
+  private problems: Record<string, string> = {};
+  private timer: NodeJS.Timeout | null = null;
+  private polling: Promise<void> | null = null;
+  private everPassed = false;
+
+  constructor(
+    private readonly checks: Record<string, ProblemCheck>,
+    private readonly intervalMs: number,
+    private readonly logger: Logger,
+  ) {
+    for (const name of Object.keys(checks)) this.problems[name] = 'not checked yet';
+  }
+
+  get ready(): boolean {
+    return Object.keys(this.problems).length === 0;
+  }
+
+  /** The remembered problem of one check, null when it passed. */
+  problem(name: string): string | null {
+    return this.problems[name] ?? null;
+  }
+
+  start(): void {
+    void this.poll();
+    this.timer = setInterval(() => void this.poll(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.polling;
+  }
+
+  /** One round of every check; overlapping rounds are skipped. */
+  poll(): Promise<void> {
+    this.polling ??= this.runChecks().finally(() => (this.polling = null));
+    return this.polling;
+  }
+
+  private async runChecks(): Promise<void> {
+    const names = Object.keys(this.checks);
+    const results = await Promise.all(names.map((name) => this.checks[name]!().catch((e: Error) => e.message)));
+    const problems: Record<string, string> = {};
+    names.forEach((name, i) => {
+      if (results[i] !== null) problems[name] = results[i]!;
+    });
+    const wasReady = this.ready;
+    this.problems = problems;
+    if (this.ready && !wasReady) {
+      this.logger.info(this.everPassed ? 'dependencies ready again' : 'ready: auth and a backend answer');
+      this.everPassed = true;
+    } else if (!this.ready && (wasReady || !this.everPassed)) {
+      this.logger.warn({ problems }, this.everPassed ? 'not ready any more' : 'waiting for dependencies');
+    }
+  }
+}

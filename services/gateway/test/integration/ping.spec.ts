@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createLogger } from '@gguf-gateway/shared';
+import { LogCapture } from '@gguf-gateway/testkit';
+import { AuthClient } from '../../src/auth.client.js';
+import { anyBackendProblem } from '../../src/backend-health.js';
+import { parseBackendsFile } from '../../src/backends-file.parser.js';
+import { ModelRouter } from '../../src/model-router.js';
+import { createPingServer } from '../../src/ping.server.js';
+import { ReadinessMonitor } from '../../src/readiness.monitor.js';
+import { AuthStub } from '../support/auth-stub.js';
+import { FakeOpenAI } from '../support/fake-openai.js';
+
+describe('/ping on the health port', () => {
+  let fake: FakeOpenAI;
+  let auth: AuthStub;
+  let authClient: AuthClient;
+  let monitor: ReadinessMonitor;
+  let server: Server;
+  let url: string;
+
+  before(async () => {
+    fake = await FakeOpenAI.start();
+    fake.healthStatus = 503;
+    auth = await AuthStub.start({ keys: [] });
+    authClient = new AuthClient(new URL(auth.url), 1000);
+    const router = new ModelRouter(
+      parseBackendsFile(`models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "${fake.url}"}}`),
+      () => undefined,
+    );
+    // A poll interval far longer than the test: only explicit polls reach the backend.
+    monitor = new ReadinessMonitor(
+      { auth: () => authClient.problem(), backends: () => anyBackendProblem(router.backends(), 1000) },
+      600_000,
+      createLogger({ service: 'gateway', destination: new LogCapture() }),
+    );
+    server = createPingServer(() => monitor.ready);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/ping`;
+  });
+
+  after(async () => {
+    await monitor.stop();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    authClient.close();
+    await auth.stop();
+    await fake.stop();
+  });
+
+  it('answers 204 while the backend loads, 200 once it is healthy, and never calls the backend per probe', async () => {
+    monitor.start();
+    await monitor.poll();
+    assert.equal((await fetch(url)).status, 204);
+    fake.healthStatus = 200;
+    await monitor.poll();
+    const checks = fake.healthRequests;
+    for (let i = 0; i < 50; i += 1) assert.equal((await fetch(url)).status, 200);
+    assert.equal(fake.healthRequests, checks, 'no backend request per probe');
+    assert.equal(fake.requests.length, 0);
+  });
+});

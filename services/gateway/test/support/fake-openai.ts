@@ -1,0 +1,171 @@
+// A fast local fake of an OpenAI-compatible backend (llama.cpp's wire format) for the gateway's
+// tests and bench. Behaviour is picked by the request's model name, so one server covers every case:
+//   any name     answers normally (stream or not, usage chunk when include_usage is asked)
+//   split-utf8   streams "é日本🙂" with every character's bytes split across two writes
+//   stall        streams one chunk, then goes silent (idle timeout)
+//   slow         holds its response headers for 1 s (first-byte timeout)
+//   fail-500     answers 500 in the OpenAI error shape
+//   endless      streams a chunk every 20 ms until the client goes away
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeOpenAIOptions {
+  /** Content chunks of a streamed answer when the request gives no max_tokens. */
+  chunks?: number;
+  /** Delay between streamed chunks. */
+  chunkIntervalMs?: number;
+  /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+}
+
+export interface SeenRequest {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: Record<string, unknown>;
+}
+
+export const FAKE_PROMPT_TOKENS = 7;
+export const SPLIT_UTF8_TEXT = 'é日本🙂';
+
+export class FakeOpenAI {
+  readonly requests: SeenRequest[] = [];
+  healthRequests = 0;
+  healthStatus = 200;
+  /** Streams the client closed before their end. */
+  abortedStreams = 0;
+  private server!: Server;
+
+  private constructor(private readonly options: FakeOpenAIOptions) {}
+
+  static async start(options: FakeOpenAIOptions = {}, port = 0): Promise<FakeOpenAI> {
+    const fake = new FakeOpenAI(options);
+    fake.server = createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/health') {
+        fake.healthRequests += 1;
+        res.writeHead(fake.healthStatus, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
+        fake.requests.push({ path: req.url ?? '', headers: req.headers, body });
+        if (fake.options.apiKey && req.headers.authorization !== `Bearer ${fake.options.apiKey}`) {
+          res.writeHead(401, { 'content-type': 'application/json' });
+          res.end('{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}');
+          return;
+        }
+        fake.answer(req.url ?? '', body, res);
+      });
+    });
+    fake.server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve) => fake.server.listen(port, '127.0.0.1', resolve));
+    return fake;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private answer(path: string, body: Record<string, unknown>, res: ServerResponse): void {
+    const model = String(body.model);
+    if (model === 'fail-500') {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
+      return;
+    }
+    if (model === 'slow') {
+      setTimeout(() => this.answer(path, { ...body, model: 'fine' }, res), 1000);
+      return;
+    }
+    if (path === '/v1/embeddings') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          object: 'list',
+          model,
+          data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
+          usage: { prompt_tokens: FAKE_PROMPT_TOKENS, total_tokens: FAKE_PROMPT_TOKENS },
+        }),
+      );
+      return;
+    }
+    const count = typeof body.max_tokens === 'number' ? body.max_tokens : (this.options.chunks ?? 3);
+    const usage = {
+      prompt_tokens: FAKE_PROMPT_TOKENS,
+      completion_tokens: count,
+      total_tokens: FAKE_PROMPT_TOKENS + count,
+    };
+    if (body.stream !== true) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-fake',
+          object: 'chat.completion',
+          created: 1,
+          model,
+          choices: [
+            { index: 0, finish_reason: 'length', message: { role: 'assistant', content: 'tok'.repeat(count) } },
+          ],
+          usage,
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.flushHeaders();
+    const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    const event = (delta: object, extra: object = {}) =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+    const finish = () => {
+      res.write(
+        `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: {}, finish_reason: 'length' }] })}\n\n`,
+      );
+      if (includeUsage) {
+        res.write(
+          `data: ${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model, choices: [], usage })}\n\n`,
+        );
+      }
+      res.end('data: [DONE]\n\n');
+    };
+    res.on('close', () => {
+      if (!res.writableFinished) this.abortedStreams += 1;
+    });
+
+    if (model === 'split-utf8') {
+      const bytes = Buffer.from(event({ content: SPLIT_UTF8_TEXT }));
+      const cut = bytes.indexOf(Buffer.from('日')) + 1;
+      res.write(bytes.subarray(0, cut));
+      setTimeout(() => {
+        res.write(bytes.subarray(cut));
+        finish();
+      }, 30);
+      return;
+    }
+    if (model === 'stall') {
+      res.write(event({ content: 'tok' }));
+      return;
+    }
+    const total = model === 'endless' ? Infinity : count;
+    const interval = model === 'endless' ? 20 : (this.options.chunkIntervalMs ?? 0);
+    let sent = 0;
+    const next = () => {
+      if (res.destroyed) return;
+      if (sent >= total) return finish();
+      sent += 1;
+      res.write(event({ content: 'tok' }));
+      if (interval > 0) setTimeout(next, interval);
+      else next();
+    };
+    next();
+  }
+}

@@ -1,0 +1,123 @@
+// Starts the gateway app in-process on a free port, wired like main.ts, in front of the given auth
+// URL and backends file text, with a Redis key prefix of its own.
+import type { Server } from 'node:http';
+import { Redis } from 'ioredis';
+import {
+  USAGE_STREAM,
+  boundPort,
+  closeServer,
+  createLogger,
+  createMetricsRegistry,
+  listen,
+  redisKey,
+  type UsageEvent,
+} from '@gguf-gateway/shared';
+import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
+import type { Registry } from 'prom-client';
+import type { Router } from 'express';
+import { createApp } from '../../src/app.js';
+import { AuthClient } from '../../src/auth.client.js';
+import { parseBackendsFile } from '../../src/backends-file.parser.js';
+import { ModelRouter } from '../../src/model-router.js';
+import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
+import type { UpstreamTimeouts } from '../../src/backend.proxy.js';
+
+export interface HarnessOptions {
+  authUrl: string;
+  backendsYaml: string;
+  inferenceApiKey?: string;
+  timeouts?: Partial<UpstreamTimeouts>;
+  bodyLimitBytes?: number;
+  corsOrigins?: string[];
+  adminRouters?: Router[];
+  /** Redis the usage events go to (default: the test Redis). */
+  redisUrl?: string;
+}
+
+export class GatewayHarness {
+  private constructor(
+    readonly url: string,
+    readonly logs: LogCapture,
+    readonly registry: Registry,
+    readonly redis: Redis,
+    readonly prefix: string,
+    private readonly server: Server,
+    private readonly auth: AuthClient,
+    private readonly reader: Redis,
+  ) {}
+
+  static async start(options: HarnessOptions): Promise<GatewayHarness> {
+    const prefix = testRedisPrefix();
+    const logs = new LogCapture();
+    const logger = createLogger({ service: 'gateway', level: 'info', destination: logs });
+    const redis = new Redis(options.redisUrl ?? testSettings.TEST_REDIS_URL, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      retryStrategy: () => 200,
+    });
+    redis.on('error', () => undefined);
+    if (!options.redisUrl) await waitFor('redis', async () => redis.status === 'ready' || null, 5000, 20);
+    const router = new ModelRouter(parseBackendsFile(options.backendsYaml), (b) =>
+      b.kind === 'llamacpp' ? options.inferenceApiKey : undefined,
+    );
+    const auth = new AuthClient(new URL(options.authUrl), 2000);
+    const registry = createMetricsRegistry('gateway');
+    const app = createApp({
+      logger,
+      registry,
+      readiness: {},
+      auth,
+      router,
+      usageStream: new UsageStreamRepository(redis, prefix),
+      timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
+      bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+      corsOrigins: options.corsOrigins,
+      adminRouters: options.adminRouters,
+    });
+    const server = await listen(app, 0, '127.0.0.1');
+    const harness = new GatewayHarness(
+      `http://127.0.0.1:${boundPort(server)}`,
+      logs,
+      registry,
+      redis,
+      prefix,
+      server,
+      auth,
+      new Redis(testSettings.TEST_REDIS_URL),
+    );
+    return harness;
+  }
+
+  /** Every usage event written so far, oldest first. */
+  async usageEvents(): Promise<UsageEvent[]> {
+    const entries = await this.reader.xrange(redisKey(this.prefix, USAGE_STREAM), '-', '+');
+    return entries.map(([, fields]) => JSON.parse(fields[1]!) as UsageEvent);
+  }
+
+  /** Waits for the usage event of one request id. */
+  async usageEvent(requestId: string): Promise<UsageEvent> {
+    return waitFor(
+      `usage event of ${requestId}`,
+      async () => (await this.usageEvents()).find((e) => e.requestId === requestId),
+      2000,
+      10,
+    );
+  }
+
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const metric = (await this.registry.getMetricsAsJSON()).find((m) => m.name === name);
+    const values = (metric?.values ?? []) as { value: number; labels: Record<string, string | number> }[];
+    return values
+      .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+      .reduce((sum, v) => sum + v.value, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await closeServer(this.server);
+    this.auth.close();
+    this.redis.disconnect();
+    this.reader.disconnect();
+    await deleteRedisPrefix(this.prefix);
+  }
+}

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { BackendsFileError, parseBackendsFile } from '../../src/backends-file.parser.js';
+import { ModelRouter } from '../../src/model-router.js';
+
+const VALID = `
+models:
+  tiny:
+    aliases: [tiny-chat]
+    tiers: [[local]]
+  remote:
+    tiers: [[router]]
+backends:
+  local: { kind: llamacpp, url: "http://inference:8180" }
+  router: { kind: openai, url: "https://openrouter.ai/api", model: "meta/llama", apiKeyEnv: OPENROUTER_KEY }
+`;
+
+describe('backends file', () => {
+  it('resolves models and aliases to their backend, with the backend model name and key', () => {
+    const router = new ModelRouter(parseBackendsFile(VALID), (b) => (b.apiKeyEnv ? 'remote-key' : 'local-key'));
+    const alias = router.resolve('tiny-chat')!;
+    assert.equal(alias.model, 'tiny');
+    assert.equal(alias.backend.name, 'local');
+    assert.equal(alias.backend.apiKey, 'local-key');
+    const remote = router.resolve('remote')!;
+    assert.equal(remote.backend.model, 'meta/llama');
+    assert.equal(remote.backend.apiKey, 'remote-key');
+    assert.equal(router.resolve('nope'), null);
+    assert.deepEqual(
+      router.models().map((m) => m.id),
+      ['tiny', 'tiny-chat', 'remote'],
+    );
+  });
+
+  it('names every problem at once: unknown backends, duplicate names, bad kinds', () => {
+    const bad = `
+models:
+  a: { aliases: [b], tiers: [[missing]] }
+  b: { tiers: [[x]] }
+backends:
+  x: { kind: ftp, url: "http://x" }
+`;
+    assert.throws(
+      () => parseBackendsFile(bad),
+      (err: BackendsFileError) =>
+        err instanceof BackendsFileError && err.problems.some((p) => p.includes('backends.x.kind')),
+    );
+    const crossed = `
+models:
+  a: { aliases: [b], tiers: [[missing]] }
+  b: { tiers: [[x]] }
+backends:
+  x: { kind: llamacpp, url: "http://x" }
+`;
+    assert.throws(
+      () => parseBackendsFile(crossed),
+      (err: BackendsFileError) =>
+        err.problems.some((p) => p.includes('unknown backend "missing"')) &&
+        err.problems.some((p) => p.includes('"b" is already used')),
+    );
+  });
+
+  it('rejects text that is not YAML', () => {
+    assert.throws(() => parseBackendsFile('models: [unclosed'), /not valid YAML/);
+  });
+});
