@@ -31,7 +31,10 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
     prefix = testRedisPrefix();
     dir = mkdtempSync(join(tmpdir(), 'gg-prepare-'));
     writeFileSync(join(dir, 'api_keys'), 'admin:sk-admin-0123456789abcdef scope=admin\n');
-    writeFileSync(join(dir, 'backends.yaml'), 'models:\n  tiny:\n    - url: http://inference:8180\n');
+    writeFileSync(
+      join(dir, 'backends.yaml'),
+      'models:\n  tiny:\n    tiers: [[local]]\nbackends:\n  local:\n    kind: llamacpp\n    url: http://inference:8180\n',
+    );
     await writeTinyLlama(join(dir, 'tiny.gguf'));
     env = {
       PORT: String(await freePort()),
@@ -75,11 +78,11 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
     );
   });
 
-  it('exits non-zero naming the line of a broken backends file', async () => {
+  it('exits non-zero saying what is wrong with a broken backends file', async () => {
     writeFileSync(join(dir, 'backends.yaml'), 'models:\n  tiny: [unclosed\n');
     const run = runOrchestrator('prepare', env);
     assert.equal(await run.exited, 1);
-    assert.match(run.output(), /gate backends-file failed: BACKENDS_FILE=\S+backends.yaml: line 3: /);
+    assert.match(run.output(), /gate backends-file failed: BACKENDS_FILE=\S+backends.yaml: not valid YAML/);
   });
 
   it('waits for Postgres, shows the wait on /status, and fails naming the gate when it never comes', async () => {

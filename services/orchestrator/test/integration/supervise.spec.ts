@@ -33,7 +33,6 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     dir = mkdtempSync(join(tmpdir(), 'gg-supervise-'));
     chmodSync(dir, 0o755);
     writeFileSync(join(dir, 'api_keys'), 'admin:sk-admin-0123456789abcdef scope=admin\n');
-    writeFileSync(join(dir, 'backends.yaml'), 'models:\n  tiny:\n    - url: http://127.0.0.1:8180\n');
     await writeTinyLlama(join(dir, 'tiny.gguf'));
     const ports: Record<string, string> = {};
     for (const name of [
@@ -50,6 +49,10 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     ]) {
       ports[name] = String(await freePort());
     }
+    writeFileSync(
+      join(dir, 'backends.yaml'),
+      `models:\n  tiny:\n    tiers: [[local]]\nbackends:\n  local:\n    kind: llamacpp\n    url: http://127.0.0.1:${ports.INFERENCE_PORT}\n`,
+    );
     env = {
       ...ports,
       DATA_DIR: dir,
