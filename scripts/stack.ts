@@ -59,9 +59,8 @@ writeFileSync(
     '      - [local]',
     'backends:',
     '  local:',
-    '    type: llama.cpp',
+    '    kind: llamacpp',
     `    url: http://127.0.0.1:${config.INFERENCE_PORT}`,
-    '    apiKeyEnv: INFERENCE_API_KEY',
     '',
   ].join('\n'),
 );
