@@ -168,7 +168,7 @@ export class ModelPullService {
         failures = meter.bytesDone > before ? 1 : failures + 1;
         if (failures > MAX_STALLED_RESUMES) throw err;
         logger.warn(
-          { file: file.name, bytesDone: meter.bytesDone, err: (err as Error).message },
+          { file: file.name, bytesDone: meter.bytesDone, reason: (err as Error).message },
           'download interrupted, resuming',
         );
         await sleep(Math.min(250 * 2 ** (failures - 1), 5000));

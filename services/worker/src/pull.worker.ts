@@ -99,7 +99,7 @@ export function createPullWorker({
           .catch((dbErr: unknown) => log.error({ err: dbErr }, 'could not record the pull in pull_jobs'));
       }
       if (final) metrics.jobs.inc({ result: cancelled ? 'cancelled' : 'failed' });
-      log.warn({ state, err: (err as Error).message }, final ? 'pull ended' : 'pull failed, will retry');
+      log.warn({ state, reason: (err as Error).message }, final ? 'pull ended' : 'pull failed, will retry');
       throw err;
     } finally {
       metrics.active.dec();
