@@ -115,6 +115,8 @@ describe('model pull worker', function () {
     assert.equal(gets.length, 2);
     assert.equal(gets[0]!.headers.range, undefined);
     assert.equal(gets[1]!.headers.range, `bytes=${dropAt}-`);
+    assert.equal(done.attemptsMade, 1, 'resumed within the first attempt, not by a job retry');
+    assert.match(worker.logs.text(), /download interrupted, resuming/);
   });
 
   it('drops a stalled connection after PULL_STALL_TIMEOUT_MS and resumes where it stopped', async () => {
@@ -127,16 +129,18 @@ describe('model pull worker', function () {
     assert.equal(state, 'completed', done.failedReason);
     assert.equal(done.returnvalue.sha256, model.sha256);
     assert.equal(blobGets(model.sha256)[1]?.headers.range, `bytes=${stallAt}-`);
+    assert.equal(done.attemptsMade, 1, 'resumed within the first attempt, not by a job retry');
   });
 
   it('fails with want/got and removes the partial file when the bytes are corrupted', async () => {
-    const model = await serve('acme/bad-GGUF', 'bad.gguf', 2 * MB, { corrupt: true });
+    const model = await serve('acme/bad-GGUF', 'bad.gguf', 1 * MB, { corrupt: true });
     worker = await startWorker(env());
     const job = await worker.enqueue({ source: { repo: 'acme/bad-GGUF', file: 'bad.gguf' } });
     const { state, job: done } = await worker.finished(job.id!);
     assert.equal(state, 'failed');
     assert.match(done.failedReason, new RegExp(`sha256 mismatch for bad.gguf: want ${model.sha256} got [0-9a-f]{64}`));
     assert.equal(done.attemptsMade, 1, 'a sha mismatch is not retried');
+    assert.match(worker.logs.text(), /"state":"failed".*"msg":"pull ended"/);
     assert.equal(existsSync(join(worker.modelsDir, '.partial', 'bad.gguf')), false);
     assert.equal(existsSync(join(worker.modelsDir, 'bad.gguf')), false);
     const history = await worker.pool.query('SELECT state, error FROM pull_jobs WHERE job_id = $1', [job.id]);
