@@ -1,5 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { access, constants, mkdir, open, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
@@ -62,13 +61,6 @@ export class ModelFilesRepository {
   async freeBytes(): Promise<number> {
     const fs = await statfs(this.dir);
     return fs.bavail * fs.bsize;
-  }
-
-  /** A hash over the bytes already on disk, ready to be continued with the rest. */
-  async hashOf(path: string): Promise<Hash> {
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-    return hash;
   }
 
   async truncatePartial(name: string, size: number): Promise<void> {
