@@ -61,6 +61,8 @@ async function sha256Of(spec: FakeHubFile): Promise<{ sha256: string; size: numb
  */
 export class FakeHub {
   readonly requests: HubRequest[] = [];
+  /** Called as each request arrives, before it is answered (to look at the client's state then). */
+  onRequest: ((request: HubRequest) => void) | null = null;
   private readonly files = new Map<string, Blob>();
   private readonly blobs = new Map<string, Blob>();
   private bytesPerSec: number | null = null;
@@ -125,7 +127,14 @@ export class FakeHub {
   }
 
   private record(server: HubRequest['server'], req: IncomingMessage): void {
-    this.requests.push({ server, method: req.method ?? 'GET', url: req.url ?? '/', headers: { ...req.headers } });
+    const request: HubRequest = {
+      server,
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: { ...req.headers },
+    };
+    this.requests.push(request);
+    this.onRequest?.(request);
   }
 
   private onHub(req: IncomingMessage, res: ServerResponse): void {
