@@ -72,9 +72,10 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
       return waitFor(
         `job ${jobId} to finish`,
         async () => {
-          const job = await queue.getJob(jobId);
-          const state = job ? await job.getState() : 'missing';
-          return state === 'completed' || state === 'failed' ? { state, job: job! } : null;
+          // State first, then the job: a job read before it finished would lack its result.
+          const state = await queue.getJobState(jobId);
+          if (state !== 'completed' && state !== 'failed') return null;
+          return { state, job: (await queue.getJob(jobId))! };
         },
         timeoutMs,
         50,
