@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { basename, isAbsolute, join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
-import type { Logger, PullJobData } from '@gguf-gateway/shared';
+import { InvalidPullError, parsePullJobData, pullFiles, type Logger, type PullJobData } from '@gguf-gateway/shared';
 import type { ModelPullRepository, PullStatus } from './model-pull.repository.js';
 
 export interface DefaultModelSettings {
@@ -56,13 +56,18 @@ export async function ensureDefaultModel(
   if (!modelRepo && !modelFile) return null;
   if (!modelRepo || !modelFile) throw new Error('MODEL_REPO and MODEL_FILE go together: set both, or neither');
 
-  const target = join(modelsDir, basename(modelFile));
+  // The worker's own rules: a name that could leave MODELS_DIR is refused here, not after the pull.
+  let data: PullJobData;
+  try {
+    data = parsePullJobData({ source: { repo: modelRepo, file: modelFile, revision: modelRevision } });
+  } catch (err) {
+    if (err instanceof InvalidPullError) throw new Error(`MODEL_REPO / MODEL_FILE: ${err.message}`, { cause: err });
+    throw err;
+  }
+  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it.
+  const target = join(modelsDir, pullFiles(data)[0]!.name);
   if (existsSync(target)) return readModel(target, 'MODEL_FILE');
 
-  const data: PullJobData = {
-    source: { repo: modelRepo, file: modelFile, ...(modelRevision ? { revision: modelRevision } : {}) },
-    name: basename(modelFile).replace(/\.gguf$/i, ''),
-  };
   const pulls = openPulls();
   try {
     const jobId = await pulls.enqueue(data);

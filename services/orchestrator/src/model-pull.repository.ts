@@ -2,8 +2,9 @@ import { Queue } from 'bullmq';
 import {
   createRedis,
   MODEL_PULLS_QUEUE,
+  PULL_JOB_OPTIONS,
   pullJobId,
-  redisKey,
+  pullQueuePrefix,
   type PullJobData,
   type PullProgress,
 } from '@gguf-gateway/shared';
@@ -18,11 +19,6 @@ export interface PullStatus {
   path: string | null;
 }
 
-/** BullMQ's key prefix for this deployment: REDIS_KEY_PREFIX + "bull", as every producer and the worker use. */
-export function bullPrefix(redisKeyPrefix: string): string {
-  return redisKey(redisKeyPrefix, 'bull');
-}
-
 /** Enqueues model pulls on the worker's queue and reads their progress. */
 export class ModelPullRepository {
   private readonly redis;
@@ -33,7 +29,7 @@ export class ModelPullRepository {
     this.redis.on('error', () => undefined);
     this.queue = new Queue<PullJobData>(MODEL_PULLS_QUEUE, {
       connection: this.redis,
-      prefix: bullPrefix(redisKeyPrefix),
+      prefix: pullQueuePrefix(redisKeyPrefix),
     });
     this.queue.on('error', () => undefined);
   }
@@ -50,7 +46,7 @@ export class ModelPullRepository {
       if (state !== 'completed' && state !== 'failed') return jobId;
       await existing.remove();
     }
-    await this.queue.add('pull', data, { jobId, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: 100 });
+    await this.queue.add('pull', data, { ...PULL_JOB_OPTIONS, jobId });
     return jobId;
   }
 

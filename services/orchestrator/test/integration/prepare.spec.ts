@@ -6,7 +6,13 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pendingMigrations } from '@gguf-gateway/db';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
-import { MODEL_PULLS_QUEUE, pullJobId, type PullJobData, type PullProgress } from '@gguf-gateway/shared';
+import {
+  MODEL_PULLS_QUEUE,
+  pullJobId,
+  pullQueuePrefix,
+  type PullJobData,
+  type PullProgress,
+} from '@gguf-gateway/shared';
 import {
   createTestDatabase,
   deleteRedisPrefix,
@@ -16,7 +22,6 @@ import {
   waitFor,
   type TestDatabase,
 } from '@gguf-gateway/testkit';
-import { bullPrefix } from '../../src/model-pull.repository.js';
 import { runOrchestrator } from './orchestrator-process.js';
 
 describe('orchestrator prepare (real Postgres and Redis)', function () {
@@ -125,7 +130,7 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
         await writeTinyLlama(path);
         return { path };
       },
-      { connection, prefix: bullPrefix(prefix) },
+      { connection, prefix: pullQueuePrefix(prefix) },
     );
     try {
       const { MODEL_PATH: _unused, ...withoutPath } = env;
