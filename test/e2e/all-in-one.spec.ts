@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
-import { freePort, llamaServerBinary, waitFor } from '@gguf-gateway/testkit';
+import { FakeHub, freePort, llamaServerBinary, waitFor } from '@gguf-gateway/testkit';
 import type { OrchestratorStatus } from '../../services/orchestrator/src/app.js';
 import {
   runOrchestrator,
@@ -157,5 +157,45 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
       'stopping postgres',
       'stopping redis',
     ]);
+  });
+
+  it('pulls a missing MODEL_REPO/MODEL_FILE from the hub through the worker, logs its progress, then serves it', async () => {
+    const hub = await FakeHub.start();
+    try {
+      // The tiny model padded to 4 MB (llama.cpp ignores bytes after the tensor data), so that the
+      // hub's 1 MB/s sends several chunks and the pull is seen downloading.
+      const padded = join(dir, 'tiny-padded.gguf');
+      writeFileSync(padded, Buffer.concat([readFileSync(join(dir, 'tiny.gguf')), Buffer.alloc(3_600_000)]));
+      await hub.addFile('acme/tiny-llama-GGUF', 'tiny-llama-q8.gguf', { path: padded });
+      hub.throttle(1_000_000);
+      const { MODEL_PATH: _served, ...withoutPath } = env;
+      run = runOrchestrator('supervise', {
+        ...withoutPath,
+        MODEL_REPO: 'acme/tiny-llama-GGUF',
+        MODEL_FILE: 'tiny-llama-q8.gguf',
+        HF_ENDPOINT: hub.url,
+        PULL_ALLOWED_HOSTS: `${new URL(hub.url).host},${hub.cdnHost}`,
+      });
+      await Promise.race([
+        waitFor('/ping 200', async () => ((await ping()) === 200 ? true : null), 120_000, 100),
+        run.exited.then((code) => {
+          throw new Error(`supervise exited with ${code}:\n${run!.output().slice(-4000)}`);
+        }),
+      ]);
+      const messages = run.records().map((r) => String(r.msg));
+      assert.ok(messages.includes('default model missing: pull enqueued for the worker'));
+      assert.ok(
+        messages.some((m) => /^model pull downloading \d+\.\d%/.test(m)),
+        messages.filter((m) => m.startsWith('model pull')).join('\n'),
+      );
+      const gate = (await status()).gates.find((g) => g.name === 'model')!;
+      assert.match(gate.detail!, /models\/tiny-llama-q8\.gguf/);
+      const completion = await chat();
+      assert.equal(completion.object, 'chat.completion');
+    } finally {
+      run!.signal('SIGTERM');
+      await run!.exited;
+      await hub.stop();
+    }
   });
 });
