@@ -77,6 +77,8 @@ export class ProcessSupervisor {
 
   /** Spawns the process and resolves once it is ready; rejects if it exits or stays unready too long. */
   async start(spec: ProcessSpec): Promise<void> {
+    // A start racing a SIGTERM must not leave a process behind that stopAll has already passed.
+    if (this.stopping) throw new Error(`not starting ${spec.name}: stopping`);
     const entry: Entry = {
       spec,
       status: { name: spec.name, state: 'starting', pid: null, restarts: 0, lastExit: null },

@@ -128,4 +128,10 @@ describe('process supervisor (real processes)', function () {
       /broken exited while starting \(exit code 1\):\nInvalid environment variables: REDIS_URL: required/,
     );
   });
+
+  it('refuses to start a process once stopping has begun', async () => {
+    await supervisor.stopAll();
+    await assert.rejects(supervisor.start(await spec('late')), /not starting late: stopping/);
+    assert.deepEqual(supervisor.statuses(), []);
+  });
 });
