@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // The gguf-gateway command line. Commands arrive with the issues that need them (keys: #3, pull: #6).
 import { keysCommand } from './commands/keys.js';
+import { modelsCommand } from './commands/models.js';
+import { pullCommand } from './commands/pull.js';
 
 const commands: Record<string, { summary: string; run: (args: string[]) => Promise<number> }> = {
   keys: keysCommand,
+  pull: pullCommand,
+  models: modelsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

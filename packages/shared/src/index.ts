@@ -7,6 +7,7 @@ export * from './health.js';
 export * from './http.js';
 export * from './logger.js';
 export * from './prices.js';
+export * from './pull-request.js';
 export * from './redis.js';
 export * from './request-context.js';
 export * from './request-id.js';

@@ -1,4 +1,6 @@
 export * from './database.js';
+export * from './fake-hub.js';
+export * from './gguf-models.js';
 export * from './llama-server.js';
 export * from './logs.js';
 export * from './ports.js';

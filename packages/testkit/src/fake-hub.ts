@@ -1,0 +1,226 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeHubFile {
+  /** The bytes to serve, or `path`: a file on disk, streamed (for models of hundreds of MB). */
+  data?: Buffer;
+  path?: string;
+  /** Drop the connection once the file has been sent up to this byte offset (once only). */
+  dropAtByte?: number;
+  /** Stop sending, connection held open, at this byte offset (once only): a stalled download. */
+  stallAtByte?: number;
+  /** Serve flipped bytes while X-Linked-Etag still names the true sha256. */
+  corrupt?: boolean;
+  /** Where the hub's 302 points instead of its CDN (to test a host that is not allowed). */
+  redirectTo?: string;
+}
+
+export interface HubRequest {
+  server: 'hub' | 'cdn';
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+interface Blob {
+  spec: FakeHubFile;
+  sha256: string;
+  size: number;
+}
+
+const listenLocal = async (server: Server): Promise<string> => {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function sha256Of(spec: FakeHubFile): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  if (spec.data) return { sha256: hash.update(spec.data).digest('hex'), size: spec.data.length };
+  for await (const chunk of createReadStream(spec.path!, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return { sha256: hash.digest('hex'), size: (await stat(spec.path!)).size };
+}
+
+/**
+ * A local stand-in for the Hugging Face hub: `GET/HEAD /<repo>/resolve/<revision>/<file>` answers 302
+ * to a second server (the "CDN") with X-Linked-Etag (sha256) and X-Linked-Size, as the hub does for
+ * LFS files. The CDN honours Range with 206 and can drop, stall or corrupt a transfer. Every request
+ * either server got is recorded, headers included.
+ */
+export class FakeHub {
+  readonly requests: HubRequest[] = [];
+  /** Called as each request arrives, before it is answered (to look at the client's state then). */
+  onRequest: ((request: HubRequest) => void) | null = null;
+  private readonly files = new Map<string, Blob>();
+  private readonly blobs = new Map<string, Blob>();
+  private bytesPerSec: number | null = null;
+  private hubHost = '';
+  private cdnHostPort = '';
+
+  private readonly hub = createServer((req, res) => this.onHub(req, res));
+  private readonly cdn = createServer((req, res) => void this.onCdn(req, res));
+
+  private constructor(private readonly token: string | undefined) {}
+
+  /** With `token`, the hub answers 401 to a request without `Authorization: Bearer <token>`. */
+  static async start(options: { token?: string } = {}): Promise<FakeHub> {
+    const fake = new FakeHub(options.token);
+    fake.hubHost = await listenLocal(fake.hub);
+    fake.cdnHostPort = await listenLocal(fake.cdn);
+    return fake;
+  }
+
+  /** The endpoint to give as HF_ENDPOINT. */
+  get url(): string {
+    return `http://${this.hubHost}`;
+  }
+
+  /** host:port of the CDN, for PULL_ALLOWED_HOSTS. */
+  get cdnHost(): string {
+    return this.cdnHostPort;
+  }
+
+  /** A direct (no redirect) URL of a file's bytes on the CDN, for `{url}` sources. */
+  blobUrl(sha256: string, fileName = 'model.gguf'): string {
+    return `http://${this.cdnHostPort}/blobs/${sha256}/${fileName}`;
+  }
+
+  /** Serves `file` of `repo` at `revision`; returns its sha256 and size. */
+  async addFile(
+    repo: string,
+    file: string,
+    spec: FakeHubFile,
+    revision = 'main',
+  ): Promise<{ sha256: string; size: number }> {
+    const blob: Blob = { spec, ...(await sha256Of(spec)) };
+    this.files.set(`/${repo}/resolve/${revision}/${file}`, blob);
+    this.blobs.set(blob.sha256, blob);
+    return { sha256: blob.sha256, size: blob.size };
+  }
+
+  /** Limits the CDN's sending rate (null: full speed), for tests that need time to act mid-download. */
+  throttle(bytesPerSec: number | null): void {
+    this.bytesPerSec = bytesPerSec;
+  }
+
+  cdnRequests(): HubRequest[] {
+    return this.requests.filter((r) => r.server === 'cdn');
+  }
+
+  async stop(): Promise<void> {
+    for (const server of [this.hub, this.cdn]) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  private record(server: HubRequest['server'], req: IncomingMessage): void {
+    const request: HubRequest = {
+      server,
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: { ...req.headers },
+    };
+    this.requests.push(request);
+    this.onRequest?.(request);
+  }
+
+  private onHub(req: IncomingMessage, res: ServerResponse): void {
+    this.record('hub', req);
+    if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"Invalid credentials"}');
+      return;
+    }
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://hub').pathname);
+    const blob = this.files.get(path);
+    if (!blob) {
+      res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
+      return;
+    }
+    const fileName = path.split('/').pop()!;
+    const location = blob.spec.redirectTo ?? `${this.blobUrl(blob.sha256, fileName)}?X-Amz-Signature=fake`;
+    res
+      .writeHead(302, {
+        location,
+        etag: `"${blob.sha256}"`,
+        'x-linked-etag': `"${blob.sha256}"`,
+        'x-linked-size': String(blob.size),
+        'x-repo-commit': '0'.repeat(40),
+      })
+      .end();
+  }
+
+  private async onCdn(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.record('cdn', req);
+    const sha = /^\/blobs\/([0-9a-f]{64})\//.exec(req.url ?? '')?.[1];
+    const blob = sha ? this.blobs.get(sha) : undefined;
+    if (!blob) {
+      res.writeHead(404).end();
+      return;
+    }
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const start = range ? Number(range[1]) : 0;
+    if (start > blob.size || (range && start === blob.size)) {
+      res.writeHead(416, { 'content-range': `bytes */${blob.size}` }).end();
+      return;
+    }
+    const headers = { 'content-length': String(blob.size - start), 'accept-ranges': 'bytes', etag: `"${blob.sha256}"` };
+    if (range) res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${blob.size - 1}/${blob.size}` });
+    else res.writeHead(200, headers);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    await this.send(blob, start, res);
+  }
+
+  private async send(blob: Blob, start: number, res: ServerResponse): Promise<void> {
+    const { spec } = blob;
+    const source = spec.data
+      ? [spec.data.subarray(start)]
+      : createReadStream(spec.path!, { start, highWaterMark: 1 << 20 });
+    const began = Date.now();
+    let offset = start;
+    try {
+      for await (const piece of source) {
+        let chunk = piece as Buffer;
+        const cut = [spec.dropAtByte, spec.stallAtByte].find(
+          (at) => at !== undefined && at >= offset && at < offset + chunk.length,
+        );
+        if (cut !== undefined) chunk = chunk.subarray(0, cut - offset);
+        if (spec.corrupt) chunk = Buffer.from(chunk.map((b, i) => ((offset + i) % 4096 === 100 ? b ^ 0xff : b)));
+        offset += chunk.length;
+        if (cut !== undefined && cut === spec.dropAtByte) {
+          // Flushed first, so the client holds exactly the bytes up to the drop.
+          await new Promise((resolve) => res.write(chunk, resolve));
+          spec.dropAtByte = undefined;
+          res.socket?.destroy();
+          return;
+        }
+        if (cut !== undefined && cut === spec.stallAtByte) {
+          spec.stallAtByte = undefined;
+          if (chunk.length > 0) res.write(chunk);
+          await once(res, 'close');
+          return;
+        }
+        if (chunk.length > 0 && !res.write(chunk)) await once(res, 'drain');
+        if (this.bytesPerSec) await sleep(((offset - start) / this.bytesPerSec) * 1000 - (Date.now() - began));
+      }
+      res.end();
+    } catch {
+      res.destroy();
+    }
+  }
+}

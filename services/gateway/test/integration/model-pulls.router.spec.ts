@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import express, { type Express } from 'express';
+import request from 'supertest';
+import type { Redis } from 'ioredis';
+import {
+  createLogger,
+  createPgPool,
+  createRedis,
+  errorMiddleware,
+  pullCancelKey,
+  pullJobId,
+  type Pool,
+} from '@gguf-gateway/shared';
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  LogCapture,
+  PrivateRedis,
+  testRedisPrefix,
+  testSettings,
+  type TestDatabase,
+} from '@gguf-gateway/testkit';
+import { LocalModelsRepository } from '../../src/admin/local-models.repository.js';
+import { createModelPullsRouter } from '../../src/admin/model-pulls.router.js';
+import { ModelPullsService } from '../../src/admin/model-pulls.service.js';
+import { PullQueueRepository } from '../../src/admin/pull-queue.repository.js';
+
+function adminApp(queue: PullQueueRepository, pool: Pool): Express {
+  const app = express();
+  app.use(
+    '/admin/v1',
+    createModelPullsRouter({ pulls: new ModelPullsService(queue, new LocalModelsRepository(pool)) }),
+  );
+  app.use(errorMiddleware(createLogger({ service: 'gateway', destination: new LogCapture() })));
+  return app;
+}
+
+describe('admin model pull routes', () => {
+  let db: TestDatabase;
+  let pool: Pool;
+  let redis: Redis;
+  let prefix: string;
+  let queue: PullQueueRepository;
+  let app: Express;
+
+  beforeEach(async () => {
+    db ??= await createTestDatabase({ migrate: true });
+    pool ??= createPgPool(db.url, 2);
+    prefix = testRedisPrefix();
+    redis = createRedis(testSettings.TEST_REDIS_URL, 'request-path');
+    queue = new PullQueueRepository(redis, prefix);
+    app = adminApp(queue, pool);
+  });
+
+  afterEach(async () => {
+    await queue.close();
+    await redis.quit();
+    await deleteRedisPrefix(prefix);
+  });
+
+  after(async () => {
+    await pool.end();
+    await db.drop();
+  });
+
+  const pull = (body: unknown) =>
+    request(app)
+      .post('/admin/v1/models/pull')
+      .send(body as object);
+
+  it('answers 400 with the reason for a bad source, and queues nothing', async () => {
+    const bad: [unknown, string, RegExp][] = [
+      [{}, 'source', /source must be/],
+      [{ source: { repo: 'no-owner', file: 'm.gguf' } }, 'source.repo', /owner\/name/],
+      [{ source: { repo: 'acme/m', file: '../../etc/passwd' } }, 'source.file', /not a plain path/],
+      [{ source: { repo: 'acme/m', file: '/abs/m.gguf' } }, 'source.file', /not a plain path/],
+      [{ source: { repo: 'acme/m', file: 'a//m.gguf' } }, 'source.file', /not a plain path/],
+      [{ source: { repo: 'acme/../m', file: 'm.gguf' } }, 'source.repo', /owner\/name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf' }, name: '../m.gguf' }, 'name', /plain file name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf' }, name: 'dir/m.gguf' }, 'name', /plain file name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf' }, name: '..' }, 'name', /plain file name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf' }, name: 'm\u0000.gguf' }, 'name', /plain file name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf', revision: '../main' } }, 'source.revision', /branch, tag or commit/],
+      [{ source: { url: 'file:///etc/passwd' } }, 'source.url', /http or https/],
+      [{ source: { url: 'https://huggingface.co/' } }, 'name', /give a name/],
+      [{ source: { repo: 'acme/m', file: 'm.gguf' }, sha256: 'abc' }, 'sha256', /64 hex digits/],
+    ];
+    for (const [body, param, message] of bad) {
+      const res = await pull(body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.type, 'invalid_request_error');
+      assert.equal(res.body.error.code, 'invalid_pull');
+      assert.equal(res.body.error.param, param, JSON.stringify(body));
+      assert.match(res.body.error.message, message);
+    }
+    assert.deepEqual(await redis.keys(`${prefix}bull:model-pulls:pull-*`), []);
+  });
+
+  it('turns two identical pull requests into one job', async () => {
+    const body = { source: { repo: 'acme/m-GGUF', file: 'm.Q4_K_M.gguf' } };
+    const [a, b] = await Promise.all([pull(body), pull(body)]);
+    assert.equal(a.status, 202);
+    assert.equal(b.status, 202);
+    assert.equal(a.body.jobId, pullJobId(body.source));
+    assert.equal(b.body.jobId, a.body.jobId);
+    const again = await pull(body);
+    assert.equal(again.body.deduplicated, true);
+    const jobs = await redis.keys(`${prefix}bull:model-pulls:pull-*`);
+    assert.deepEqual(jobs, [`${prefix}bull:model-pulls:${a.body.jobId}`]);
+  });
+
+  it('shows a queued job, and 404 for one that does not exist', async () => {
+    const { body } = await pull({
+      source: { repo: 'acme/m-GGUF', file: 'm.gguf', revision: 'v1' },
+      sha256: 'A'.repeat(64),
+    });
+    const res = await request(app).get(`/admin/v1/jobs/${body.jobId}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.state, 'waiting');
+    assert.deepEqual(res.body.source, { repo: 'acme/m-GGUF', file: 'm.gguf', revision: 'v1' });
+    assert.equal(res.body.sha256, 'a'.repeat(64));
+    const missing = await request(app).get('/admin/v1/jobs/pull-nothing');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'job_not_found');
+  });
+
+  it('marks a job cancelled for the worker on DELETE', async () => {
+    const { body } = await pull({ source: { repo: 'acme/m-GGUF', file: 'm.gguf' } });
+    const res = await request(app).delete(`/admin/v1/jobs/${body.jobId}`);
+    assert.equal(res.status, 202);
+    assert.equal(res.body.cancelRequested, true);
+    assert.equal(await redis.exists(pullCancelKey(prefix, body.jobId)), 1);
+    assert.equal((await request(app).delete('/admin/v1/jobs/pull-nothing')).status, 404);
+  });
+
+  it('lists the models recorded in Postgres', async () => {
+    await pool.query(
+      `INSERT INTO models (name, path, bytes, sha256, source, architecture, quantization, context_length)
+       VALUES ('m.gguf', '/models/m.gguf', 1234, $1, '{"repo":"acme/m","file":"m.gguf"}', 'llama', 'Q4_K_M', 4096)`,
+      ['b'.repeat(64)],
+    );
+    const res = await request(app).get('/admin/v1/models');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.object, 'list');
+    assert.deepEqual(
+      res.body.data.map((m: { name: string; bytes: number; contextLength: number }) => [
+        m.name,
+        m.bytes,
+        m.contextLength,
+      ]),
+      [['m.gguf', 1234, 4096]],
+    );
+  });
+
+  it('answers 503 with Retry-After at once when Redis is down', async () => {
+    const privateRedis = await PrivateRedis.start();
+    const client = createRedis(privateRedis.url, 'request-path');
+    client.on('error', () => undefined);
+    const downQueue = new PullQueueRepository(client, prefix);
+    try {
+      await privateRedis.stop();
+      const started = Date.now();
+      const res = await request(adminApp(downQueue, pool))
+        .post('/admin/v1/models/pull')
+        .send({ source: { repo: 'acme/m-GGUF', file: 'm.gguf' } });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers['retry-after'], '5');
+      assert.match(res.body.error.message, /job queue is unavailable/);
+      assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    } finally {
+      await downQueue.close().catch(() => undefined);
+      client.disconnect();
+    }
+  });
+});
