@@ -11,6 +11,10 @@ import {
   loadConfigOrExit,
   redisProblem,
 } from '@gguf-gateway/shared';
+import { LocalModelsRepository } from './admin/local-models.repository.js';
+import { createModelPullsRouter } from './admin/model-pulls.router.js';
+import { ModelPullsService } from './admin/model-pulls.service.js';
+import { PullQueueRepository } from './admin/pull-queue.repository.js';
 import { unavailableRouter } from './admin/unavailable.router.js';
 import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
@@ -56,13 +60,23 @@ const monitor = new ReadinessMonitor(
   logger,
 );
 
-// Only the admin usage route reads Postgres: a small pool, and the API never waits on it.
+// Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
 const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
-const adminRouters = [
-  pool
-    ? createUsageRouter({ pool })
-    : unavailableRouter(['/usage'], 'Usage totals need DATABASE_URL on the gateway (the metrics Postgres).'),
-];
+// The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
+const pullsRedis = createRedis(config.REDIS_URL, 'request-path');
+pullsRedis.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
+const pullQueue = new PullQueueRepository(pullsRedis, config.REDIS_KEY_PREFIX);
+const adminRouters = pool
+  ? [
+      createUsageRouter({ pool }),
+      createModelPullsRouter({ pulls: new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) }),
+    ]
+  : [
+      unavailableRouter(
+        ['/usage', '/models', '/models/pull', '/jobs/:id', '/jobs/:id/events'],
+        'The admin API for usage and models needs DATABASE_URL on the gateway (the Postgres of the metrics service).',
+      ),
+    ];
 
 const registry = createMetricsRegistry('gateway');
 const app = createApp({
@@ -102,5 +116,7 @@ handleShutdown(logger, [
   { name: 'readiness', close: () => monitor.stop() },
   { name: 'auth', close: () => auth.close() },
   { name: 'redis', close: () => redis.quit() },
+  { name: 'pull queue', close: () => pullQueue.close() },
+  { name: 'redis (pull queue)', close: () => pullsRedis.quit() },
   { name: 'postgres', close: () => pool?.end() },
 ]);
