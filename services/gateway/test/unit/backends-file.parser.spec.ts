@@ -19,11 +19,11 @@ describe('backends file', () => {
     const router = new ModelRouter(parseBackendsFile(VALID), (b) => (b.apiKeyEnv ? 'remote-key' : 'local-key'));
     const alias = router.resolve('tiny-chat')!;
     assert.equal(alias.model, 'tiny');
-    assert.equal(alias.backend.name, 'local');
-    assert.equal(alias.backend.apiKey, 'local-key');
-    const remote = router.resolve('remote')!;
-    assert.equal(remote.backend.model, 'meta/llama');
-    assert.equal(remote.backend.apiKey, 'remote-key');
+    assert.equal(alias.tiers[0]![0]!.backend.name, 'local');
+    assert.equal(alias.tiers[0]![0]!.backend.apiKey, 'local-key');
+    const remote = router.resolve('remote')!.tiers[0]![0]!.backend;
+    assert.equal(remote.model, 'meta/llama');
+    assert.equal(remote.apiKey, 'remote-key');
     assert.equal(router.resolve('nope'), null);
     assert.deepEqual(
       router.models().map((m) => m.id),
