@@ -180,6 +180,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       const status = incoming.statusCode ?? 502;
       if (status === 401 || status === 403) {
         incoming.resume();
+        if (handBack('backend_auth', status)) return;
         return fail('backend_auth');
       }
       const refusal = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : null;

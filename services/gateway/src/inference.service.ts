@@ -183,7 +183,7 @@ export class InferenceService {
             type: 'server_error',
           })
         : serviceUnavailable(
-            `No backend of the model '${target.model}' can take the request now; retry shortly.`,
+            `No backend of the model '${target.model}' can take the request now${coolingReasons(target)}; retry shortly.`,
             retryAfterSec,
             'backend_unavailable',
           );
@@ -207,6 +207,14 @@ export class InferenceService {
       this.deps.logger.warn({ err, requestId: event.requestId }, 'usage event dropped');
     });
   }
+}
+
+/** " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down. */
+function coolingReasons(target: ModelRoute): string {
+  const cooling = target.tiers.flat().filter((b) => b.health === 'cooling_down');
+  return cooling.length === 0
+    ? ''
+    : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
 }
 
 function estimateUsage(requestBytes: number, contentEvents: number): UpstreamUsage {
