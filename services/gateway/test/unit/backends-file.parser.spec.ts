@@ -59,6 +59,37 @@ backends:
     );
   });
 
+  it('names the line of each problem, unknown fields and duplicate keys included', () => {
+    const text = [
+      'models:',
+      '  a: { tiers: [[x]] }',
+      'backends:',
+      '  x: { kind: llamacpp, url: "http://x", maxInflight: 4 }',
+      '  y: { kind: openai, url: "http://y", maxInFlight: 0 }',
+    ].join('\n');
+    assert.throws(
+      () => parseBackendsFile(text),
+      (err: BackendsFileError) =>
+        err.problems.includes('line 4: backends.x: unknown field "maxInflight"') &&
+        err.problems.some((p) => p.startsWith('line 5: backends.y.maxInFlight:')),
+    );
+    assert.throws(
+      () =>
+        parseBackendsFile(
+          'models:\n  a: { tiers: [[x]] }\nbackends:\n  x: { kind: llamacpp, url: "http://x" }\n  x: { kind: llamacpp, url: "http://y" }\n',
+        ),
+      /Map keys must be unique/,
+    );
+  });
+
+  it('reads the optional routing fields of a backend', () => {
+    const file = parseBackendsFile(
+      'models: { m: { tiers: [[c]] } }\nbackends:\n  c: { kind: openai, url: "https://llm.chutes.ai", maxInFlight: 8, utilizationUrl: "https://api.chutes.ai/chutes/utilization" }\n',
+    );
+    assert.equal(file.backends[0]!.maxInFlight, 8);
+    assert.equal(file.backends[0]!.utilizationUrl, 'https://api.chutes.ai/chutes/utilization');
+  });
+
   it('rejects text that is not YAML', () => {
     assert.throws(() => parseBackendsFile('models: [unclosed'), /not valid YAML/);
   });
