@@ -2,7 +2,7 @@ import type { Logger } from '@gguf-gateway/shared';
 import type { BackendState } from './backend-state.js';
 import type { ModelRouter } from './model-router.js';
 import { backendProblem } from './backend-health.js';
-import { readBusySlots, readUtilization } from './backend-load.repository.js';
+import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.repository.js';
 
 // Polls the backends in the background, never per request: llama.cpp's busy slots for least-busy
 // routing, a provider's utilisation API where one is configured, and a probe of each cooled-down
@@ -42,11 +42,13 @@ export class BackendMonitor {
   private async pollOne(state: BackendState): Promise<void> {
     const { backend } = state;
     if (state.probeDue()) {
-      const problem =
-        backend.kind === 'llamacpp'
-          ? await readBusySlots(backend, this.timeoutMs).then((s) => (typeof s === 'string' ? s : null))
-          : await backendProblem(backend, this.timeoutMs);
-      state.probed(problem);
+      if (backend.kind === 'llamacpp') {
+        const slots = await readBusySlots(backend, this.timeoutMs);
+        if (typeof slots !== 'string') this.remember(state, slots);
+        state.probed(typeof slots === 'string' ? slots : null);
+      } else {
+        state.probed(await backendProblem(backend, this.timeoutMs));
+      }
       return;
     }
     if (state.health !== 'healthy') return;
@@ -56,8 +58,7 @@ export class BackendMonitor {
         state.failed(slots);
         return;
       }
-      state.slots = slots.total;
-      state.busySlots = slots.busy;
+      this.remember(state, slots);
     }
     if (backend.utilizationUrl) {
       state.utilization = await readUtilization(backend, this.timeoutMs).catch((err: Error) => {
@@ -65,5 +66,10 @@ export class BackendMonitor {
         return null;
       });
     }
+  }
+
+  private remember(state: BackendState, slots: SlotLoad): void {
+    state.slots = slots.total;
+    state.busySlots = slots.busy;
   }
 }

@@ -124,6 +124,9 @@ export class InferenceService {
     const tried = new Set<BackendState>();
     let last: ServedBy | null = null;
     while (tried.size < maxAttempts) {
+      // The client left while an attempt failed: nobody is waiting for another one.
+      if (last && res.destroyed)
+        return { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } };
       const pick = router.pick(target, tried);
       if (!pick) break;
       const { state, tier } = pick;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { BackendState } from '../../src/backend-state.js';
-import { BackendsFileError, parseBackendsFile } from '../../src/backends-file.parser.js';
+import { parseBackendsFile, type BackendsFileError } from '../../src/backends-file.parser.js';
 import { ModelRouter } from '../../src/model-router.js';
 
 const FILE = parseBackendsFile(`
