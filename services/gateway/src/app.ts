@@ -30,6 +30,8 @@ export interface GatewayAppDeps {
   router: ModelRouter;
   usageStream: UsageStreamRepository;
   timeouts: UpstreamTimeouts;
+  /** Backends one request may try (the first attempt included). */
+  maxAttempts?: number;
   bodyLimitBytes: number;
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
@@ -41,7 +43,7 @@ export interface GatewayAppDeps {
 /** The public OpenAI-compatible API. */
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
-  const metrics = createGatewayMetrics(registry);
+  const metrics = createGatewayMetrics(registry, router);
   const authorizer = new RequestAuthorizer(auth, logger);
   const inference = new InferenceService({
     router,
@@ -50,6 +52,7 @@ export function createApp(deps: GatewayAppDeps): Express {
     metrics,
     logger,
     timeouts: deps.timeouts,
+    maxAttempts: deps.maxAttempts ?? 3,
   });
 
   const app = express();
