@@ -26,6 +26,8 @@ export interface GatewayAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  /** Problems that leave the gateway serving (a broken backends-file reload): /readyz says degraded. */
+  degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
   router: ModelRouter;
   usageStream: UsageStreamRepository;
@@ -74,7 +76,7 @@ export function createApp(deps: GatewayAppDeps): Express {
   );
   app.use(helmet({ contentSecurityPolicy: false }));
   app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(createHealthRouter({ checks: deps.readiness, registry }));
+  app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
   app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
   app.use('/admin/v1', createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters: deps.adminRouters ?? [] }));
   app.use(notFoundHandler);

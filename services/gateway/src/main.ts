@@ -106,9 +106,10 @@ const app = createApp({
   readiness: {
     auth: () => monitor.problem('auth'),
     backends: () => monitor.problem('backends'),
-    backends_file: () => backendsWatcher.problem,
     redis: () => redisProblem(redis),
   },
+  // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
+  degradedBy: { backends_file: () => backendsWatcher.problem },
   auth,
   router,
   usageStream: new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX),

@@ -142,7 +142,7 @@ describe('BACKENDS_FILE reload', function () {
       assert.match(output, /backends\.remote\.apiKeyEnv: GG_TEST_UNSET_KEY \(or GG_TEST_UNSET_KEY_FILE\) is not set/);
     });
 
-    it('reloads on SIGHUP, and reports a broken reload on /readyz while it keeps serving', async () => {
+    it('reloads on SIGHUP, and reports a broken reload as degraded on /readyz while it keeps serving', async () => {
       writeFileSync(file, `models:\n  m: { tiers: [[one]] }\n${twoBackends(one.url, two.url)}`);
       const port = await freePort();
       const base = `http://127.0.0.1:${port}`;
@@ -165,12 +165,16 @@ describe('BACKENDS_FILE reload', function () {
         const readyz = await waitFor(
           '/readyz naming the broken reload',
           async () => {
-            const body = (await (await fetch(`${base}/readyz`)).json()) as { checks: Record<string, string> };
-            return body.checks.backends_file !== 'ok' ? body : null;
+            const res = await fetch(`${base}/readyz`);
+            const body = (await res.json()) as { status: string; checks: Record<string, string> };
+            return body.checks.backends_file !== 'ok' ? { ...body, httpStatus: res.status } : null;
           },
           3000,
           20,
         );
+        // Still ready (it serves the last good table), but it says what is wrong.
+        assert.equal(readyz.httpStatus, 200);
+        assert.equal(readyz.status, 'degraded');
         assert.match(
           readyz.checks.backends_file!,
           /reload failed, serving the last good config: Invalid backends file: not valid YAML/,
