@@ -7,7 +7,7 @@ import { pullBench } from './pull.bench.js';
 import { usageBench } from './usage.bench.js';
 
 // Each suite lives in its own file beside this one; register it here.
-const suites: BenchSuite[] = [authorizeBench, gatewayBench, usageBench, pullBench];
+const suites: BenchSuite[] = [authorizeBench, gatewayBench, pullBench, usageBench];
 
 const wanted = process.argv.slice(2);
 const selected = wanted.length > 0 ? suites.filter((s) => wanted.includes(s.name)) : suites;

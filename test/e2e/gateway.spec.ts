@@ -11,6 +11,7 @@ import OpenAI from 'openai';
 import { USAGE_STREAM, redisKey, type UsageEvent } from '@gguf-gateway/shared';
 import {
   LlamaServer,
+  createTestDatabase,
   deleteRedisPrefix,
   freePort,
   repoRoot,
@@ -20,6 +21,7 @@ import {
   testSettings,
   waitFor,
   type ManagedProcess,
+  type TestDatabase,
 } from '@gguf-gateway/testkit';
 
 const INFERENCE_KEY = 'inference-key-0123456789abcdef';
@@ -38,6 +40,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
   let gateway: ManagedProcess;
   let redis: Redis;
   let dir: string;
+  let db: TestDatabase;
   let client: OpenAI;
   let apiPort: number;
   let healthPort: number;
@@ -53,6 +56,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     apiPort = await freePort();
     healthPort = await freePort();
     const authPort = await freePort();
+    db = await createTestDatabase({ migrate: true });
     dir = mkdtempSync(join(tmpdir(), 'gg-gateway-e2e-'));
     keysFile = join(dir, 'api_keys');
     writeFileSync(keysFile, [...KEYS, `e2e-revoked:${REVOKED}`, ''].join('\n'), { mode: 0o600 });
@@ -92,6 +96,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
         REDIS_KEY_PREFIX: prefix,
         AUTH_URL: authUrl,
         BACKENDS_FILE: backendsFile,
+        DATABASE_URL: db.url,
         INFERENCE_API_KEY: INFERENCE_KEY,
         READINESS_POLL_MS: '100',
         LOG_LEVEL: 'warn',
@@ -109,6 +114,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     if (auth) await stopProcess(auth);
     redis?.disconnect();
     await deleteRedisPrefix(prefix);
+    await db?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -366,5 +372,32 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     assert.equal(event.status, 499);
     assert.equal(event.errorCode, 'client_aborted');
     assert.ok(event.completionTokens < 30_000);
+  });
+  it('serves the admin usage, models and pull routes to admin keys only', async () => {
+    const admin = (path: string, init: RequestInit = {}, key = ADMIN) =>
+      fetch(`http://127.0.0.1:${apiPort}/admin/v1${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      });
+    const usage = await admin('/usage');
+    assert.equal(usage.status, 200);
+    assert.equal(((await usage.json()) as { object: string }).object, 'usage');
+    const models = await admin('/models');
+    assert.equal(models.status, 200);
+    assert.equal((await admin('/models', {}, USER)).status, 403);
+
+    const bad = await admin('/models/pull', {
+      method: 'POST',
+      body: JSON.stringify({ source: { repo: '../x', file: 'a.gguf' } }),
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'invalid_pull');
+    const source = { repo: 'org/tiny', file: 'tiny.gguf' };
+    const pull = await admin('/models/pull', { method: 'POST', body: JSON.stringify({ source }) });
+    assert.equal(pull.status, 202);
+    const { jobId } = (await pull.json()) as { jobId: string };
+    const job = (await (await admin(`/jobs/${jobId}`)).json()) as { id: string; state: string };
+    assert.equal(job.id, jobId);
+    assert.equal((await admin(`/jobs/${jobId}`, { method: 'DELETE' })).status < 300, true);
   });
 });

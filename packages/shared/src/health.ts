@@ -6,6 +6,8 @@ export type ReadinessCheck = () => Promise<string | null> | string | null;
 
 export interface HealthOptions {
   checks: Record<string, ReadinessCheck>;
+  /** Problems that leave the service serving (a broken config reload, say): `degraded`, still 200. */
+  degradedBy?: Record<string, ReadinessCheck>;
   registry: Registry;
   /** Per-check limit, so a hung dependency makes /readyz say so instead of hanging too. */
   checkTimeoutMs?: number;
@@ -37,27 +39,35 @@ async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<strin
   }
 }
 
-/** Readiness of every check, by name: `ready` is true only when none reports a problem. */
+export type ReadinessStatus = 'ready' | 'degraded' | 'not_ready';
+
+/** Readiness of every check, by name: not ready when a check fails, degraded when only `degradedBy` ones do. */
 export async function checkReadiness(
   checks: Record<string, ReadinessCheck>,
   timeoutMs = 2000,
-): Promise<{ ready: boolean; checks: Record<string, string> }> {
-  const names = Object.keys(checks);
-  const results = await Promise.all(names.map((name) => runCheck(checks[name]!, timeoutMs)));
-  const report: Record<string, string> = {};
-  names.forEach((name, i) => (report[name] = results[i] ?? 'ok'));
-  return { ready: results.every((r) => r === null), checks: report };
+  degradedBy: Record<string, ReadinessCheck> = {},
+): Promise<{ ready: boolean; status: ReadinessStatus; checks: Record<string, string> }> {
+  const run = async (set: Record<string, ReadinessCheck>) => {
+    const names = Object.keys(set);
+    const results = await Promise.all(names.map((name) => runCheck(set[name]!, timeoutMs)));
+    return names.map((name, i) => [name, results[i] ?? null] as const);
+  };
+  const [failing, degrading] = await Promise.all([run(checks), run(degradedBy)]);
+  const ready = failing.every(([, problem]) => problem === null);
+  const degraded = degrading.some(([, problem]) => problem !== null);
+  const report = Object.fromEntries([...failing, ...degrading].map(([name, problem]) => [name, problem ?? 'ok']));
+  return { ready, status: !ready ? 'not_ready' : degraded ? 'degraded' : 'ready', checks: report };
 }
 
 /** `/healthz` (liveness, never touches a dependency), `/readyz` (JSON per check), `/metrics`. */
-export function createHealthRouter({ checks, registry, checkTimeoutMs = 2000 }: HealthOptions): Router {
+export function createHealthRouter({ checks, degradedBy, registry, checkTimeoutMs = 2000 }: HealthOptions): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const { ready, checks: report } = await checkReadiness(checks, checkTimeoutMs);
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: report });
+    const { ready, status, checks: report } = await checkReadiness(checks, checkTimeoutMs, degradedBy);
+    res.status(ready ? 200 : 503).json({ status, checks: report });
   });
   router.get('/metrics', async (_req, res) => {
     res.set('Content-Type', registry.contentType).send(await registry.metrics());

@@ -66,6 +66,8 @@ export function createLogger({ service, level = 'info', destination }: LoggerSet
     },
     serializers: {
       err: (err: unknown) => {
+        // Callers sometimes pass a reason string or a rejection value: log it, never throw on it.
+        if (typeof err !== 'object' || err === null) return maskSecrets(String(err));
         const serialized = stdSerializers.err(err as Error);
         serialized.message = maskSecrets(serialized.message ?? '');
         if (serialized.stack) serialized.stack = maskSecrets(serialized.stack);

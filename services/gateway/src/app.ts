@@ -26,10 +26,14 @@ export interface GatewayAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  /** Problems that leave the gateway serving (a broken backends-file reload): /readyz says degraded. */
+  degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
   router: ModelRouter;
   usageStream: UsageStreamRepository;
   timeouts: UpstreamTimeouts;
+  /** Backends one request may try (the first attempt included). */
+  maxAttempts?: number;
   bodyLimitBytes: number;
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
@@ -41,7 +45,7 @@ export interface GatewayAppDeps {
 /** The public OpenAI-compatible API. */
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
-  const metrics = createGatewayMetrics(registry);
+  const metrics = createGatewayMetrics(registry, router);
   const authorizer = new RequestAuthorizer(auth, logger);
   const inference = new InferenceService({
     router,
@@ -50,6 +54,7 @@ export function createApp(deps: GatewayAppDeps): Express {
     metrics,
     logger,
     timeouts: deps.timeouts,
+    maxAttempts: deps.maxAttempts ?? 3,
   });
 
   const app = express();
@@ -71,7 +76,7 @@ export function createApp(deps: GatewayAppDeps): Express {
   );
   app.use(helmet({ contentSecurityPolicy: false }));
   app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(createHealthRouter({ checks: deps.readiness, registry }));
+  app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
   app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
   app.use('/admin/v1', createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters: deps.adminRouters ?? [] }));
   app.use(notFoundHandler);

@@ -2,7 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
-import type { Backend } from './model-router.js';
+import type { Backend } from './backend-state.js';
 import { JsonUsageTap, SseUsageTap, type UpstreamUsage } from './usage.tap.js';
 
 // Sends one request to a backend and streams its answer to the client as it arrives, reading the
@@ -21,10 +21,16 @@ export interface ProxyRequest {
   requestId: string;
   /** Remove usage from the streamed answer: the client did not ask for it. */
   stripUsage: boolean;
+  /**
+   * Another backend could take the request: a failure before any byte reached the client (connect,
+   * reset, 5xx, 429, refused key) is then returned as `retry` instead of being answered.
+   */
+  canRetry: boolean;
   res: Response;
 }
 
-export type UpstreamFailure = 'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'backend_auth';
+export type UpstreamFailure =
+  'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'status_429' | 'backend_auth';
 
 export interface ProxyOutcome {
   /** What the client got; 499 when it went away first. */
@@ -35,6 +41,8 @@ export interface ProxyOutcome {
   ttftMs: number | null;
   errorCode: string | null;
   failure: UpstreamFailure | null;
+  /** Nothing reached the client and another backend may try: the caller retries. */
+  retry: boolean;
 }
 
 const RETRY_AFTER_SEC = 2;
@@ -47,8 +55,10 @@ const agents = {
 
 const transports = { 'http:': http, 'https:': https };
 
-/** Backend errors before any byte of the answer: the client gets the OpenAI shape. */
-const FAILURE_ERRORS: Record<Exclude<UpstreamFailure, 'status_5xx'>, () => ApiError> = {
+type AnsweredFailure = Exclude<UpstreamFailure, 'status_5xx' | 'status_429'>;
+
+/** Backend errors the gateway words itself; the client gets the OpenAI shape. */
+const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = {
   connect: () =>
     serviceUnavailable('The model backend is unavailable; retry shortly.', RETRY_AFTER_SEC, 'backend_unavailable'),
   timeout: () =>
@@ -57,12 +67,24 @@ const FAILURE_ERRORS: Record<Exclude<UpstreamFailure, 'status_5xx'>, () => ApiEr
     new ApiError(504, 'The model backend stopped sending.', { code: 'backend_timeout', type: 'server_error' }),
   reset: () =>
     new ApiError(502, 'The model backend closed the connection.', { code: 'backend_error', type: 'server_error' }),
-  backend_auth: () =>
-    new ApiError(502, 'The model backend refused the gateway; check INFERENCE_API_KEY.', {
-      code: 'backend_auth_failed',
-      type: 'server_error',
-    }),
+  // Names the variable that holds the key, never the key.
+  backend_auth: (backend) =>
+    new ApiError(
+      502,
+      backend.kind === 'openai'
+        ? `The provider behind backend '${backend.name}' refused the gateway's API key; check ${backend.apiKeyEnv ?? 'its apiKeyEnv'}.`
+        : 'The model backend refused the gateway; check INFERENCE_API_KEY.',
+      { code: 'backend_auth_failed', type: 'server_error' },
+    ),
 };
+
+/** Failures after which another backend may be tried, when nothing has reached the client yet. */
+const RETRYABLE = new Set<UpstreamFailure>(['connect', 'reset', 'status_5xx', 'status_429', 'backend_auth']);
+
+/** The SSE event that ends a stream cut after it started: the status line is gone already. */
+function sseError(error: ApiError): string {
+  return `data: ${JSON.stringify(error.toBody())}\n\n`;
+}
 
 export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts): Promise<ProxyOutcome> {
   const { backend, res } = request;
@@ -98,7 +120,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       timer = setTimeout(() => fail(reason), ms);
     };
 
-    const finish = (status: number, errorCode: string | null, failure: UpstreamFailure | null) => {
+    const finish = (status: number, errorCode: string | null, failure: UpstreamFailure | null, retry = false) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -109,18 +131,30 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         ttftMs,
         errorCode,
         failure,
+        retry,
       });
     };
 
-    function fail(reason: Exclude<UpstreamFailure, 'status_5xx'>) {
-      if (done) return;
+    /** Hands the request back to the caller untouched, for the next backend. */
+    const handBack = (failure: UpstreamFailure, status: number): boolean => {
+      if (!request.canRetry || !RETRYABLE.has(failure) || res.headersSent) return false;
       upstream.destroy();
-      const error = FAILURE_ERRORS[reason]();
-      if (res.headersSent) {
-        // Mid-stream: the status is gone already; cutting the connection tells the client.
-        res.destroy();
-      } else {
+      finish(status, null, failure, true);
+      return true;
+    };
+
+    function fail(reason: AnsweredFailure) {
+      if (done) return;
+      if (upstreamRes === null && handBack(reason, 502)) return;
+      upstream.destroy();
+      const error = FAILURE_ERRORS[reason](backend);
+      if (!res.headersSent) {
         sendApiError(res, error);
+      } else if (tap instanceof SseUsageTap) {
+        // Mid-stream: the client has text already, so it gets an error event, never a second answer.
+        res.end(sseError(error));
+      } else {
+        res.destroy();
       }
       finish(error.status, error.code, reason);
     }
@@ -146,7 +180,13 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       const status = incoming.statusCode ?? 502;
       if (status === 401 || status === 403) {
         incoming.resume();
+        if (handBack('backend_auth', status)) return;
         return fail('backend_auth');
+      }
+      const refusal = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : null;
+      if (refusal && handBack(refusal, status)) {
+        incoming.resume();
+        return;
       }
       arm('idle_timeout', timeouts.idleMs);
       const contentType = incoming.headers['content-type'] ?? 'application/json';
@@ -178,7 +218,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         if (done) return;
         const rest = sink instanceof SseUsageTap ? sink.flush() : Buffer.alloc(0);
         res.end(rest);
-        finish(status, status >= 400 ? `backend_status_${status}` : null, status >= 500 ? 'status_5xx' : null);
+        finish(status, status >= 400 ? `backend_status_${status}` : null, refusal);
       });
       incoming.on('close', () => {
         if (!incoming.complete) fail('reset');

@@ -25,14 +25,27 @@ export const gatewayConfigSchema = {
   AUTH_TIMEOUT_MS: env.millis(5_000),
   /** How often the background poll checks auth and the backends for readiness and /ping. */
   READINESS_POLL_MS: env.millis(2_000),
+  /** Backends one request may try before it fails (the first attempt included). */
+  ROUTING_MAX_ATTEMPTS: env.int(3, 1),
+  /** Consecutive failures that cool a backend down (circuit breaker). */
+  ROUTING_FAILURE_THRESHOLD: env.int(3, 1),
+  /** How long a cooled-down backend is skipped before a probe may bring it back. */
+  ROUTING_COOLDOWN_MS: env.millis(10_000),
+  /** How often backends are polled: llama.cpp /slots, utilisation APIs, probes of cooled-down ones. */
+  BACKEND_POLL_MS: env.millis(1_000),
+  /** How often BACKENDS_FILE is checked for changes (SIGHUP reloads at once). */
+  BACKENDS_FILE_POLL_MS: env.millis(2_000),
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;
 
-/** The keys of remote backends, from the variables the backends file names (or their _FILE forms). */
-export function loadBackendKeys(names: readonly string[]): Record<string, string> {
-  const unique = [...new Set(names)];
-  return loadConfig(Object.fromEntries(unique.map((name) => [name, z.string().min(1)])), process.env, {
-    fileVariables: unique,
-  }) as Record<string, string>;
+/** A remote backend's key from the variable the backends file names (or its _FILE form); throws when unset. */
+export function readBackendKey(name: string): string {
+  try {
+    return (
+      loadConfig({ [name]: z.string().min(1) }, process.env, { fileVariables: [name] }) as Record<string, string>
+    )[name]!;
+  } catch {
+    throw new Error(`${name} (or ${name}_FILE) is not set`);
+  }
 }

@@ -1,7 +1,11 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { BackendHealth } from './backend-state.js';
+import type { ModelRouter } from './model-router.js';
+
+const HEALTH_STATES: BackendHealth[] = ['healthy', 'cooling_down'];
 
 // Names are a contract with the dashboards (DESIGN.md); change them there too.
-export function createGatewayMetrics(registry: Registry) {
+export function createGatewayMetrics(registry: Registry, router: ModelRouter) {
   const registers = [registry];
   return {
     requests: new Counter({
@@ -38,9 +42,50 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     upstreamErrors: new Counter({
       name: 'gateway_upstream_errors_total',
-      help: 'Backend failures, by backend and reason (connect|timeout|idle_timeout|status_5xx|reset).',
+      help: 'Backend failures, by backend and reason (connect|timeout|idle_timeout|status_5xx|status_429|reset|backend_auth).',
       labelNames: ['backend', 'reason'],
       registers,
+    }),
+    backendRequests: new Counter({
+      name: 'gateway_backend_requests_total',
+      help: 'Attempts sent to a backend (a retried request counts once per backend tried).',
+      labelNames: ['backend'],
+      registers,
+    }),
+    backendErrors: new Counter({
+      name: 'gateway_backend_errors_total',
+      help: 'Attempts that failed: connect error, reset, timeout, 5xx, 429 or a refused key.',
+      labelNames: ['backend'],
+      registers,
+    }),
+    backendFallbacks: new Counter({
+      name: 'gateway_backend_fallbacks_total',
+      help: 'Requests answered by a backend of a fallback tier (not the first).',
+      labelNames: ['model'],
+      registers,
+    }),
+    // Read from the router at scrape time, so a reload's backends appear and removed ones go.
+    backendInFlight: new Gauge({
+      name: 'gateway_backend_in_flight',
+      help: 'Requests this gateway is proxying to each backend now.',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of router.backends()) this.set({ backend: b.name }, b.inFlight);
+      },
+    }),
+    backendState: new Gauge({
+      name: 'gateway_backend_state',
+      help: 'Circuit breaker state of each backend: 1 for its current state (healthy|cooling_down).',
+      labelNames: ['backend', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of router.backends()) {
+          for (const state of HEALTH_STATES) this.set({ backend: b.name, state }, b.health === state ? 1 : 0);
+        }
+      },
     }),
     usageEventsDropped: new Counter({
       name: 'gateway_usage_events_dropped_total',

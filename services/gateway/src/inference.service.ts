@@ -1,8 +1,9 @@
 import type { Request, Response } from 'express';
-import { ApiError, type Logger, type UsageEvent } from '@gguf-gateway/shared';
+import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
 import { proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
+import type { BackendState } from './backend-state.js';
 import type { GatewayMetrics } from './gateway.metrics.js';
-import type { ModelRouter } from './model-router.js';
+import type { ModelRoute, ModelRouter } from './model-router.js';
 import type { RequestAuthorizer } from './request-authorizer.js';
 import { validateInferenceBody, type InferenceRoute } from './request-validation.js';
 import type { UsageStreamRepository } from './usage-stream.repository.js';
@@ -26,6 +27,15 @@ export interface InferenceDeps {
   metrics: GatewayMetrics;
   logger: Logger;
   timeouts: UpstreamTimeouts;
+  /** Backends one request may try, the first included. */
+  maxAttempts: number;
+}
+
+interface ServedBy {
+  outcome: ProxyOutcome;
+  /** The backend of the last attempt; null when none could be tried. */
+  backend: BackendState | null;
+  attempts: number;
 }
 
 /** One inference request: validate, authorize, proxy, then settle and record usage exactly once. */
@@ -33,7 +43,7 @@ export class InferenceService {
   constructor(private readonly deps: InferenceDeps) {}
 
   async handle(route: InferenceRoute, req: Request, res: Response): Promise<void> {
-    const { router, authorizer, metrics, timeouts } = this.deps;
+    const { router, authorizer, metrics } = this.deps;
     const started = performance.now();
     const requestId = res.getHeader('x-request-id') as string;
     const input = validateInferenceBody(route, req.body);
@@ -48,13 +58,12 @@ export class InferenceService {
       });
     }
 
-    const upstreamBody: Record<string, unknown> = { ...input.body, model: target.backend.model ?? target.model };
+    const upstreamBody: Record<string, unknown> = { ...input.body };
     if (input.stream) {
       // Always ask for usage so the request can be metered; the chunk is removed again below
       // unless the client asked for it too.
       upstreamBody.stream_options = { ...(input.body.stream_options as object | undefined), include_usage: true };
     }
-    const body = Buffer.from(JSON.stringify(upstreamBody));
 
     const stopRenewing = authorizer.keepLeaseAlive(
       decision.lease,
@@ -62,21 +71,19 @@ export class InferenceService {
       requestId,
     );
     metrics.inFlight.inc({ model: target.model });
-    let outcome: ProxyOutcome;
+    let served: ServedBy;
     try {
-      outcome = await proxyToBackend(
-        { backend: target.backend, path: UPSTREAM_PATHS[route], body, requestId, stripUsage: !input.wantsUsage, res },
-        timeouts,
-      );
+      served = await this.proxyWithRetries(target, route, upstreamBody, requestId, !input.wantsUsage, res);
     } finally {
       stopRenewing();
       metrics.inFlight.dec({ model: target.model });
     }
+    const { outcome } = served;
     res.locals.status = outcome.status;
 
-    const usage = outcome.usage ?? estimateUsage(body.length, outcome.contentEvents);
+    const requestBytes = Buffer.byteLength(JSON.stringify(upstreamBody));
+    const usage = outcome.usage ?? estimateUsage(requestBytes, outcome.contentEvents);
     authorizer.settle(decision.lease, requestId, usage.promptTokens, usage.completionTokens);
-    if (outcome.failure) metrics.upstreamErrors.inc({ backend: target.backend.name, reason: outcome.failure });
     metrics.tokens.inc({ model: target.model, kind: 'prompt' }, usage.promptTokens);
     metrics.tokens.inc({ model: target.model, kind: 'completion' }, usage.completionTokens);
     if (input.stream && outcome.ttftMs !== null) metrics.ttft.observe({ model: target.model }, outcome.ttftMs / 1000);
@@ -86,7 +93,7 @@ export class InferenceService {
       ts: new Date().toISOString(),
       keyId: decision.keyId,
       model: target.model,
-      backend: target.backend.name,
+      backend: served.backend?.name ?? '',
       route,
       status: outcome.status,
       stream: input.stream,
@@ -100,6 +107,102 @@ export class InferenceService {
     });
   }
 
+  /**
+   * Tries the route's backends in order (least busy of the first tier with one available, then the
+   * next) until one answers or the budget is spent. An attempt is retried only while nothing has
+   * reached the client; the body is rebuilt per backend, since each may expect its own model name.
+   */
+  private async proxyWithRetries(
+    target: ModelRoute,
+    route: InferenceRoute,
+    body: Record<string, unknown>,
+    requestId: string,
+    stripUsage: boolean,
+    res: Response,
+  ): Promise<ServedBy> {
+    const { router, metrics, timeouts, maxAttempts } = this.deps;
+    const tried = new Set<BackendState>();
+    let last: ServedBy | null = null;
+    while (tried.size < maxAttempts) {
+      // The client left while an attempt failed: nobody is waiting for another one.
+      if (last && res.destroyed)
+        return { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } };
+      const pick = router.pick(target, tried);
+      if (!pick) break;
+      const { state, tier } = pick;
+      tried.add(state);
+      res.setHeader('x-gateway-backend', state.name);
+      res.setHeader('x-gateway-attempts', String(tried.size));
+      if (tier > 0) res.setHeader('x-gateway-fallback', String(tier));
+      else res.removeHeader('x-gateway-fallback');
+
+      const payload = Buffer.from(JSON.stringify({ ...body, model: state.backend.model ?? target.model }));
+      const canRetry = tried.size < maxAttempts && router.hasCandidate(target, tried);
+      state.inFlight += 1;
+      metrics.backendRequests.inc({ backend: state.name });
+      let outcome: ProxyOutcome;
+      try {
+        outcome = await proxyToBackend(
+          { backend: state.backend, path: UPSTREAM_PATHS[route], body: payload, requestId, stripUsage, canRetry, res },
+          timeouts,
+        );
+      } finally {
+        state.inFlight -= 1;
+      }
+      this.judge(state, outcome);
+      last = { outcome, backend: state, attempts: tried.size };
+      if (!outcome.retry) {
+        if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
+        return last;
+      }
+      this.deps.logger.warn(
+        { requestId, backend: state.name, failure: outcome.failure, attempt: tried.size },
+        'backend failed before answering; trying the next one',
+      );
+    }
+    return this.noBackendLeft(target, res, last);
+  }
+
+  /** Feeds an attempt's result to the backend's circuit breaker and the metrics. */
+  private judge(state: BackendState, outcome: ProxyOutcome): void {
+    const { failure } = outcome;
+    if (failure === null) {
+      if (outcome.status !== 499) state.succeeded();
+      return;
+    }
+    this.deps.metrics.upstreamErrors.inc({ backend: state.name, reason: failure });
+    this.deps.metrics.backendErrors.inc({ backend: state.name });
+    if (failure === 'backend_auth') state.coolDown("the backend refused the gateway's key");
+    else state.failed(failure);
+  }
+
+  /** Every candidate is cooling down, busy, or failed before answering: one clean error. */
+  private noBackendLeft(target: ModelRoute, res: Response, last: ServedBy | null): ServedBy {
+    const retryAfterSec = Math.max(1, Math.ceil((this.deps.router.nextRetryAt(target) - Date.now()) / 1000));
+    const error =
+      last?.outcome.failure === 'backend_auth'
+        ? new ApiError(502, "Every backend of this model refused the gateway's API key.", {
+            code: 'backend_auth_failed',
+            type: 'server_error',
+          })
+        : serviceUnavailable(
+            `No backend of the model '${target.model}' can take the request now${coolingReasons(target)}; retry shortly.`,
+            retryAfterSec,
+            'backend_unavailable',
+          );
+    sendApiError(res, error);
+    const outcome: ProxyOutcome = {
+      status: error.status,
+      usage: null,
+      contentEvents: 0,
+      ttftMs: null,
+      errorCode: error.code,
+      failure: last?.outcome.failure ?? null,
+      retry: false,
+    };
+    return { outcome, backend: last?.backend ?? null, attempts: last?.attempts ?? 0 };
+  }
+
   /** The request has its answer already: a lost event is counted, never turned into an error. */
   private record(event: UsageEvent): void {
     this.deps.usageStream.append(event).catch((err: unknown) => {
@@ -107,6 +210,14 @@ export class InferenceService {
       this.deps.logger.warn({ err, requestId: event.requestId }, 'usage event dropped');
     });
   }
+}
+
+/** " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down. */
+function coolingReasons(target: ModelRoute): string {
+  const cooling = target.tiers.flat().filter((b) => b.health === 'cooling_down');
+  return cooling.length === 0
+    ? ''
+    : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
 }
 
 function estimateUsage(requestBytes: number, contentEvents: number): UpstreamUsage {

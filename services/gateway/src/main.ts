@@ -11,13 +11,20 @@ import {
   loadConfigOrExit,
   redisProblem,
 } from '@gguf-gateway/shared';
+import { LocalModelsRepository } from './admin/local-models.repository.js';
+import { createModelPullsRouter } from './admin/model-pulls.router.js';
+import { ModelPullsService } from './admin/model-pulls.service.js';
+import { PullQueueRepository } from './admin/pull-queue.repository.js';
 import { unavailableRouter } from './admin/unavailable.router.js';
 import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
 import { AuthClient } from './auth.client.js';
 import { anyBackendProblem } from './backend-health.js';
+import { BackendMonitor } from './backend.monitor.js';
+import type { BackendConfig } from './backends-file.parser.js';
 import { readBackendsFile } from './backends-file.repository.js';
-import { gatewayConfigSchema, loadBackendKeys } from './config.js';
+import { BackendsFileWatcher } from './backends-file.watcher.js';
+import { gatewayConfigSchema, readBackendKey } from './config.js';
 import { ModelRouter } from './model-router.js';
 import { createPingServer } from './ping.server.js';
 import { ReadinessMonitor } from './readiness.monitor.js';
@@ -27,21 +34,35 @@ const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENC
 const logger = createLogger({ service: 'gateway', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
-const backendsFile = await readBackendsFile(config.BACKENDS_FILE).catch((err: Error) => {
-  logger.fatal(`BACKENDS_FILE ${config.BACKENDS_FILE}: ${err.message}`);
-  process.exit(1);
-});
-const remoteKeys = loadBackendKeys(backendsFile.backends.flatMap((b) => (b.apiKeyEnv ? [b.apiKeyEnv] : [])));
-if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => b.kind === 'llamacpp')) {
-  logger.warn('INFERENCE_API_KEY is not set: llama.cpp backends are called without a key');
-}
-const router = new ModelRouter(backendsFile, (backend) =>
+// A remote backend's key comes from the variable it names; llama.cpp sidecars share INFERENCE_API_KEY.
+const backendKey = (backend: BackendConfig): string | undefined =>
   backend.apiKeyEnv
-    ? remoteKeys[backend.apiKeyEnv]
+    ? readBackendKey(backend.apiKeyEnv)
     : backend.kind === 'llamacpp'
       ? config.INFERENCE_API_KEY
-      : undefined,
-);
+      : undefined;
+
+let router: ModelRouter;
+try {
+  const backendsFile = await readBackendsFile(config.BACKENDS_FILE);
+  router = new ModelRouter(
+    backendsFile,
+    backendKey,
+    { failureThreshold: config.ROUTING_FAILURE_THRESHOLD, cooldownMs: config.ROUTING_COOLDOWN_MS },
+    (state, problem) =>
+      problem
+        ? logger.warn({ backend: state.name, problem }, 'backend cooled down')
+        : logger.info({ backend: state.name }, 'backend healthy again'),
+  );
+  if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => b.kind === 'llamacpp')) {
+    logger.warn('INFERENCE_API_KEY is not set: llama.cpp backends are called without a key');
+  }
+} catch (err) {
+  logger.fatal(`BACKENDS_FILE ${config.BACKENDS_FILE}: ${(err as Error).message}`);
+  process.exit(1);
+}
+const backendMonitor = new BackendMonitor(router, config.BACKEND_POLL_MS, config.UPSTREAM_CONNECT_TIMEOUT_MS, logger);
+const backendsWatcher = new BackendsFileWatcher(config.BACKENDS_FILE, router, config.BACKENDS_FILE_POLL_MS, logger);
 
 // Auto-pipelining sends the usage XADDs of concurrent requests in one write.
 const redis = createRedis(config.REDIS_URL, 'request-path', { enableAutoPipelining: true });
@@ -50,19 +71,33 @@ const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
 const monitor = new ReadinessMonitor(
   {
     auth: () => auth.problem(),
-    backends: () => anyBackendProblem(router.backends(), config.UPSTREAM_CONNECT_TIMEOUT_MS),
+    backends: () =>
+      anyBackendProblem(
+        router.backends().map((b) => b.backend),
+        config.UPSTREAM_CONNECT_TIMEOUT_MS,
+      ),
   },
   config.READINESS_POLL_MS,
   logger,
 );
 
-// Only the admin usage route reads Postgres: a small pool, and the API never waits on it.
+// Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
 const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
-const adminRouters = [
-  pool
-    ? createUsageRouter({ pool })
-    : unavailableRouter(['/usage'], 'Usage totals need DATABASE_URL on the gateway (the metrics Postgres).'),
-];
+// The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
+const pullsRedis = createRedis(config.REDIS_URL, 'request-path');
+pullsRedis.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
+const pullQueue = new PullQueueRepository(pullsRedis, config.REDIS_KEY_PREFIX);
+const adminRouters = pool
+  ? [
+      createUsageRouter({ pool }),
+      createModelPullsRouter({ pulls: new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) }),
+    ]
+  : [
+      unavailableRouter(
+        ['/usage', '/models', '/models/pull', '/jobs/:id', '/jobs/:id/events'],
+        'The admin API for usage and models needs DATABASE_URL on the gateway (the Postgres of the metrics service).',
+      ),
+    ];
 
 const registry = createMetricsRegistry('gateway');
 const app = createApp({
@@ -73,6 +108,8 @@ const app = createApp({
     backends: () => monitor.problem('backends'),
     redis: () => redisProblem(redis),
   },
+  // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
+  degradedBy: { backends_file: () => backendsWatcher.problem },
   auth,
   router,
   usageStream: new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX),
@@ -81,6 +118,7 @@ const app = createApp({
     firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
     idleMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
   },
+  maxAttempts: config.ROUTING_MAX_ATTEMPTS,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
   corsOrigins: config.CORS_ORIGINS,
   trustProxyHops: config.TRUST_PROXY_HOPS,
@@ -88,6 +126,9 @@ const app = createApp({
 });
 
 monitor.start();
+backendMonitor.start();
+backendsWatcher.start();
+process.on('SIGHUP', () => void backendsWatcher.reload());
 const server = await listen(app, config.PORT);
 const pingServer = createPingServer(() => monitor.ready);
 await new Promise<void>((resolve) => pingServer.listen(config.PORT_HEALTH, '0.0.0.0', resolve));
@@ -100,7 +141,10 @@ handleShutdown(logger, [
   { name: 'http', close: () => closeServer(server) },
   { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
   { name: 'readiness', close: () => monitor.stop() },
+  { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
   { name: 'auth', close: () => auth.close() },
   { name: 'redis', close: () => redis.quit() },
+  { name: 'pull queue', close: () => pullQueue.close() },
+  { name: 'redis (pull queue)', close: () => pullsRedis.quit() },
   { name: 'postgres', close: () => pool?.end() },
 ]);

@@ -1,7 +1,7 @@
 import express, { Router } from 'express';
 import { ApiError } from '@gguf-gateway/shared';
 import type { InferenceService } from './inference.service.js';
-import type { ModelRouter } from './model-router.js';
+import type { ListedModel, ModelRouter } from './model-router.js';
 import type { RequestAuthorizer } from './request-authorizer.js';
 
 export interface OpenAIRouterDeps {
@@ -14,8 +14,9 @@ export interface OpenAIRouterDeps {
 // Models are listed with a fixed creation time: the config has no dates, and clients only show it.
 const CREATED = Math.floor(Date.now() / 1000);
 
-function modelObject(id: string) {
-  return { id, object: 'model', created: CREATED, owned_by: 'gguf-gateway' };
+// `status` (available|degraded|unavailable) and `alias_of` are extra fields; OpenAI clients ignore them.
+function modelObject({ id, aliasOf, status }: ListedModel) {
+  return { id, object: 'model', created: CREATED, owned_by: 'gguf-gateway', status, alias_of: aliasOf };
 }
 
 export function createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }: OpenAIRouterDeps): Router {
@@ -29,17 +30,18 @@ export function createOpenAIRouter({ inference, router, authorizer, bodyLimitByt
   api.get('/models', async (req, res) => {
     const { lease } = await authorizer.authorize(req, res, 'models', null);
     authorizer.settleOnClose(res, lease);
-    res.json({ object: 'list', data: router.models().map((m) => modelObject(m.id)) });
+    res.json({ object: 'list', data: router.models().map(modelObject) });
   });
 
   api.get('/models/:id', async (req, res) => {
     const { lease } = await authorizer.authorize(req, res, 'models', null);
     authorizer.settleOnClose(res, lease);
     const id = req.params.id;
-    if (!router.resolve(id)) {
+    const model = router.models().find((m) => m.id === id);
+    if (!model) {
       throw new ApiError(404, `The model '${id}' does not exist.`, { code: 'model_not_found', param: 'model' });
     }
-    res.json(modelObject(id));
+    res.json(modelObject(model));
   });
 
   return api;

@@ -73,8 +73,8 @@ export class SseUsageTap {
       if (kept) out.push(kept);
       start = end;
     }
+    // Only whole events go out, so that a stream cut by the gateway can still end with a clean event.
     this.tail = start < data.length ? Buffer.from(data.subarray(start)) : null;
-    if (!this.stripUsage) return chunk;
     if (!changed) return data.subarray(0, start);
     return Buffer.concat(out);
   }

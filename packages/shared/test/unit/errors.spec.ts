@@ -78,6 +78,23 @@ describe('errors in the OpenAI shape', () => {
 });
 
 describe('health router', () => {
+  it('/readyz stays 200 but says degraded for a problem that leaves the service serving', async () => {
+    const app = express();
+    app.use(
+      createHealthRouter({
+        checks: { redis: () => null },
+        degradedBy: { config: () => 'reload failed, serving the last good config' },
+        registry: createMetricsRegistry('test'),
+      }),
+    );
+    const res = await request(app).get('/readyz');
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, {
+      status: 'degraded',
+      checks: { redis: 'ok', config: 'reload failed, serving the last good config' },
+    });
+  });
+
   it('/healthz is 200 even when a dependency is down', async () => {
     const res = await request(appWith('redis: connection refused')).get('/healthz');
     assert.equal(res.status, 200);

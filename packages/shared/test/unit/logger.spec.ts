@@ -37,6 +37,16 @@ describe('logger', () => {
     assert.equal(outside?.requestId, undefined);
   });
 
+  it('logs a string or undefined given as err instead of throwing', () => {
+    const capture = new LogCapture();
+    const logger = createLogger({ service: 'test', destination: capture });
+    logger.warn({ err: `refused Bearer ${SECRET}` }, 'string reason');
+    logger.warn({ err: undefined }, 'no reason');
+    assert.equal(capture.lines.length, 2);
+    assert.ok(!capture.text().includes(SECRET));
+    assert.equal(capture.records()[0]?.err, 'refused Bearer [REDACTED]');
+  });
+
   it('maskSecrets leaves ordinary text alone', () => {
     assert.equal(maskSecrets('model tiny-llama answered in 12 ms'), 'model tiny-llama answered in 12 ms');
   });

@@ -67,6 +67,8 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       backendsYaml: backendsYaml(fake.url, `http://127.0.0.1:${await freePort()}`),
       inferenceApiKey: BACKEND_KEY,
       timeouts: { firstByteMs: 300, idleMs: 300 },
+      // Every failure case here goes to the one fake backend: it must not be cooled down in between.
+      breaker: { failureThreshold: 1000 },
       bodyLimitBytes: 64 * 1024,
       corsOrigins: ['https://app.example'],
       adminRouters: [extraAdmin],
@@ -264,10 +266,14 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       await assertOpenAIError(await chat('slow'), 504, 'backend_timeout');
     });
 
-    it('cuts a stream whose backend goes silent, and records why', async () => {
+    it('ends a stream whose backend goes silent with an SSE error event, and records why', async () => {
       const res = await chat('stall', { stream: true }, USER, { 'x-request-id': 'req-stall-1' });
       assert.equal(res.status, 200);
-      await assert.rejects(res.text());
+      const events = (await res.text()).split('\n\n').filter(Boolean);
+      assert.equal(events.length, 2, 'the one chunk, then the error');
+      const last = JSON.parse(events[1]!.replace(/^data: /, '')) as { error: { code: string; type: string } };
+      assert.equal(last.error.code, 'backend_timeout');
+      assert.equal(last.error.type, 'server_error');
       const event = await gateway.usageEvent('req-stall-1');
       assert.equal(event.errorCode, 'backend_timeout');
       assert.equal(event.usageSource, 'estimated');

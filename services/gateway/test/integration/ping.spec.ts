@@ -31,7 +31,14 @@ describe('/ping on the health port', () => {
     );
     // A poll interval far longer than the test: only explicit polls reach the backend.
     monitor = new ReadinessMonitor(
-      { auth: () => authClient.problem(), backends: () => anyBackendProblem(router.backends(), 1000) },
+      {
+        auth: () => authClient.problem(),
+        backends: () =>
+          anyBackendProblem(
+            router.backends().map((b) => b.backend),
+            1000,
+          ),
+      },
       600_000,
       createLogger({ service: 'gateway', destination: new LogCapture() }),
     );

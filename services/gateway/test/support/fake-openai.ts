@@ -5,6 +5,8 @@
 //   stall        streams one chunk, then goes silent (idle timeout)
 //   slow         holds its response headers for 1 s (first-byte timeout)
 //   fail-500     answers 500 in the OpenAI error shape
+//   fail-429     answers 429 with Retry-After, as a provider over its rate limit
+//   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -83,6 +85,11 @@ export class FakeOpenAI {
       res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
       return;
     }
+    if (model === 'fail-429') {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end('{"error":{"code":429,"message":"Rate limit exceeded","type":"rate_limit_error"}}');
+      return;
+    }
     if (model === 'slow') {
       setTimeout(() => this.answer(path, { ...body, model: 'fine' }, res), 1000);
       return;
@@ -149,6 +156,12 @@ export class FakeOpenAI {
         res.write(bytes.subarray(cut));
         finish();
       }, 30);
+      return;
+    }
+    if (model === 'die-midway') {
+      res.write(event({ content: 'one ' }));
+      res.write(event({ content: 'two ' }));
+      setTimeout(() => res.socket?.destroy(), 30);
       return;
     }
     if (model === 'stall') {

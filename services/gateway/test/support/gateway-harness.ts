@@ -17,14 +17,26 @@ import type { Registry } from 'prom-client';
 import type { Router } from 'express';
 import { createApp } from '../../src/app.js';
 import { AuthClient } from '../../src/auth.client.js';
+import { BackendMonitor } from '../../src/backend.monitor.js';
+import type { BreakerSettings } from '../../src/backend-state.js';
 import { parseBackendsFile } from '../../src/backends-file.parser.js';
+import { readBackendsFile } from '../../src/backends-file.repository.js';
+import { BackendsFileWatcher } from '../../src/backends-file.watcher.js';
 import { ModelRouter } from '../../src/model-router.js';
 import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
 import type { UpstreamTimeouts } from '../../src/backend.proxy.js';
 
 export interface HarnessOptions {
   authUrl: string;
-  backendsYaml: string;
+  /** The backends file as text, or (backendsFile) a path that is watched for changes. */
+  backendsYaml?: string;
+  backendsFile?: string;
+  /** Remote backends' keys by variable name (stands in for the environment). */
+  backendKeys?: Record<string, string>;
+  breaker?: Partial<BreakerSettings>;
+  maxAttempts?: number;
+  /** Background poll of /slots and probes; without it the monitor is not started. */
+  backendPollMs?: number;
   inferenceApiKey?: string;
   timeouts?: Partial<UpstreamTimeouts>;
   bodyLimitBytes?: number;
@@ -44,6 +56,9 @@ export class GatewayHarness {
     private readonly server: Server,
     private readonly auth: AuthClient,
     private readonly reader: Redis,
+    readonly router: ModelRouter,
+    readonly backendMonitor: BackendMonitor,
+    readonly watcher: BackendsFileWatcher | null,
   ) {}
 
   static async start(options: HarnessOptions): Promise<GatewayHarness> {
@@ -57,9 +72,23 @@ export class GatewayHarness {
     });
     redis.on('error', () => undefined);
     if (!options.redisUrl) await waitFor('redis', async () => redis.status === 'ready' || null, 5000, 20);
-    const router = new ModelRouter(parseBackendsFile(options.backendsYaml), (b) =>
-      b.kind === 'llamacpp' ? options.inferenceApiKey : undefined,
+    const file = options.backendsFile
+      ? await readBackendsFile(options.backendsFile)
+      : parseBackendsFile(options.backendsYaml ?? '');
+    const router = new ModelRouter(
+      file,
+      (b) => {
+        if (!b.apiKeyEnv) return b.kind === 'llamacpp' ? options.inferenceApiKey : undefined;
+        const key = options.backendKeys?.[b.apiKeyEnv];
+        if (key === undefined) throw new Error(`${b.apiKeyEnv} (or ${b.apiKeyEnv}_FILE) is not set`);
+        return key;
+      },
+      { failureThreshold: 3, cooldownMs: 10_000, ...options.breaker },
     );
+    const backendMonitor = new BackendMonitor(router, options.backendPollMs ?? 60_000, 1000, logger);
+    if (options.backendPollMs) backendMonitor.start();
+    const watcher = options.backendsFile ? new BackendsFileWatcher(options.backendsFile, router, 50, logger) : null;
+    watcher?.start();
     const auth = new AuthClient(new URL(options.authUrl), 2000);
     const registry = createMetricsRegistry('gateway');
     const app = createApp({
@@ -70,6 +99,7 @@ export class GatewayHarness {
       router,
       usageStream: new UsageStreamRepository(redis, prefix),
       timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
+      maxAttempts: options.maxAttempts,
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
       corsOrigins: options.corsOrigins,
       adminRouters: options.adminRouters,
@@ -84,6 +114,9 @@ export class GatewayHarness {
       server,
       auth,
       new Redis(testSettings.TEST_REDIS_URL),
+      router,
+      backendMonitor,
+      watcher,
     );
     return harness;
   }
@@ -113,6 +146,8 @@ export class GatewayHarness {
   }
 
   async stop(): Promise<void> {
+    this.watcher?.stop();
+    await this.backendMonitor.stop();
     this.server.closeAllConnections();
     await closeServer(this.server);
     this.auth.close();

@@ -19,11 +19,11 @@ describe('backends file', () => {
     const router = new ModelRouter(parseBackendsFile(VALID), (b) => (b.apiKeyEnv ? 'remote-key' : 'local-key'));
     const alias = router.resolve('tiny-chat')!;
     assert.equal(alias.model, 'tiny');
-    assert.equal(alias.backend.name, 'local');
-    assert.equal(alias.backend.apiKey, 'local-key');
-    const remote = router.resolve('remote')!;
-    assert.equal(remote.backend.model, 'meta/llama');
-    assert.equal(remote.backend.apiKey, 'remote-key');
+    assert.equal(alias.tiers[0]![0]!.backend.name, 'local');
+    assert.equal(alias.tiers[0]![0]!.backend.apiKey, 'local-key');
+    const remote = router.resolve('remote')!.tiers[0]![0]!.backend;
+    assert.equal(remote.model, 'meta/llama');
+    assert.equal(remote.apiKey, 'remote-key');
     assert.equal(router.resolve('nope'), null);
     assert.deepEqual(
       router.models().map((m) => m.id),
@@ -57,6 +57,37 @@ backends:
         err.problems.some((p) => p.includes('unknown backend "missing"')) &&
         err.problems.some((p) => p.includes('"b" is already used')),
     );
+  });
+
+  it('names the line of each problem, unknown fields and duplicate keys included', () => {
+    const text = [
+      'models:',
+      '  a: { tiers: [[x]] }',
+      'backends:',
+      '  x: { kind: llamacpp, url: "http://x", maxInflight: 4 }',
+      '  y: { kind: openai, url: "http://y", maxInFlight: 0 }',
+    ].join('\n');
+    assert.throws(
+      () => parseBackendsFile(text),
+      (err: BackendsFileError) =>
+        err.problems.includes('line 4: backends.x: unknown field "maxInflight"') &&
+        err.problems.some((p) => p.startsWith('line 5: backends.y.maxInFlight:')),
+    );
+    assert.throws(
+      () =>
+        parseBackendsFile(
+          'models:\n  a: { tiers: [[x]] }\nbackends:\n  x: { kind: llamacpp, url: "http://x" }\n  x: { kind: llamacpp, url: "http://y" }\n',
+        ),
+      /Map keys must be unique/,
+    );
+  });
+
+  it('reads the optional routing fields of a backend', () => {
+    const file = parseBackendsFile(
+      'models: { m: { tiers: [[c]] } }\nbackends:\n  c: { kind: openai, url: "https://llm.chutes.ai", maxInFlight: 8, utilizationUrl: "https://api.chutes.ai/chutes/utilization" }\n',
+    );
+    assert.equal(file.backends[0]!.maxInFlight, 8);
+    assert.equal(file.backends[0]!.utilizationUrl, 'https://api.chutes.ai/chutes/utilization');
   });
 
   it('rejects text that is not YAML', () => {

@@ -106,7 +106,9 @@ describe('dashboards against a real Prometheus scraping the running services', f
     ctx.databaseUrl = db.url;
     writeFileSync(join(ctx.dir, 'prices.yaml'), 'models:\n  "*": { prompt: 1, completion: 2 }\n');
     writeFileSync(join(ctx.dir, 'keys'), 'dashboards:sk-dashboards-test-key-0001\n');
-    writeFileSync(join(ctx.dir, 'backends.yaml'), 'backends: {}\n');
+    const backends =
+      'models:\n  tiny: { tiers: [[local]] }\nbackends:\n  local: { kind: llamacpp, url: "http://127.0.0.1:9" }\n';
+    writeFileSync(join(ctx.dir, 'backends.yaml'), backends);
     await xaddUsageEvents(ctx.prefix, [
       fakeUsageEvent(1),
       fakeUsageEvent(2, { status: 500, errorCode: 'upstream_error' }),

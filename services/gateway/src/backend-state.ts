@@ -1,0 +1,107 @@
+import type { BackendKind } from './backends-file.parser.js';
+
+// One backend as the router sees it: its configuration, how busy it is, and its circuit breaker.
+// The object outlives hot reloads while the backend keeps its name and URL, so that in-flight
+// counts and the breaker's memory survive an edit of the file.
+
+export interface Backend {
+  name: string;
+  kind: BackendKind;
+  /** Server root: `/v1/...` paths are appended to it. */
+  url: URL;
+  /** Sent as `Authorization: Bearer` to the backend, never the client's key. */
+  apiKey: string | undefined;
+  /** The variable the key came from, named in errors instead of the key. */
+  apiKeyEnv: string | undefined;
+  /** The model name the backend expects, when it differs from the public one. */
+  model: string | undefined;
+  maxInFlight: number | undefined;
+  utilizationUrl: URL | undefined;
+}
+
+export interface BreakerSettings {
+  /** Consecutive failures that cool a backend down. */
+  failureThreshold: number;
+  /** How long a cooled-down backend is skipped before a probe may bring it back. */
+  cooldownMs: number;
+}
+
+export type BackendHealth = 'healthy' | 'cooling_down';
+
+export class BackendState {
+  /** Requests this gateway is proxying to the backend now. */
+  inFlight = 0;
+  /** llama.cpp slots busy at the last poll (this gateway's requests and everyone else's). */
+  busySlots = 0;
+  /** llama.cpp slots in total, from the last poll; null until known. */
+  slots: number | null = null;
+  /** A provider's own utilisation (0..1) from its utilisation API; null when not configured. */
+  utilization: number | null = null;
+  health: BackendHealth = 'healthy';
+  /** Why it was cooled down last (a reason, never a key). */
+  lastProblem: string | null = null;
+  private consecutiveFailures = 0;
+  private coolingUntil = 0;
+
+  constructor(
+    public backend: Backend,
+    private readonly breaker: BreakerSettings,
+    private readonly onChange: (state: BackendState, problem: string | null) => void = () => undefined,
+  ) {}
+
+  get name(): string {
+    return this.backend.name;
+  }
+
+  /** May take a request now: healthy and under its maxInFlight. */
+  get available(): boolean {
+    const max = this.backend.maxInFlight;
+    return this.health === 'healthy' && (max === undefined || this.inFlight < max);
+  }
+
+  /** Busy share of its capacity (0 idle, 1 full); the router prefers the lowest. */
+  load(): number {
+    const capacity = this.backend.maxInFlight ?? this.slots ?? 1;
+    const busy = Math.max(this.inFlight, this.busySlots) / capacity;
+    return Math.max(busy, this.utilization ?? 0);
+  }
+
+  /** Until when (epoch ms) it is skipped; 0 when healthy. */
+  get retryAt(): number {
+    return this.health === 'cooling_down' ? this.coolingUntil : 0;
+  }
+
+  succeeded(): void {
+    this.consecutiveFailures = 0;
+  }
+
+  /** A failed request or poll; the threshold-th in a row cools it down. */
+  failed(problem: string, now = Date.now()): void {
+    this.consecutiveFailures += 1;
+    if (this.health === 'healthy' && this.consecutiveFailures >= this.breaker.failureThreshold)
+      this.coolDown(problem, now);
+  }
+
+  /** Cools down at once (a provider that refuses the gateway's key will not change its mind). */
+  coolDown(problem: string, now = Date.now()): void {
+    const wasHealthy = this.health === 'healthy';
+    this.health = 'cooling_down';
+    this.coolingUntil = now + this.breaker.cooldownMs;
+    this.lastProblem = problem;
+    if (wasHealthy) this.onChange(this, problem);
+  }
+
+  /** A cooled-down backend whose period is over is due for a probe. */
+  probeDue(now = Date.now()): boolean {
+    return this.health === 'cooling_down' && now >= this.coolingUntil;
+  }
+
+  /** The probe's answer: back to healthy, or another cooling period. */
+  probed(problem: string | null, now = Date.now()): void {
+    if (problem !== null) return this.coolDown(problem, now);
+    this.health = 'healthy';
+    this.consecutiveFailures = 0;
+    this.lastProblem = null;
+    this.onChange(this, null);
+  }
+}

@@ -1,0 +1,75 @@
+import type { Logger } from '@gguf-gateway/shared';
+import type { BackendState } from './backend-state.js';
+import type { ModelRouter } from './model-router.js';
+import { backendProblem } from './backend-health.js';
+import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.repository.js';
+
+// Polls the backends in the background, never per request: llama.cpp's busy slots for least-busy
+// routing, a provider's utilisation API where one is configured, and a probe of each cooled-down
+// backend whose cooling period is over (a healthy answer brings it back).
+
+export class BackendMonitor {
+  private timer: NodeJS.Timeout | null = null;
+  private polling: Promise<void> | null = null;
+
+  constructor(
+    private readonly router: ModelRouter,
+    private readonly intervalMs: number,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    void this.poll();
+    this.timer = setInterval(() => void this.poll(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.polling;
+  }
+
+  /** One round over every backend; overlapping rounds are skipped. */
+  poll(): Promise<void> {
+    this.polling ??= Promise.all(this.router.backends().map((b) => this.pollOne(b)))
+      .then(() => undefined)
+      .finally(() => (this.polling = null));
+    return this.polling;
+  }
+
+  private async pollOne(state: BackendState): Promise<void> {
+    const { backend } = state;
+    if (state.probeDue()) {
+      if (backend.kind === 'llamacpp') {
+        const slots = await readBusySlots(backend, this.timeoutMs);
+        if (typeof slots !== 'string') this.remember(state, slots);
+        state.probed(typeof slots === 'string' ? slots : null);
+      } else {
+        state.probed(await backendProblem(backend, this.timeoutMs));
+      }
+      return;
+    }
+    if (state.health !== 'healthy') return;
+    if (backend.kind === 'llamacpp') {
+      const slots = await readBusySlots(backend, this.timeoutMs);
+      if (typeof slots === 'string') {
+        state.failed(slots);
+        return;
+      }
+      this.remember(state, slots);
+    }
+    if (backend.utilizationUrl) {
+      state.utilization = await readUtilization(backend, this.timeoutMs).catch((err: Error) => {
+        this.logger.debug({ backend: backend.name, err: err.message }, 'utilisation not readable');
+        return null;
+      });
+    }
+  }
+
+  private remember(state: BackendState, slots: SlotLoad): void {
+    state.slots = slots.total;
+    state.busySlots = slots.busy;
+  }
+}
