@@ -45,7 +45,8 @@ describe('backends file validation (the gateway parser)', () => {
 
   it('names a model that points at an unknown backend', () => {
     const report = validateBackendsFile('models:\n  tiny:\n    tiers: [[nowhere]]\nbackends: {}\n');
-    assert.deepEqual(report.problems, [{ line: null, message: 'models.tiny.tiers: unknown backend "nowhere"' }]);
+    assert.equal(report.problems.length, 1);
+    assert.match(report.problems[0]!.message, /line 3: .*unknown backend "nowhere"/);
   });
 
   it('refuses broken YAML and an empty file', () => {
