@@ -8,20 +8,48 @@ import {
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
+import type { GateStatus } from './gates/gate-runner.js';
+import type { ProcessStatus } from './supervisor/process.supervisor.js';
+
+export type Phase = 'starting' | 'ready' | 'stopping' | 'failed';
+
+export interface OrchestratorStatus {
+  mode: 'prepare' | 'supervise';
+  phase: Phase;
+  gates: GateStatus[];
+  processes: ProcessStatus[];
+}
 
 export interface OrchestratorAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  status?: () => OrchestratorStatus;
 }
 
-/** The orchestrator's /status of every readiness gate. */
-export function createApp({ logger, registry, readiness }: OrchestratorAppDeps): Express {
+/** The orchestrator's /status of every gate and process, with /healthz, /readyz and /metrics. */
+export function createApp({ logger, registry, readiness, status }: OrchestratorAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestIdMiddleware);
   app.use(createHealthRouter({ checks: readiness, registry }));
+  if (status) app.get('/status', (_req, res) => void res.json(status()));
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
+  return app;
+}
+
+/**
+ * PORT_HEALTH in supervise mode, with RunPod load-balancer semantics: 204 while starting, 200 once
+ * the gateway is ready, 503 while draining or after a failed start. It reads a variable, never a backend.
+ */
+export function createPingApp(phase: () => Phase): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/ping', (_req, res) => {
+    const now = phase();
+    res.status(now === 'ready' ? 200 : now === 'starting' ? 204 : 503).end();
+  });
+  app.use(notFoundHandler);
   return app;
 }

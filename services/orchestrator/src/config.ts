@@ -1,9 +1,65 @@
-import { commonConfig, env, type ConfigOf } from '@gguf-gateway/shared';
+import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
+
+const optionalCount = (min: number) => z.coerce.number().int().min(min).optional();
 
 export const orchestratorConfigSchema = {
   ...commonConfig,
+  /** `GET /status`, `/readyz`, `/metrics` of the orchestrator itself. */
   PORT: env.port(8099),
+  /** Autodetected when unset: /runpod-volume, /workspace, else /data. */
   DATA_DIR: env.path().optional(),
+  /** Default `$DATA_DIR/models`. */
+  MODELS_DIR: env.path().optional(),
+  /** Required by `prepare`; `supervise` starts its own Redis / Postgres under DATA_DIR when unset. */
+  REDIS_URL: env.optionalUrl(),
+  DATABASE_URL: env.optionalUrl(),
+  /** Default `$DATA_DIR/api_keys` (the volume of a RunPod / Vast.ai pod). */
+  API_KEYS_FILE: env.path().optional(),
+  BACKENDS_FILE: env.path(),
+  /** The default model: a GGUF file (absolute, or relative to MODELS_DIR)... */
+  MODEL_PATH: env.path().optional(),
+  /** ...or a Hugging Face repo and file, pulled by the worker when not on disk yet. */
+  MODEL_REPO: z.string().min(1).optional(),
+  MODEL_FILE: z.string().min(1).optional(),
+  MODEL_REVISION: z.string().min(1).optional(),
+  /** How long each gate waits for a dependency before it fails. */
+  GATE_TIMEOUT_MS: env.millis(60_000),
+  /** How long the model gate waits for a pull to finish. */
+  MODEL_PULL_TIMEOUT_MS: env.millis(6 * 60 * 60 * 1000),
+  NVIDIA_SMI: z.string().min(1).default('nvidia-smi'),
+  /** Where `prepare` writes the llama-server arguments (default `$DATA_DIR/llama-server.args`). */
+  LLAMA_ARGS_FILE: env.path().optional(),
+  /** User overrides of the detected llama-server settings. */
+  LLAMA_N_GPU_LAYERS: optionalCount(0),
+  LLAMA_CTX_SIZE: optionalCount(256),
+  LLAMA_PARALLEL: optionalCount(1),
+  LLAMA_THREADS: optionalCount(1),
+
+  // supervise only
+  /** RunPod-style `/ping`: 204 while starting, 200 once the gateway is ready. */
+  PORT_HEALTH: env.port(8081),
+  GATEWAY_PORT: env.port(8080),
+  /** The gateway's own PORT_HEALTH inside the container: PORT_HEALTH belongs to the orchestrator. */
+  GATEWAY_HEALTH_PORT: env.port(8082),
+  AUTH_PORT: env.port(8090),
+  METRICS_PORT: env.port(8095),
+  WORKER_PORT: env.port(8096),
+  INFERENCE_PORT: env.port(8180),
+  LOCAL_REDIS_PORT: env.port(6379),
+  LOCAL_POSTGRES_PORT: env.port(5432),
+  /** Directory of `initdb` and `postgres`; found under /usr/lib/postgresql or via pg_config when unset. */
+  POSTGRES_BIN_DIR: env.path().optional(),
+  LLAMA_SERVER_BIN: z.string().min(1).default('llama-server'),
+  /** The llama-server's own key, shared with the gateway; generated per start when unset. */
+  INFERENCE_API_KEY: z.string().min(16).optional(),
+  /** How long in-flight requests may take to finish after SIGTERM. */
+  SHUTDOWN_GRACE_MS: env.millis(30_000),
+  /** How long a started process may take to become ready. */
+  READY_TIMEOUT_MS: env.millis(120_000),
+  RESTART_BACKOFF_MS: env.millis(1000),
+  RESTART_BACKOFF_MAX_MS: env.millis(30_000),
 };
+
+export const orchestratorFileVariables = ['INFERENCE_API_KEY'] as const;
 
 export type OrchestratorConfig = ConfigOf<typeof orchestratorConfigSchema>;

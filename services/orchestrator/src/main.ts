@@ -1,23 +1,28 @@
-import {
-  boundPort,
-  closeServer,
-  createLogger,
-  createMetricsRegistry,
-  handleProcessErrors,
-  handleShutdown,
-  listen,
-  loadConfigOrExit,
-} from '@gguf-gateway/shared';
-import { createApp } from './app.js';
-import { orchestratorConfigSchema } from './config.js';
+import { createLogger, createMetricsRegistry, handleProcessErrors, loadConfigOrExit } from '@gguf-gateway/shared';
+import { orchestratorConfigSchema, orchestratorFileVariables } from './config.js';
+import { runPrepare } from './prepare.command.js';
+import { resolveDirs } from './start-context.js';
+import { createStatusMetrics } from './status.metrics.js';
+import { runSupervise } from './supervise.command.js';
 
-const config = loadConfigOrExit(orchestratorConfigSchema);
+const COMMANDS = { prepare: runPrepare, supervise: runSupervise } as const;
+
+const mode = process.argv[2] ?? '';
+if (!(mode in COMMANDS)) {
+  process.stderr.write(`usage: orchestrator prepare|supervise (got "${mode}")\n`);
+  process.exit(2);
+}
+
+const config = loadConfigOrExit(orchestratorConfigSchema, { fileVariables: orchestratorFileVariables });
 const logger = createLogger({ service: 'orchestrator', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
 const registry = createMetricsRegistry('orchestrator');
-const app = createApp({ logger, registry, readiness: {} });
-const server = await listen(app, config.PORT);
-logger.info({ port: boundPort(server) }, 'orchestrator listening');
-
-handleShutdown(logger, [{ name: 'http', close: () => closeServer(server) }]);
+const exitCode = await COMMANDS[mode as keyof typeof COMMANDS]({
+  config,
+  logger,
+  registry,
+  metrics: createStatusMetrics(registry),
+  ...resolveDirs(config),
+});
+process.exit(exitCode);

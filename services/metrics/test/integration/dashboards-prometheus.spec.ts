@@ -7,6 +7,7 @@ import {
   createTestDatabase,
   deleteRedisPrefix,
   fakeUsageEvent,
+  freePort,
   LlamaServer,
   testRedisPrefix,
   testSettings,
@@ -23,6 +24,8 @@ interface Context {
   prefix: string;
   databaseUrl: string;
   dir: string;
+  /** Free ports for the processes the orchestrator supervises. */
+  ports: Record<string, string>;
 }
 
 /**
@@ -31,7 +34,12 @@ interface Context {
  * its exporter exists (gateway_ for the gateway, auth_ for auth, model_pull_ for the worker) and the
  * environment it needs to start.
  */
-const NODE_SERVICES: { name: string; prefixes: string[]; env(ctx: Context): Record<string, string> }[] = [
+const NODE_SERVICES: {
+  name: string;
+  prefixes: string[];
+  args?: string[];
+  env(ctx: Context): Record<string, string>;
+}[] = [
   {
     name: 'metrics',
     prefixes: ['usage_'],
@@ -68,7 +76,25 @@ const NODE_SERVICES: { name: string; prefixes: string[]; env(ctx: Context): Reco
       MODELS_DIR: ctx.dir,
     }),
   },
-  { name: 'orchestrator', prefixes: [], env: (ctx) => ({ DATA_DIR: ctx.dir }) },
+  {
+    // supervise serves its /metrics for as long as it runs; it starts its own auth, metrics, worker
+    // and gateway on the ports below (its gateway never turns ready here: the backend is a dead port).
+    name: 'orchestrator',
+    prefixes: ['orchestrator_'],
+    args: ['supervise'],
+    env: (ctx) => ({
+      ...ctx.ports,
+      REDIS_URL: ctx.redisUrl,
+      REDIS_KEY_PREFIX: ctx.prefix,
+      DATABASE_URL: ctx.databaseUrl,
+      DATA_DIR: ctx.dir,
+      API_KEYS_FILE: join(ctx.dir, 'keys'),
+      BACKENDS_FILE: join(ctx.dir, 'backends.yaml'),
+      NVIDIA_SMI: join(ctx.dir, 'no-nvidia-smi'),
+      PORT_HEALTH: '0',
+      READY_TIMEOUT_MS: '600000',
+    }),
+  },
 ];
 const INFERENCE_PREFIXES = ['llamacpp:'];
 
@@ -95,6 +121,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     prefix: testRedisPrefix(),
     databaseUrl: '',
     dir: mkdtempSync(join(tmpdir(), 'gg-dashboards-')),
+    ports: {},
   };
   let db: TestDatabase;
   let llama: LlamaServer;
@@ -104,6 +131,9 @@ describe('dashboards against a real Prometheus scraping the running services', f
   before(async () => {
     db = await createTestDatabase({ migrate: true });
     ctx.databaseUrl = db.url;
+    for (const name of ['GATEWAY_PORT', 'GATEWAY_HEALTH_PORT', 'AUTH_PORT', 'METRICS_PORT', 'WORKER_PORT']) {
+      ctx.ports[name] = String(await freePort());
+    }
     writeFileSync(join(ctx.dir, 'prices.yaml'), 'models:\n  "*": { prompt: 1, completion: 2 }\n');
     writeFileSync(join(ctx.dir, 'keys'), 'dashboards:sk-dashboards-test-key-0001\n');
     const backends =
@@ -116,7 +146,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     ]);
     const [llamaServer, ...started] = await Promise.all([
       LlamaServer.start({ slots: 1 }),
-      ...NODE_SERVICES.map((s) => startService(s.name, s.env(ctx))),
+      ...NODE_SERVICES.map((s) => startService(s.name, s.env(ctx), s.args)),
     ]);
     llama = llamaServer as LlamaServer;
     services.push(...(started as RunningService[]));

@@ -10,9 +10,13 @@ export interface RunningService {
 }
 
 /** A service of this repository as production runs it: `node services/<name>/dist/main.js`. */
-export async function startService(name: string, env: Record<string, string>): Promise<RunningService> {
+export async function startService(
+  name: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<RunningService> {
   const port = await freePort();
-  const proc = startProcess(process.execPath, [join(repoRoot, `services/${name}/dist/main.js`)], {
+  const proc = startProcess(process.execPath, [join(repoRoot, `services/${name}/dist/main.js`), ...args], {
     env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', PORT: String(port), ...env },
   });
   const url = `http://127.0.0.1:${port}`;

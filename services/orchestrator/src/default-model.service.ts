@@ -1,0 +1,93 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
+import { InvalidPullError, parsePullJobData, pullFiles, type Logger, type PullJobData } from '@gguf-gateway/shared';
+import type { ModelPullRepository, PullStatus } from './model-pull.repository.js';
+
+export interface DefaultModelSettings {
+  modelsDir: string;
+  modelPath?: string | undefined;
+  modelRepo?: string | undefined;
+  modelFile?: string | undefined;
+  modelRevision?: string | undefined;
+}
+
+export interface DefaultModel {
+  path: string;
+  info: GgufInfo;
+}
+
+export interface DefaultModelDeps {
+  logger: Logger;
+  /** Opened only when a pull is needed. */
+  openPulls: () => ModelPullRepository;
+  signal: AbortSignal;
+  pollMs?: number;
+}
+
+async function readModel(path: string, variable: string): Promise<DefaultModel> {
+  if (!existsSync(path)) throw new Error(`${variable}: ${path} does not exist`);
+  try {
+    return { path, info: await readGgufFile(path) };
+  } catch (err) {
+    throw new Error(`${variable}: ${path} is not a usable GGUF file (${(err as Error).message})`, { cause: err });
+  }
+}
+
+function describeProgress(status: PullStatus): string {
+  const p = status.progress;
+  if (!p) return status.state;
+  const pct = p.bytesTotal > 0 ? ` ${((100 * p.bytesDone) / p.bytesTotal).toFixed(1)}%` : '';
+  const rate = p.bytesPerSec > 0 ? ` ${(p.bytesPerSec / 1024 / 1024).toFixed(1)} MiB/s` : '';
+  const eta = p.etaSec !== null && p.etaSec > 0 ? ` eta ${Math.round(p.etaSec)} s` : '';
+  return `${p.phase}${pct}${rate}${eta}`;
+}
+
+/**
+ * Makes sure the default model is on disk: MODEL_PATH must exist; MODEL_REPO + MODEL_FILE is
+ * pulled by the worker when missing, with its progress in this log. Null when none is configured.
+ */
+export async function ensureDefaultModel(
+  settings: DefaultModelSettings,
+  { logger, openPulls, signal, pollMs = 1000 }: DefaultModelDeps,
+): Promise<DefaultModel | null> {
+  const { modelsDir, modelPath, modelRepo, modelFile, modelRevision } = settings;
+  if (modelPath) return readModel(isAbsolute(modelPath) ? modelPath : join(modelsDir, modelPath), 'MODEL_PATH');
+  if (!modelRepo && !modelFile) return null;
+  if (!modelRepo || !modelFile) throw new Error('MODEL_REPO and MODEL_FILE go together: set both, or neither');
+
+  // The worker's own rules: a name that could leave MODELS_DIR is refused here, not after the pull.
+  let data: PullJobData;
+  try {
+    data = parsePullJobData({ source: { repo: modelRepo, file: modelFile, revision: modelRevision } });
+  } catch (err) {
+    if (err instanceof InvalidPullError) throw new Error(`MODEL_REPO / MODEL_FILE: ${err.message}`, { cause: err });
+    throw err;
+  }
+  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it.
+  const target = join(modelsDir, pullFiles(data)[0]!.name);
+  if (existsSync(target)) return readModel(target, 'MODEL_FILE');
+
+  const pulls = openPulls();
+  try {
+    const jobId = await pulls.enqueue(data);
+    logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
+    let last = '';
+    while (!signal.aborted) {
+      const status = await pulls.status(jobId);
+      const line = describeProgress(status);
+      if (line !== last) {
+        logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
+        last = line;
+      }
+      if (status.state === 'completed') return readModel(status.path ?? target, 'MODEL_FILE');
+      if (status.state === 'failed' || status.state === 'unknown') {
+        throw new Error(`pull of ${modelRepo}/${modelFile} failed: ${status.failedReason ?? 'no reason given'}`);
+      }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+    throw new Error(`pull of ${modelRepo}/${modelFile} did not finish in time (job ${jobId})`);
+  } finally {
+    await pulls.close();
+  }
+}

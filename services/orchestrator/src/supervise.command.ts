@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { boundPort, closeServer, listen } from '@gguf-gateway/shared';
+import { createApp, createPingApp, type Phase } from './app.js';
+import { validateBackendsFile, validateKeysFile } from './gates/file-validators.js';
+import { GateFailure, GateRunner } from './gates/gate-runner.js';
+import { DEPENDENCY_GATES, MODEL_GATES, startGates, type PreparedStart } from './gates/start-gates.js';
+import {
+  localPostgresSpec,
+  localPostgresUrl,
+  localRedisSpec,
+  localRedisUrl,
+  postgresBinDir,
+} from './supervisor/local-stores.js';
+import { ProcessSupervisor } from './supervisor/process.supervisor.js';
+import { llamaServerSpec, nodeServiceSpec } from './supervisor/stack.processes.js';
+import { startSettings, type StartContext } from './start-context.js';
+
+/**
+ * `supervise` (the all-in-one entrypoint): local Redis/Postgres when no URL is given, the gates,
+ * then auth, metrics, worker, llama-server and gateway, each once the previous one is ready.
+ * SIGTERM drains the gateway first and stops the rest in reverse order. Resolves to the exit code.
+ */
+export async function runSupervise(ctx: StartContext): Promise<number> {
+  const { config: c, logger, registry, metrics } = ctx;
+  let phase: Phase = 'starting';
+  const supervisor = new ProcessSupervisor(
+    logger,
+    {
+      readyTimeoutMs: c.READY_TIMEOUT_MS,
+      backoffMs: c.RESTART_BACKOFF_MS,
+      backoffMaxMs: c.RESTART_BACKOFF_MAX_MS,
+    },
+    { onStatus: (s) => metrics.process(s), onRestart: (name) => metrics.restart(name) },
+  );
+  const databaseUrl = c.DATABASE_URL ?? localPostgresUrl(c.LOCAL_POSTGRES_PORT);
+  const redisUrl = c.REDIS_URL ?? localRedisUrl(c.LOCAL_REDIS_PORT);
+  const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
+  const gates = new GateRunner(
+    startGates(startSettings(ctx, databaseUrl, redisUrl), { logger, validateKeysFile, validateBackendsFile }, prepared),
+    logger,
+    (status) => metrics.gate(status),
+  );
+
+  const statusServer = await listen(
+    createApp({
+      logger,
+      registry,
+      readiness: { stack: () => (phase === 'ready' ? null : `stack ${phase}`) },
+      status: () => ({ mode: 'supervise', phase, gates: gates.statuses(), processes: supervisor.statuses() }),
+    }),
+    c.PORT,
+  );
+  const pingServer = await listen(
+    createPingApp(() => phase),
+    c.PORT_HEALTH,
+  );
+  logger.info(
+    { statusPort: boundPort(statusServer), pingPort: boundPort(pingServer), dataDir: ctx.dataDir },
+    'supervise: starting the stack',
+  );
+
+  const stopRequested = new AbortController();
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopRequested.signal.aborted) return;
+      logger.info(
+        { signal, graceMs: c.SHUTDOWN_GRACE_MS },
+        'stopping: draining the gateway, then the rest in reverse order',
+      );
+      phase = 'stopping';
+      stopRequested.abort();
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+
+  let exitCode = 0;
+  try {
+    await Promise.race([startStack(), stopped]);
+    if (!stopRequested.signal.aborted) await stopped;
+  } catch (err) {
+    if (!stopRequested.signal.aborted) {
+      phase = 'failed';
+      exitCode = 1;
+      if (!(err instanceof GateFailure)) logger.error({ err }, 'supervise: the stack could not start');
+    }
+  }
+  phase = phase === 'failed' ? 'failed' : 'stopping';
+  await supervisor.stopAll();
+  await Promise.all([closeServer(pingServer), closeServer(statusServer)]);
+  logger.info({ exitCode }, 'supervise: stopped');
+  return exitCode;
+
+  async function startStack(): Promise<void> {
+    if (!c.REDIS_URL) await supervisor.start(localRedisSpec(ctx.dataDir, c.LOCAL_REDIS_PORT));
+    if (!c.DATABASE_URL) {
+      await supervisor.start(localPostgresSpec(ctx.dataDir, c.LOCAL_POSTGRES_PORT, postgresBinDir(c.POSTGRES_BIN_DIR)));
+    }
+    await gates.run(DEPENDENCY_GATES, stopRequested.signal);
+
+    const inferenceKey = c.INFERENCE_API_KEY ?? randomBytes(24).toString('base64url');
+    // The key is resolved here once; the _FILE twin would make the children's config loader refuse both.
+    const { INFERENCE_API_KEY_FILE: _resolved, ...inherited } = process.env;
+    const env: NodeJS.ProcessEnv = {
+      ...inherited,
+      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      DATA_DIR: ctx.dataDir,
+      MODELS_DIR: ctx.modelsDir,
+      API_KEYS_FILE: ctx.keysFile,
+      BACKENDS_FILE: c.BACKENDS_FILE,
+      AUTH_URL: `http://127.0.0.1:${c.AUTH_PORT}`,
+      INFERENCE_API_KEY: inferenceKey,
+      PORT_HEALTH: String(c.GATEWAY_HEALTH_PORT),
+    };
+    const serviceGrace = 10_000;
+    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace));
+    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, env, serviceGrace));
+    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, env, serviceGrace));
+    // The worker is up: it can pull the default model now.
+    await gates.run(MODEL_GATES, stopRequested.signal);
+    if (prepared.llamaArgs) {
+      await supervisor.start(
+        llamaServerSpec(c.LLAMA_SERVER_BIN, prepared.llamaArgs, c.INFERENCE_PORT, inferenceKey, env),
+      );
+    }
+    await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, env, c.SHUTDOWN_GRACE_MS));
+    if (stopRequested.signal.aborted) return;
+    phase = 'ready';
+    logger.info({ port: c.GATEWAY_PORT }, 'supervise: the stack is ready');
+  }
+}

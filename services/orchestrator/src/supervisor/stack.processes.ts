@@ -1,0 +1,43 @@
+import { fileURLToPath } from 'node:url';
+import { httpOk } from '../dependency.probes.js';
+import type { ProcessSpec } from './process.supervisor.js';
+
+/** services/, next to this service's own folder (we run from services/orchestrator/dist/supervisor). */
+const SERVICES_DIR = fileURLToPath(new URL('../../../', import.meta.url));
+
+export type NodeService = 'auth' | 'metrics' | 'worker' | 'gateway';
+
+/** `node services/<name>/dist/main.js`, ready when its /readyz answers 200. */
+export function nodeServiceSpec(
+  name: NodeService,
+  port: number,
+  env: NodeJS.ProcessEnv,
+  stopGraceMs: number,
+): ProcessSpec {
+  return {
+    name,
+    command: process.execPath,
+    args: [`${SERVICES_DIR}${name}/dist/main.js`],
+    env: { ...env, PORT: String(port) },
+    ready: () => httpOk(`http://127.0.0.1:${port}/readyz`),
+    stopGraceMs,
+  };
+}
+
+/** llama-server with the arguments the gates chose, on loopback; its key comes by environment, not argv. */
+export function llamaServerSpec(
+  bin: string,
+  args: string[],
+  port: number,
+  apiKey: string,
+  env: NodeJS.ProcessEnv,
+): ProcessSpec {
+  return {
+    name: 'llama-server',
+    command: bin,
+    args: [...args, '--host', '127.0.0.1', '--port', String(port), '--metrics', '--slots', '--no-webui'],
+    env: { ...env, LLAMA_API_KEY: apiKey },
+    ready: () => httpOk(`http://127.0.0.1:${port}/health`),
+    stopGraceMs: 10_000,
+  };
+}

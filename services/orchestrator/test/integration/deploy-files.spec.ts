@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { writeTinyLlama } from '@gguf-gateway/gguf';
+import { loadConfig, type z } from '@gguf-gateway/shared';
+import { freePort, llamaServerBinary, repoRoot, startProcess, stopProcess, waitFor } from '@gguf-gateway/testkit';
+import { authConfigSchema } from '../../../auth/src/config.js';
+import { gatewayConfigSchema } from '../../../gateway/src/config.js';
+import { metricsConfigSchema } from '../../../metrics/src/config.js';
+import { workerConfigSchema } from '../../../worker/src/config.js';
+import { orchestratorConfigSchema } from '../../src/config.js';
+import { writeLlamaArgs } from '../../src/llama-args.repository.js';
+
+const run = promisify(execFile);
+
+interface ComposeService {
+  image?: string;
+  profiles?: string[];
+  ports?: unknown[];
+  healthcheck?: { test?: string[] };
+  restart?: string;
+  networks?: Record<string, { aliases?: string[] } | null>;
+  environment?: Record<string, string | null>;
+  depends_on?: Record<string, { condition: string }>;
+  secrets?: { source: string }[];
+  volumes?: string[];
+  deploy?: { resources?: { reservations?: { devices?: { driver: string }[] } } };
+}
+
+/** docker-compose (Debian's 1.29) with no profiles from the caller's environment. */
+async function compose(...args: string[]): Promise<string> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.COMPOSE_PROFILES;
+  const { stdout } = await run('docker-compose', args, { cwd: repoRoot, env });
+  return stdout;
+}
+
+const SCHEMAS: Record<string, z.ZodRawShape> = {
+  init: orchestratorConfigSchema,
+  'init-gpu': orchestratorConfigSchema,
+  auth: authConfigSchema,
+  gateway: gatewayConfigSchema,
+  metrics: metricsConfigSchema,
+  worker: workerConfigSchema,
+};
+
+describe('docker-compose.yml', function () {
+  this.timeout(30_000);
+  let services: Record<string, ComposeService>;
+
+  before(async () => {
+    const all = await compose('--profile', 'gpu', '--profile', 'cpu', '--profile', 'observability', 'config');
+    services = (parse(all) as { services: Record<string, ComposeService> }).services;
+  });
+
+  for (const profile of [null, 'gpu', 'cpu', 'observability']) {
+    it(`passes docker-compose config -q ${profile ? `with --profile ${profile}` : 'without a profile'}`, async () => {
+      await compose(...(profile ? ['--profile', profile] : []), 'config', '-q');
+    });
+  }
+
+  it('publishes the gateway port and no other', () => {
+    const publishing = Object.entries(services)
+      .filter(([, s]) => (s.ports ?? []).length > 0)
+      .map(([name]) => name);
+    assert.deepEqual(publishing, ['gateway']);
+  });
+
+  it('gives every service a healthcheck and a restart policy', () => {
+    for (const [name, s] of Object.entries(services)) {
+      assert.ok(s.healthcheck?.test?.length, `${name} has no healthcheck`);
+      assert.ok(s.restart, `${name} has no restart policy`);
+    }
+    assert.equal(services.init!.restart, 'no', 'init runs once');
+  });
+
+  it('waits on health or completion, never on a bare start', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const [dependency, { condition }] of Object.entries(s.depends_on ?? {})) {
+        assert.ok(
+          ['service_healthy', 'service_completed_successfully'].includes(condition),
+          `${name} -> ${dependency}: ${condition}`,
+        );
+      }
+    }
+    assert.equal(services.auth!.depends_on!.init!.condition, 'service_completed_successfully');
+    assert.equal(services.gateway!.depends_on!.auth!.condition, 'service_healthy');
+    assert.equal(services.inference!.depends_on!['init-gpu']!.condition, 'service_completed_successfully');
+  });
+
+  it('names, in every URL of an environment, a service on a network it shares', () => {
+    const namesOn = (network: string) =>
+      Object.entries(services).flatMap(([name, s]) =>
+        network in (s.networks ?? {}) ? [name, ...(s.networks![network]?.aliases ?? [])] : [],
+      );
+    for (const [name, s] of Object.entries(services)) {
+      const reachable = new Set(Object.keys(s.networks ?? {}).flatMap(namesOn));
+      for (const [variable, value] of Object.entries(s.environment ?? {})) {
+        if (!value || !/^[a-z]+:\/\//.test(value)) continue;
+        const host = new URL(value).hostname;
+        if (host.includes('.') && host !== '127.0.0.1') continue; // a public host, e.g. HF_ENDPOINT
+        assert.ok(reachable.has(host), `${name}: ${variable}=${value} names ${host}, not a service it can reach`);
+      }
+    }
+  });
+
+  it("sets every variable each service's config schema requires, with values the schema accepts", () => {
+    for (const [name, schema] of Object.entries(SCHEMAS)) {
+      const env = Object.fromEntries(
+        Object.entries(services[name]!.environment ?? {}).filter((e): e is [string, string] => e[1] !== null),
+      );
+      const required = Object.keys(schema).filter((key) => !schema[key]!.safeParse(undefined).success);
+      for (const key of required) assert.ok(env[key], `${name} lacks ${key}`);
+      assert.doesNotThrow(() => loadConfig(schema, env), `${name}'s environment`);
+    }
+  });
+
+  it('mounts the keys file read-only as a secret, only where it is read', () => {
+    const withKeys = Object.entries(services)
+      .filter(([, s]) => s.secrets?.some((x) => x.source === 'api_keys'))
+      .map(([name]) => name)
+      .sort();
+    assert.deepEqual(withKeys, ['auth', 'init', 'init-gpu']);
+    assert.equal(services.auth!.environment!.API_KEYS_FILE, '/run/secrets/api_keys');
+  });
+
+  it('keeps models and Postgres on named volumes, and reserves GPUs only in the gpu profile', () => {
+    assert.ok(services.postgres!.volumes!.some((v) => v.startsWith('postgres-data:')));
+    assert.ok(services.worker!.volumes!.some((v) => v.startsWith('models:/models')));
+    const gpuServices = Object.entries(services)
+      .filter(([, s]) => s.deploy?.resources?.reservations?.devices?.some((d) => d.driver === 'nvidia'))
+      .map(([name]) => name)
+      .sort();
+    assert.deepEqual(gpuServices, ['inference', 'init-gpu']);
+    for (const name of gpuServices) assert.deepEqual(services[name]!.profiles, ['gpu']);
+    assert.equal(services['inference-cpu']!.image, 'ghcr.io/ggml-org/llama.cpp:server');
+    assert.ok(services['inference-cpu']!.networks!.internal!.aliases!.includes('inference'));
+  });
+
+  it("mounts the metrics service's Prometheus and Grafana files in the observability profile", () => {
+    const mounts = [...services.prometheus!.volumes!, ...services.grafana!.volumes!].map((v) =>
+      v.replace(`${repoRoot.replace(/\/$/, '')}/`, './'),
+    );
+    for (const path of [
+      './infra/prometheus/prometheus.yml',
+      './infra/grafana/provisioning/datasources',
+      './infra/grafana/provisioning/dashboards',
+      './infra/grafana/dashboards',
+    ]) {
+      assert.ok(
+        mounts.some((m) => m.startsWith(`${path}:`)),
+        `${path} is not mounted`,
+      );
+    }
+  });
+});
+
+describe('Dockerfiles', () => {
+  const dockerignore = readFileSync(join(repoRoot, '.dockerignore'), 'utf8');
+
+  for (const file of ['Dockerfile', 'Dockerfile.all-in-one']) {
+    const text = readFileSync(join(repoRoot, file), 'utf8');
+
+    it(`${file}: every path it copies from the repository exists and is not in .dockerignore`, () => {
+      const sources = [...text.matchAll(/^COPY (?!--from)(?:--\S+ )*(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '));
+      assert.ok(sources.length > 0);
+      for (const source of sources) {
+        assert.ok(existsSync(join(repoRoot, source)), `${file} copies ${source}, which does not exist`);
+        assert.ok(!dockerignore.split('\n').includes(source), `${source} is excluded by .dockerignore`);
+      }
+    });
+
+    it(`${file}: starts a service entrypoint that the build produces, with a node healthcheck`, () => {
+      const started = [...text.matchAll(/services\/(\w+)\/dist\/main\.js/g)].map((m) => m[1]!);
+      assert.ok(started.length > 0);
+      for (const service of started) assert.ok(existsSync(join(repoRoot, 'services', service, 'src', 'main.ts')));
+      assert.match(text, /^HEALTHCHECK .*"node", "[^"]*healthcheck\.mjs"/m);
+    });
+  }
+
+  it('runs the services image as a non-root user with production dependencies only', () => {
+    const text = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8');
+    assert.match(text, /^USER node$/m);
+    assert.match(text, /npm ci --omit=dev/);
+  });
+
+  it('bases the all-in-one image on llama.cpp server-cuda and runs supervise', () => {
+    const text = readFileSync(join(repoRoot, 'Dockerfile.all-in-one'), 'utf8');
+    assert.match(text, /^FROM ghcr\.io\/ggml-org\/llama\.cpp:server-cuda$/m);
+    assert.match(text, /^ENTRYPOINT \["node", "[^"]+services\/orchestrator\/dist\/main\.js", "supervise"\]$/m);
+  });
+});
+
+describe('container scripts', function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'gg-deploy-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('infra/inference/entrypoint.sh starts the real llama-server with the arguments prepare wrote', async () => {
+    mkdirSync(join(dir, 'a model dir'));
+    const model = join(dir, 'a model dir', 'tiny.gguf');
+    await writeTinyLlama(model);
+    const argsFile = join(dir, 'llama-server.args');
+    await writeLlamaArgs(argsFile, ['--model', model, '--ctx-size', '512', '--parallel', '1', '--threads', '1']);
+    writeFileSync(join(dir, 'inference_key'), 'sk-inference-0123456789\n');
+    const port = await freePort();
+    const proc = startProcess('sh', [join(repoRoot, 'infra/inference/entrypoint.sh')], {
+      env: {
+        ...process.env,
+        LLAMA_SERVER_BIN: await llamaServerBinary(),
+        LLAMA_ARGS_FILE: argsFile,
+        INFERENCE_API_KEY_FILE: join(dir, 'inference_key'),
+        INFERENCE_HOST: '127.0.0.1',
+        INFERENCE_PORT: String(port),
+      },
+    });
+    try {
+      await waitFor('llama-server /health', async () => {
+        if (proc.child.exitCode !== null) throw new Error(proc.output());
+        return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200;
+      });
+      const models = (key: string) =>
+        fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+      assert.equal((await models('wrong')).status, 401);
+      assert.equal((await models('sk-inference-0123456789')).status, 200);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+
+  it('infra/inference/entrypoint.sh refuses to start without the arguments file, saying who writes it', async () => {
+    const failed = await run('sh', [join(repoRoot, 'infra/inference/entrypoint.sh')], {
+      env: { ...process.env, LLAMA_ARGS_FILE: join(dir, 'missing.args') },
+    }).then(
+      () => assert.fail('should exit non-zero'),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /missing.args is missing or empty; the init service writes it/);
+  });
+
+  it('infra/docker/healthcheck.mjs exits 0 only for a healthy answer', async () => {
+    let status = 200;
+    const server: Server = createServer((_req, res) => res.writeHead(status).end());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/ping`;
+    const check = (...args: string[]) =>
+      run(process.execPath, [join(repoRoot, 'infra/docker/healthcheck.mjs'), url, ...args]).then(
+        () => 0,
+        (e: { code: number }) => e.code,
+      );
+    try {
+      assert.equal(await check(), 0);
+      status = 204;
+      assert.equal(await check(), 0);
+      assert.equal(await check('200'), 1, 'the all-in-one image wants 200: 204 means still starting');
+      status = 503;
+      assert.equal(await check(), 1);
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, llamaServerBinary, repoRoot, waitFor } from '@gguf-gateway/testkit';
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+
+describe('npm run stack (scripts/stack)', function () {
+  this.timeout(180_000);
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'gg-stack-'));
+    // As root, the stack's Postgres runs as the postgres user: it must reach .stack/ inside.
+    chmodSync(dir, 0o755);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('starts the supervised stack with the tiny demo model and a demo admin key, prints a curl line, and stops on Ctrl-C', async () => {
+    const ports: Record<string, string> = {};
+    for (const name of [
+      'GATEWAY_PORT',
+      'PORT_HEALTH',
+      'PORT',
+      'GATEWAY_HEALTH_PORT',
+      'AUTH_PORT',
+      'METRICS_PORT',
+      'WORKER_PORT',
+      'INFERENCE_PORT',
+      'LOCAL_REDIS_PORT',
+      'LOCAL_POSTGRES_PORT',
+    ]) {
+      ports[name] = String(await freePort());
+    }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...ports,
+      STACK_DIR: join(dir, '.stack'),
+      LLAMA_SERVER_BIN: await llamaServerBinary(),
+      LLAMA_CTX_SIZE: '1024',
+      LOG_LEVEL: 'warn',
+    };
+    delete env.MODEL_PATH;
+    delete env.MODEL_REPO;
+    // Its own process group, like a terminal's foreground job: Ctrl-C signals the whole group.
+    const stack = spawn(join(repoRoot, 'scripts/stack'), [], {
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    stack.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    stack.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => stack.once('exit', (code) => resolve(code)));
+    const signalGroup = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-stack.pid!, signal);
+      } catch {
+        // The group is gone already.
+      }
+    };
+    process.once('exit', () => signalGroup('SIGKILL'));
+
+    try {
+      await Promise.race([
+        waitFor(
+          'the ready banner',
+          async () => (output.includes('gguf-gateway is ready.') ? true : null),
+          150_000,
+          200,
+        ),
+        exited.then((code) => {
+          throw new Error(`npm run stack exited with ${code} before it was ready:\n${output.slice(-4000)}`);
+        }),
+      ]);
+      const key = /API key: {2}(sk-demo-\S+)/.exec(output)?.[1];
+      assert.ok(key, output);
+      assert.match(output, new RegExp(`API URL: {2}http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1`));
+      assert.match(
+        output,
+        new RegExp(
+          `curl http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1/chat/completions -H "Authorization: Bearer ${key}"`,
+        ),
+      );
+      assert.match(output, /serving the tiny demo model/);
+      assert.match(readFileSync(join(dir, '.stack', 'api_keys'), 'utf8'), new RegExp(`^demo:${key} scope=admin$`, 'm'));
+      assert.equal((await fetch(`http://127.0.0.1:${ports.PORT_HEALTH}/ping`)).status, 200);
+      assert.equal(await portOpen(Number(ports.LOCAL_REDIS_PORT)), true, 'its own Redis, on the port it was given');
+    } finally {
+      signalGroup('SIGINT');
+    }
+    assert.equal(await exited, 0, output.slice(-3000));
+    for (const port of ['PORT_HEALTH', 'GATEWAY_PORT', 'INFERENCE_PORT', 'LOCAL_REDIS_PORT', 'LOCAL_POSTGRES_PORT']) {
+      assert.equal(await portOpen(Number(ports[port])), false, `${port} still open after Ctrl-C`);
+    }
+  });
+});

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeTinyLlama } from '@gguf-gateway/gguf';
+import {
+  createTestDatabase,
+  freePort,
+  llamaServerBinary,
+  testRedisPrefix,
+  deleteRedisPrefix,
+  testSettings,
+  waitFor,
+} from '@gguf-gateway/testkit';
+import type { OrchestratorStatus } from '../../src/app.js';
+import { runOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
+
+const INFERENCE_KEY = 'sk-inference-0123456789abcdef';
+
+/**
+ * The all-in-one stack as local processes: its own redis-server and Postgres under DATA_DIR, the
+ * services from their dist folders, and the real llama-server serving the tiny model.
+ */
+describe('orchestrator supervise (the all-in-one stack as local processes)', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let env: Record<string, string>;
+  let run: OrchestratorProcess | null = null;
+  const prefix = testRedisPrefix();
+
+  before(async () => {
+    // As root, Postgres runs as the postgres user: it must be able to reach DATA_DIR.
+    dir = mkdtempSync(join(tmpdir(), 'gg-supervise-'));
+    chmodSync(dir, 0o755);
+    writeFileSync(join(dir, 'api_keys'), 'admin:sk-admin-0123456789abcdef scope=admin\n');
+    await writeTinyLlama(join(dir, 'tiny.gguf'));
+    const ports: Record<string, string> = {};
+    for (const name of [
+      'PORT',
+      'PORT_HEALTH',
+      'GATEWAY_PORT',
+      'GATEWAY_HEALTH_PORT',
+      'AUTH_PORT',
+      'METRICS_PORT',
+      'WORKER_PORT',
+      'INFERENCE_PORT',
+      'LOCAL_REDIS_PORT',
+      'LOCAL_POSTGRES_PORT',
+    ]) {
+      ports[name] = String(await freePort());
+    }
+    writeFileSync(
+      join(dir, 'backends.yaml'),
+      `models:\n  tiny:\n    tiers: [[local]]\nbackends:\n  local:\n    kind: llamacpp\n    url: http://127.0.0.1:${ports.INFERENCE_PORT}\n`,
+    );
+    env = {
+      ...ports,
+      DATA_DIR: dir,
+      REDIS_KEY_PREFIX: prefix,
+      API_KEYS_FILE: join(dir, 'api_keys'),
+      BACKENDS_FILE: join(dir, 'backends.yaml'),
+      MODEL_PATH: join(dir, 'tiny.gguf'),
+      NVIDIA_SMI: join(dir, 'no-nvidia-smi'),
+      LLAMA_SERVER_BIN: await llamaServerBinary(),
+      LLAMA_CTX_SIZE: '1024',
+      LLAMA_THREADS: '1',
+      INFERENCE_API_KEY: INFERENCE_KEY,
+      RESTART_BACKOFF_MS: '200',
+      SHUTDOWN_GRACE_MS: '5000',
+      GATE_TIMEOUT_MS: '20000',
+    };
+  });
+
+  afterEach(async () => {
+    if (run) {
+      run.signal('SIGTERM');
+      await run.exited;
+      run = null;
+    }
+  });
+
+  after(async () => {
+    await deleteRedisPrefix(prefix);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const ping = () =>
+    fetch(`http://127.0.0.1:${env.PORT_HEALTH}/ping`).then(
+      (r) => r.status,
+      () => 0,
+    );
+  const status = async () => (await (await fetch(`http://127.0.0.1:${env.PORT}/status`)).json()) as OrchestratorStatus;
+
+  it('answers /ping 204 then 200, restarts a killed llama-server, and drains and exits 0 on SIGTERM', async () => {
+    run = runOrchestrator('supervise', env);
+    const seen = new Set<number>();
+    await waitFor(
+      '/ping 200',
+      async () => {
+        const code = await ping();
+        seen.add(code);
+        if (run!.hasExited()) throw new Error(`supervise exited:\n${run!.output()}`);
+        return code === 200 ? true : null;
+      },
+      90_000,
+      50,
+    );
+    assert.ok(seen.has(204), `saw ${[...seen].join(', ')} before 200`);
+    const ready = await status();
+    assert.equal(ready.phase, 'ready');
+    assert.deepEqual(
+      ready.processes.map((p) => [p.name, p.state]),
+      ['redis', 'postgres', 'auth', 'metrics', 'worker', 'llama-server', 'gateway'].map((n) => [n, 'ready']),
+    );
+    assert.ok(ready.gates.every((g) => g.state === 'passed'));
+
+    const llama = ready.processes.find((p) => p.name === 'llama-server')!;
+    process.kill(llama.pid!, 'SIGKILL');
+    const back = await waitFor('llama-server restarted and ready', async () => {
+      const now = (await status()).processes.find((p) => p.name === 'llama-server')!;
+      return now.state === 'ready' && now.pid !== llama.pid ? now : null;
+    });
+    assert.equal(back.restarts, 1);
+    const completion = await fetch(`http://127.0.0.1:${env.INFERENCE_PORT}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${INFERENCE_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+    });
+    assert.equal(completion.status, 200, 'requests are served again after the restart');
+
+    const finished = run;
+    run = null;
+    finished.signal('SIGTERM');
+    assert.equal(await finished.exited, 0, finished.output());
+    const stops = finished
+      .records()
+      .map((r) => String(r.msg))
+      .filter((m) => m.startsWith('stopping '));
+    assert.deepEqual(stops, [
+      'stopping gateway',
+      'stopping llama-server',
+      'stopping worker',
+      'stopping metrics',
+      'stopping auth',
+      'stopping postgres',
+      'stopping redis',
+    ]);
+  });
+
+  it('exits non-zero naming the keys file when it is missing, before starting any service', async () => {
+    const db = await createTestDatabase();
+    const failed = runOrchestrator('supervise', {
+      ...env,
+      API_KEYS_FILE: join(dir, 'missing_keys'),
+      REDIS_URL: testSettings.TEST_REDIS_URL,
+      DATABASE_URL: db.url,
+    });
+    const code = await failed.exited;
+    await db.drop();
+    assert.equal(code, 1);
+    assert.match(failed.output(), /gate keys-file failed: API_KEYS_FILE=\S+missing_keys cannot be read/);
+    assert.ok(!failed.output().includes('starting auth'));
+  });
+});
