@@ -168,6 +168,12 @@ function promtoolCheck(text: string): Promise<{ code: number; output: string }> 
   });
 }
 
+/** The labels a panel groups by (its legend); `le` is consumed by histogram_quantile. */
+const groupLabels = (expr: string) =>
+  [...expr.matchAll(/\bby \(([^)]*)\)/g)]
+    .flatMap((m) => m[1]!.split(',').map((l) => l.trim()))
+    .filter((l) => l !== 'le');
+
 const isNumber = (series: PromSeries) => !Number.isNaN(Number(series.value[1]));
 const isPositive = (series: PromSeries) => Number(series.value[1]) > 0;
 
@@ -267,6 +273,12 @@ describe('dashboards against a real Prometheus scraping the running services', f
       const series = await prometheus.query(expandPromQl(target.expr!, RATE_INTERVAL));
       assert.ok(series.length > 0, `no series for ${target.expr}`);
       assert.ok(series.some(isNumber), `only NaN for ${target.expr}: ${JSON.stringify(series)}`);
+      // Prometheus drops a label no series has, so a misspelt one would give a legend of blanks.
+      const labels = groupLabels(target.expr!);
+      assert.ok(
+        series.some((s) => labels.every((l) => s.metric[l] !== undefined)),
+        `no series with ${labels.join(', ')} for ${target.expr}`,
+      );
       if (moving)
         assert.ok(series.some(isPositive), `nothing above zero for ${target.expr}: ${JSON.stringify(series)}`);
     });
