@@ -50,11 +50,15 @@ export class TestPrometheus {
     return body.data.result;
   }
 
-  /** Waits until every target has been scraped successfully `scrapes` times. */
-  async waitForScrapes(targets: number, scrapes: number): Promise<void> {
+  /**
+   * Waits until every one of `targets` has been scraped successfully by a scrape that began after
+   * `since`, so that what the processes did before then is in Prometheus.
+   */
+  async waitForScrapesAfter(targets: number, since: Date): Promise<void> {
+    const after = since.getTime() / 1000;
     await waitFor(
-      `${targets} targets scraped ${scrapes} times`,
-      async () => (await this.query(`sum_over_time(up[1m]) >= ${scrapes}`)).length === targets,
+      `${targets} targets scraped after ${since.toISOString()}`,
+      async () => (await this.query(`(timestamp(up) > ${after}) and (up == 1)`)).length === targets,
       30_000,
       250,
     );
