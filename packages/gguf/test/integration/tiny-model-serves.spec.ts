@@ -55,7 +55,7 @@ describe('tiny model in a real llama-server', function () {
     const text = await res.text();
     const events = text.split('\n\n').filter(Boolean);
     assert.ok(events.length >= 3, text);
-    assert.equal(events.at(-1)?.trim(), 'data: [DONE]');
+    assert.equal(events.at(-1)?.trim(), 'data: [DONE]', text);
   });
 
   it('returns an embedding of the model size with --embeddings', async () => {
