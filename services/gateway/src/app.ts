@@ -20,6 +20,7 @@ import type { ModelRouter } from './model-router.js';
 import { createOpenAIRouter } from './openai.router.js';
 import { RequestAuthorizer } from './request-authorizer.js';
 import { requestMetrics } from './request-metrics.middleware.js';
+import type { RpmWindowRepository } from './rpm-window.repository.js';
 import type { UsageStreamRepository } from './usage-stream.repository.js';
 
 export interface GatewayAppDeps {
@@ -38,6 +39,8 @@ export interface GatewayAppDeps {
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
+  /** The shared rpm window: with it, the gateway reuses auth's grants (AuthorizationGrant). */
+  rpmWindow?: RpmWindowRepository;
   /** Routers of other issues, mounted under /admin/v1 after the admin check. */
   adminRouters?: Router[];
 }
@@ -46,7 +49,7 @@ export interface GatewayAppDeps {
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
   const metrics = createGatewayMetrics(registry, router);
-  const authorizer = new RequestAuthorizer(auth, logger);
+  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmWindow);
   const inference = new InferenceService({
     router,
     authorizer,

@@ -1,6 +1,14 @@
 import type { Request, Response } from 'express';
-import type { AuthorizeResponse, AuthorizedRoute, Logger } from '@gguf-gateway/shared';
+import {
+  rateLimitHeaders,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type AuthorizedRoute,
+  type Logger,
+} from '@gguf-gateway/shared';
 import type { AuthClient } from './auth.client.js';
+import { AuthorizationGrants } from './authorization-grants.js';
+import type { RpmWindowRepository } from './rpm-window.repository.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
 
@@ -11,10 +19,22 @@ export function clientKey(req: Request): string {
   return BEARER.exec(header)?.[1]?.trim() ?? header;
 }
 
+interface Decided {
+  decision: AuthorizeResponse;
+  headers: Record<string, string>;
+}
+
+// A request admitted from a grant holds no lease: there is no slot to release and nothing to charge.
+const NO_LEASE = '';
+
 export class RequestAuthorizer {
+  private readonly grants = new AuthorizationGrants();
+
+  /** @param rpmWindow where grant-served requests are counted; without it every request asks auth. */
   constructor(
     private readonly auth: AuthClient,
     private readonly logger: Logger,
+    private readonly rpmWindow?: RpmWindowRepository,
   ) {}
 
   /**
@@ -27,16 +47,52 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
-    const requestId = res.getHeader('x-request-id') as string;
-    const result = await this.auth.authorize({ key: clientKey(req), model, route, ip: req.ip ?? '' }, requestId);
+    const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };
+    const { decision, headers } = (await this.fromGrant(request)) ?? (await this.askAuth(request, res));
+    res.set(headers);
+    res.locals.keyId = decision.keyId;
+    return decision;
+  }
+
+  private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {
+    const result = await this.auth.authorize(request, res.getHeader('x-request-id') as string);
     if (!result.allowed) throw result.error;
-    res.set(result.headers);
-    res.locals.keyId = result.decision.keyId;
-    return result.decision;
+    if (this.rpmWindow) this.grants.keep(request, result.decision);
+    return result;
+  }
+
+  /**
+   * Admits the request from a live grant, spending it from the key's shared rpm window. Null sends
+   * it to auth: no grant, a full window (auth words the 429), or Redis not answering (auth has an
+   * insurance limiter).
+   */
+  private async fromGrant(request: AuthorizeRequest): Promise<Decided | null> {
+    if (!this.rpmWindow) return null;
+    const granted = this.grants.find(request);
+    if (!granted) return null;
+    const { rpm } = granted.limits;
+    let requests = null;
+    if (rpm !== null) {
+      try {
+        requests = await this.rpmWindow.spend(granted.keyId, rpm);
+      } catch {
+        return null;
+      }
+      if (!requests) return null;
+    }
+    return {
+      decision: {
+        ...granted,
+        remaining: { requests: requests?.remaining ?? null, tokens: null },
+        lease: NO_LEASE,
+      },
+      headers: rateLimitHeaders(requests, null),
+    };
   }
 
   /** Hands the lease back once; failures are logged, since the client has its answer already. */
   settle(lease: string, requestId: string, promptTokens = 0, completionTokens = 0): void {
+    if (lease === NO_LEASE) return;
     this.auth.settle({ lease, promptTokens, completionTokens }, requestId).catch((err: unknown) => {
       this.logger.warn({ err, requestId }, 'settle failed: the lease expires on its own');
     });
@@ -44,11 +100,13 @@ export class RequestAuthorizer {
 
   /** For requests without tokens (models, admin): settle as soon as the response is over. */
   settleOnClose(res: Response, lease: string): void {
+    if (lease === NO_LEASE) return;
     res.once('close', () => this.settle(lease, res.getHeader('x-request-id') as string));
   }
 
   /** Keeps a long request's concurrency lease alive; returns the function that stops it. */
   keepLeaseAlive(lease: string, ttlSec: number, requestId: string): () => void {
+    if (lease === NO_LEASE) return () => undefined;
     const everyMs = Math.max(1000, (ttlSec * 1000) / 3);
     const timer = setInterval(() => {
       this.auth.renew(lease, requestId).catch((err: unknown) => {

@@ -1,0 +1,43 @@
+import type { AuthorizeRequest, AuthorizeResponse } from '@gguf-gateway/shared';
+
+// Decisions auth granted for reuse (AuthorizationGrant in the contracts), by everything auth decided
+// on: key, route, model and client address. Held only in this process's memory, never logged.
+
+const MAX_GRANTS = 10_000;
+
+interface Held {
+  decision: AuthorizeResponse;
+  expiresAt: number;
+}
+
+function grantKey({ key, route, model, ip }: AuthorizeRequest): string {
+  return `${route}\0${model ?? ''}\0${ip}\0${key}`;
+}
+
+export class AuthorizationGrants {
+  private readonly held = new Map<string, Held>();
+
+  /** The granted decision for this request, while its grant lasts. */
+  find(request: AuthorizeRequest): AuthorizeResponse | undefined {
+    const key = grantKey(request);
+    const held = this.held.get(key);
+    if (!held) return undefined;
+    if (held.expiresAt > performance.now()) return held.decision;
+    this.held.delete(key);
+    return undefined;
+  }
+
+  /** Keeps an allowed decision when auth granted its reuse. */
+  keep(request: AuthorizeRequest, decision: AuthorizeResponse): void {
+    if (!decision.grant || decision.grant.ttlMs <= 0) return;
+    if (this.held.size >= MAX_GRANTS) this.dropExpired();
+    // Still full: many keys or addresses at once. Dropping all costs one auth round trip each.
+    if (this.held.size >= MAX_GRANTS) this.held.clear();
+    this.held.set(grantKey(request), { decision, expiresAt: performance.now() + decision.grant.ttlMs });
+  }
+
+  private dropExpired(): void {
+    const now = performance.now();
+    for (const [key, held] of this.held) if (held.expiresAt <= now) this.held.delete(key);
+  }
+}
