@@ -1,6 +1,4 @@
 import express, { type Express, type Router } from 'express';
-import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
 import {
   createHealthRouter,
@@ -19,8 +17,10 @@ import { InferenceService } from './inference.service.js';
 import type { ModelRouter } from './model-router.js';
 import { createOpenAIRouter } from './openai.router.js';
 import { RequestAuthorizer } from './request-authorizer.js';
+import { requestLog } from './request-log.middleware.js';
 import { requestMetrics } from './request-metrics.middleware.js';
 import type { RpmWindowRepository } from './rpm-window.repository.js';
+import { securityHeaders } from './security-headers.middleware.js';
 import type { UsageStreamRepository } from './usage-stream.repository.js';
 
 export interface GatewayAppDeps {
@@ -65,19 +65,8 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.disable('etag');
   app.set('trust proxy', deps.trustProxyHops ?? 0);
   app.use(requestIdMiddleware);
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (_req, res) => res.getHeader('x-request-id') as string,
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-      serializers: {
-        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
-  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(requestLog(logger));
+  app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
   app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
   app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));

@@ -16,6 +16,7 @@ function grantKey({ key, route, model, ip }: AuthorizeRequest): string {
 
 export class AuthorizationGrants {
   private readonly held = new Map<string, Held>();
+  private readonly inFlight = new Map<string, Promise<unknown>>();
 
   /** The granted decision for this request, while its grant lasts. */
   find(request: AuthorizeRequest): AuthorizeResponse | undefined {
@@ -25,6 +26,29 @@ export class AuthorizationGrants {
     if (held.expiresAt > performance.now()) return held.decision;
     this.held.delete(key);
     return undefined;
+  }
+
+  /**
+   * Runs `ask` (a call to auth for this request), so that requests arriving meanwhile can wait for
+   * its grant instead of each asking auth too.
+   */
+  async asking<T>(request: AuthorizeRequest, ask: () => Promise<T>): Promise<T> {
+    const key = grantKey(request);
+    const pending = ask();
+    this.inFlight.set(key, pending);
+    try {
+      return await pending;
+    } finally {
+      if (this.inFlight.get(key) === pending) this.inFlight.delete(key);
+    }
+  }
+
+  /** Settles once the call to auth for the same key, route, model and address is over. */
+  askedAlready(request: AuthorizeRequest): Promise<void> | undefined {
+    return this.inFlight.get(grantKey(request))?.then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** Keeps an allowed decision when auth granted its reuse. */

@@ -6,7 +6,7 @@ import {
   type AuthorizedRoute,
   type Logger,
 } from '@gguf-gateway/shared';
-import type { AuthClient } from './auth.client.js';
+import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
 import type { RpmWindowRepository } from './rpm-window.repository.js';
 
@@ -22,6 +22,11 @@ export function clientKey(req: Request): string {
 interface Decided {
   decision: AuthorizeResponse;
   headers: Record<string, string>;
+}
+
+function allowed(result: AuthorizeResult): Decided {
+  if (!result.allowed) throw result.error;
+  return result;
 }
 
 // A request admitted from a grant holds no lease: there is no slot to release and nothing to charge.
@@ -55,10 +60,18 @@ export class RequestAuthorizer {
   }
 
   private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {
-    const result = await this.auth.authorize(request, res.getHeader('x-request-id') as string);
-    if (!result.allowed) throw result.error;
-    if (this.rpmWindow) this.grants.keep(request, result.decision);
-    return result;
+    const requestId = res.getHeader('x-request-id') as string;
+    if (!this.rpmWindow) return allowed(await this.auth.authorize(request, requestId));
+    // When a grant has just run out, the first request asks auth and the others wait for its grant.
+    const asked = this.grants.askedAlready(request);
+    if (asked) {
+      await asked;
+      const granted = await this.fromGrant(request);
+      if (granted) return granted;
+    }
+    const decided = allowed(await this.grants.asking(request, () => this.auth.authorize(request, requestId)));
+    this.grants.keep(request, decided.decision);
+    return decided;
   }
 
   /**
