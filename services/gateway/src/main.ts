@@ -107,6 +107,7 @@ const adminRouters = pool
     ];
 
 const registry = createMetricsRegistry('gateway');
+const usageStream = new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX);
 const app = createApp({
   logger,
   registry,
@@ -119,7 +120,7 @@ const app = createApp({
   degradedBy: { backends_file: () => backendsWatcher.problem },
   auth,
   router,
-  usageStream: new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX),
+  usageStream,
   rpmWindow: new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX),
   timeouts: {
     connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
@@ -151,6 +152,7 @@ handleShutdown(logger, [
   { name: 'readiness', close: () => monitor.stop() },
   { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
   { name: 'auth', close: () => auth.close() },
+  { name: 'usage events', close: () => usageStream.flush() },
   { name: 'redis', close: () => redis.quit() },
   { name: 'pull queue', close: () => pullQueue.close() },
   { name: 'redis (pull queue)', close: () => pullsRedis.quit() },

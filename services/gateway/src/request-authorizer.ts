@@ -8,6 +8,7 @@ import {
 } from '@gguf-gateway/shared';
 import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
+import { RpmReservations } from './rpm-reservations.js';
 import type { RpmWindowRepository } from './rpm-window.repository.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
@@ -34,13 +35,16 @@ const NO_LEASE = '';
 
 export class RequestAuthorizer {
   private readonly grants = new AuthorizationGrants();
+  private readonly reservations: RpmReservations | null;
 
   /** @param rpmWindow where grant-served requests are counted; without it every request asks auth. */
   constructor(
     private readonly auth: AuthClient,
     private readonly logger: Logger,
-    private readonly rpmWindow?: RpmWindowRepository,
-  ) {}
+    rpmWindow?: RpmWindowRepository,
+  ) {
+    this.reservations = rpmWindow ? new RpmReservations(rpmWindow, logger) : null;
+  }
 
   /**
    * Asks auth whether this request may run. A refusal is thrown as auth worded it (status, body,
@@ -61,7 +65,7 @@ export class RequestAuthorizer {
 
   private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {
     const requestId = res.getHeader('x-request-id') as string;
-    if (!this.rpmWindow) return allowed(await this.auth.authorize(request, requestId));
+    if (!this.reservations) return allowed(await this.auth.authorize(request, requestId));
     // When a grant has just run out, the first request asks auth and the others wait for its grant.
     const asked = this.grants.askedAlready(request);
     if (asked) {
@@ -80,14 +84,14 @@ export class RequestAuthorizer {
    * insurance limiter).
    */
   private async fromGrant(request: AuthorizeRequest): Promise<Decided | null> {
-    if (!this.rpmWindow) return null;
+    if (!this.reservations) return null;
     const granted = this.grants.find(request);
-    if (!granted) return null;
+    if (!granted?.grant) return null;
     const { rpm } = granted.limits;
     let requests = null;
     if (rpm !== null) {
       try {
-        requests = await this.rpmWindow.spend(granted.keyId, rpm);
+        requests = await this.reservations.spend(granted.keyId, rpm, granted.grant.ttlMs);
       } catch {
         return null;
       }
