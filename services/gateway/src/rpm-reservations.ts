@@ -32,6 +32,7 @@ interface KeyState {
 }
 
 export class RpmReservations {
+  /** One entry per key id that was served from a grant: as many as the keys file has. */
   private readonly keys = new Map<string, KeyState>();
 
   constructor(
@@ -92,7 +93,6 @@ export class RpmReservations {
     state.reservation = null;
     clearTimeout(held.timer);
     state.lastUsed = held.used;
-    if (held.used === 0 && !state.reserving) this.keys.delete(keyId);
     if (held.left === 0) return;
     this.window.refund(keyId, held.left, held.msBeforeResetWhenReserved).catch((err: unknown) => {
       this.logger.warn({ err, keyId }, 'rpm refund failed: the unspent requests come back when the window resets');

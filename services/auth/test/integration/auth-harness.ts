@@ -75,6 +75,7 @@ export interface AnswerBody {
   scopes?: string[];
   lease?: string;
   leaseTtlSec?: number;
+  grant?: { ttlMs: number };
   remaining?: { requests: number | null; tokens: number | null };
   keys?: number;
   errors?: { line: number; message: string }[];
