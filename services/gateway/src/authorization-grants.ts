@@ -20,12 +20,8 @@ export class AuthorizationGrants {
 
   /** The granted decision for this request, while its grant lasts. */
   find(request: AuthorizeRequest): AuthorizeResponse | undefined {
-    const key = grantKey(request);
-    const held = this.held.get(key);
-    if (!held) return undefined;
-    if (held.expiresAt > performance.now()) return held.decision;
-    this.held.delete(key);
-    return undefined;
+    const held = this.held.get(grantKey(request));
+    return held && held.expiresAt > performance.now() ? held.decision : undefined;
   }
 
   /**
@@ -43,17 +39,25 @@ export class AuthorizationGrants {
     }
   }
 
-  /** Settles once the call to auth for the same key, route, model and address is over. */
+  /**
+   * Settles once the call to auth for the same key, route, model and address is over, when that
+   * call may bring a grant (one was granted before): requests of other keys never wait.
+   */
   askedAlready(request: AuthorizeRequest): Promise<void> | undefined {
-    return this.inFlight.get(grantKey(request))?.then(
+    const key = grantKey(request);
+    if (!this.held.has(key)) return undefined;
+    return this.inFlight.get(key)?.then(
       () => undefined,
       () => undefined,
     );
   }
 
-  /** Keeps an allowed decision when auth granted its reuse. */
+  /** Keeps an allowed decision when auth granted its reuse (an expired one stays as a marker). */
   keep(request: AuthorizeRequest, decision: AuthorizeResponse): void {
-    if (!decision.grant || decision.grant.ttlMs <= 0) return;
+    if (!decision.grant || decision.grant.ttlMs <= 0) {
+      this.held.delete(grantKey(request));
+      return;
+    }
     if (this.held.size >= MAX_GRANTS) this.dropExpired();
     // Still full: many keys or addresses at once. Dropping all costs one auth round trip each.
     if (this.held.size >= MAX_GRANTS) this.held.clear();
