@@ -19,7 +19,7 @@ import { createOpenAIRouter } from './openai.router.js';
 import { RequestAuthorizer } from './request-authorizer.js';
 import { requestLog } from './request-log.middleware.js';
 import { requestMetrics } from './request-metrics.middleware.js';
-import type { RpmWindowRepository } from './rpm-window.repository.js';
+import type { RpmReservations } from './rpm-reservations.js';
 import { securityHeaders } from './security-headers.middleware.js';
 import type { UsageStreamRepository } from './usage-stream.repository.js';
 
@@ -39,8 +39,8 @@ export interface GatewayAppDeps {
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
-  /** The shared rpm window: with it, the gateway reuses auth's grants (AuthorizationGrant). */
-  rpmWindow?: RpmWindowRepository;
+  /** Counts grant-served requests in the shared rpm window: with it, auth's grants are reused. */
+  rpmReservations?: RpmReservations;
   /** Routers of other issues, mounted under /admin/v1 after the admin check. */
   adminRouters?: Router[];
 }
@@ -49,7 +49,7 @@ export interface GatewayAppDeps {
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
   const metrics = createGatewayMetrics(registry, router);
-  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmWindow);
+  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmReservations);
   const inference = new InferenceService({
     router,
     authorizer,

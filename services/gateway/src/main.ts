@@ -28,6 +28,7 @@ import { gatewayConfigSchema, readBackendKey } from './config.js';
 import { ModelRouter } from './model-router.js';
 import { createPingServer } from './ping.server.js';
 import { ReadinessMonitor } from './readiness.monitor.js';
+import { RpmReservations } from './rpm-reservations.js';
 import { RpmWindowRepository } from './rpm-window.repository.js';
 import { UsageStreamRepository } from './usage-stream.repository.js';
 
@@ -108,6 +109,7 @@ const adminRouters = pool
 
 const registry = createMetricsRegistry('gateway');
 const usageStream = new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX);
+const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger);
 const app = createApp({
   logger,
   registry,
@@ -121,7 +123,7 @@ const app = createApp({
   auth,
   router,
   usageStream,
-  rpmWindow: new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX),
+  rpmReservations,
   timeouts: {
     connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
@@ -153,6 +155,7 @@ handleShutdown(logger, [
   { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
   { name: 'auth', close: () => auth.close() },
   { name: 'usage events', close: () => usageStream.flush() },
+  { name: 'rpm reservations', close: () => rpmReservations.close() },
   { name: 'redis', close: () => redis.quit() },
   { name: 'pull queue', close: () => pullQueue.close() },
   { name: 'redis (pull queue)', close: () => pullsRedis.quit() },

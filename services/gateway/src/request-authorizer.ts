@@ -8,8 +8,7 @@ import {
 } from '@gguf-gateway/shared';
 import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
-import { RpmReservations } from './rpm-reservations.js';
-import type { RpmWindowRepository } from './rpm-window.repository.js';
+import type { RpmReservations } from './rpm-reservations.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
 
@@ -35,16 +34,13 @@ const NO_LEASE = '';
 
 export class RequestAuthorizer {
   private readonly grants = new AuthorizationGrants();
-  private readonly reservations: RpmReservations | null;
 
-  /** @param rpmWindow where grant-served requests are counted; without it every request asks auth. */
+  /** @param reservations where grant-served requests are counted; without it every request asks auth. */
   constructor(
     private readonly auth: AuthClient,
     private readonly logger: Logger,
-    rpmWindow?: RpmWindowRepository,
-  ) {
-    this.reservations = rpmWindow ? new RpmReservations(rpmWindow, logger) : null;
-  }
+    private readonly reservations?: RpmReservations,
+  ) {}
 
   /**
    * Asks auth whether this request may run. A refusal is thrown as auth worded it (status, body,

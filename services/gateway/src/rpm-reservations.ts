@@ -68,7 +68,7 @@ export class RpmReservations {
   }
 
   private async reserve(keyId: string, rpm: number, holdMs: number, state: KeyState): Promise<Reserved> {
-    this.release(keyId, state);
+    void this.release(keyId, state);
     const want = Math.min(MAX_BLOCK, Math.max(1, Math.floor(rpm / LIMIT_SHARE)), Math.max(1, 2 * state.lastUsed));
     const reserved = await this.window.reserve(keyId, rpm, want);
     if (reserved.taken > 0) {
@@ -80,22 +80,29 @@ export class RpmReservations {
         resetAt: now + reserved.msBeforeReset,
         msBeforeResetWhenReserved: reserved.msBeforeReset,
         expiresAt: now + holdMs,
-        timer: setTimeout(() => this.release(keyId, state), holdMs).unref(),
+        timer: setTimeout(() => void this.release(keyId, state), holdMs).unref(),
       };
     }
     return reserved;
   }
 
+  /** On shutdown: refunds every unspent request, so a restart strands none of the window. */
+  async close(): Promise<void> {
+    await Promise.all([...this.keys].map(([keyId, state]) => this.release(keyId, state)));
+  }
+
   /** Ends the key's reservation and refunds what it did not spend. */
-  private release(keyId: string, state: KeyState): void {
+  private async release(keyId: string, state: KeyState): Promise<void> {
     const held = state.reservation;
     if (!held) return;
     state.reservation = null;
     clearTimeout(held.timer);
     state.lastUsed = held.used;
     if (held.left === 0) return;
-    this.window.refund(keyId, held.left, held.msBeforeResetWhenReserved).catch((err: unknown) => {
+    try {
+      await this.window.refund(keyId, held.left, held.msBeforeResetWhenReserved);
+    } catch (err) {
       this.logger.warn({ err, keyId }, 'rpm refund failed: the unspent requests come back when the window resets');
-    });
+    }
   }
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { RPM_LIMITER_PREFIX, redisKey } from '@gguf-gateway/shared';
-import { deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
+import { RPM_LIMITER_PREFIX, createLogger, redisKey } from '@gguf-gateway/shared';
+import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
+import { RpmReservations } from '../../src/rpm-reservations.js';
 import { RpmWindowRepository } from '../../src/rpm-window.repository.js';
 
 describe('rpm window reservations on real Redis', function () {
@@ -35,5 +36,19 @@ describe('rpm window reservations on real Redis', function () {
     await redis.set(counter('later'), 2, 'PX', reserved.msBeforeReset + 1000);
     await window.refund('later', 7, reserved.msBeforeReset);
     assert.equal(await redis.get(counter('later')), '2');
+  });
+
+  it('spends from growing blocks and refunds every unspent request on shutdown', async () => {
+    const reservations = new RpmReservations(
+      window,
+      createLogger({ service: 'gateway', destination: new LogCapture() }),
+    );
+    assert.equal((await reservations.spend('close', 1000, 20))?.remaining, 999);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    // The last block was spent in full: the next one is twice as large, and one of it is left.
+    assert.equal((await reservations.spend('close', 1000, 60_000))?.remaining, 998);
+    assert.equal(await redis.get(counter('close')), '3');
+    await reservations.close();
+    assert.equal(await redis.get(counter('close')), '2');
   });
 });

@@ -23,6 +23,7 @@ import { parseBackendsFile } from '../../src/backends-file.parser.js';
 import { readBackendsFile } from '../../src/backends-file.repository.js';
 import { BackendsFileWatcher } from '../../src/backends-file.watcher.js';
 import { ModelRouter } from '../../src/model-router.js';
+import { RpmReservations } from '../../src/rpm-reservations.js';
 import { RpmWindowRepository } from '../../src/rpm-window.repository.js';
 import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
 import type { UpstreamTimeouts } from '../../src/backend.proxy.js';
@@ -103,7 +104,7 @@ export class GatewayHarness {
       auth,
       router,
       usageStream: new UsageStreamRepository(redis, prefix),
-      rpmWindow: options.grants ? new RpmWindowRepository(redis, prefix) : undefined,
+      rpmReservations: options.grants ? new RpmReservations(new RpmWindowRepository(redis, prefix), logger) : undefined,
       timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
       maxAttempts: options.maxAttempts,
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
