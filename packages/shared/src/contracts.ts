@@ -95,7 +95,26 @@ export interface AuthorizeResponse {
   lease: string;
   /** The lease expires this long after authorize (or the last /v1/renew) unless settled. */
   leaseTtlSec: number;
+  /** Present when the gateway may decide later requests itself (see AuthorizationGrant). */
+  grant?: AuthorizationGrant;
 }
+
+/**
+ * Auth's permission to reuse an allowed decision for the same key, route, model and client address
+ * for `ttlMs`, without asking again. Auth grants it only for keys whose sole per-request limit is
+ * rpm (no concurrency, token, quota or budget limit: their settle would charge nothing). The
+ * gateway then spends each request from the key's rpm window itself, in the same Redis counter
+ * auth uses (RPM_LIMITER_PREFIX, a one-minute fixed window of rate-limiter-flexible), so the limit
+ * stays exact across every gateway and auth replica. A removed or expired key stops working within
+ * the keys file poll plus `ttlMs`; auth never grants past a key's expiry.
+ */
+export interface AuthorizationGrant {
+  ttlMs: number;
+}
+
+/** The rpm window's Redis key prefix (under REDIS_KEY_PREFIX), shared by auth and the gateway. */
+export const RPM_LIMITER_PREFIX = 'auth:rpm';
+export const RPM_WINDOW_SEC = 60;
 
 export interface RenewRequest {
   lease: string;

@@ -8,6 +8,7 @@ export * from './http.js';
 export * from './logger.js';
 export * from './prices.js';
 export * from './pull-request.js';
+export * from './rate-limit-headers.js';
 export * from './redis.js';
 export * from './request-context.js';
 export * from './request-id.js';

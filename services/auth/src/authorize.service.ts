@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import {
   ApiError,
+  RPM_WINDOW_SEC,
   costUsd,
   matchesAnyGlob,
   type ApiKeyEntry,
+  type AuthorizationGrant,
   type AuthorizeRequest,
   type AuthorizeResponse,
   type PriceTable,
@@ -20,6 +22,10 @@ export interface AuthorizeSettings {
   leaseTtlSec: number;
   failedAuthMax: number;
   failedAuthWindowSec: number;
+  /** How long the gateway may reuse an allowed decision (AuthorizationGrant); 0 grants nothing. */
+  grantTtlMs: number;
+  /** Whether the rpm window is the shared Redis one (not the per-instance insurance limiter). */
+  limitsShared: () => boolean;
 }
 
 export interface Authorized {
@@ -27,7 +33,8 @@ export interface Authorized {
   headers: Record<string, string>;
 }
 
-const MINUTE = 60;
+// The rpm counter is 'auth:rpm' (RPM_LIMITER_PREFIX): the gateway spends grant-served requests there.
+const MINUTE = RPM_WINDOW_SEC;
 
 /** What the key has used: its rpm window, and each charged limit it has (same order as CHARGED_LIMITS). */
 interface Usage {
@@ -226,9 +233,23 @@ export class AuthorizeService {
         remaining: { requests: requests?.remaining ?? null, tokens: this.tokenState(usage)?.remaining ?? null },
         lease,
         leaseTtlSec: this.settings.leaseTtlSec,
+        grant: this.grant(key),
       },
       headers: rateLimitHeaders(figures(limits.rpm, requests), tokenFigures),
     };
+  }
+
+  /**
+   * A grant only where the gateway's own count is provably the same as ours: rpm is the key's only
+   * per-request limit (settle would charge nothing and hold no slot), and the rpm window is the
+   * shared Redis one. It never outlives the key.
+   */
+  private grant(key: ApiKeyEntry): AuthorizationGrant | undefined {
+    const { grantTtlMs, limitsShared } = this.settings;
+    if (grantTtlMs <= 0 || key.limits.concurrency !== null || !limitsShared()) return undefined;
+    if (CHARGED_LIMITS.some((charged) => charged.limit(key.limits) !== null)) return undefined;
+    const ttlMs = Math.min(grantTtlMs, (key.expiresAt?.getTime() ?? Infinity) - Date.now());
+    return ttlMs > 0 ? { ttlMs } : undefined;
   }
 }
 

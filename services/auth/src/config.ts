@@ -15,6 +15,9 @@ export const authConfigSchema = {
    *  every request from the IP is refused until the window ends (brute-force guard). */
   FAILED_AUTH_MAX: env.int(20, 1),
   FAILED_AUTH_WINDOW_SEC: env.int(300, 1),
+  /** How long a gateway may reuse an allowed decision of an rpm-only key (0: ask auth every time).
+   *  A removed key stops working within KEYS_FILE_POLL_MS plus this. */
+  GRANT_TTL_MS: env.int(250, 0),
 };
 
 export type AuthConfig = ConfigOf<typeof authConfigSchema>;

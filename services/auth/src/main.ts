@@ -30,6 +30,7 @@ const auth = await buildAuth({
   leaseTtlSec: config.LEASE_TTL_SEC,
   failedAuthMax: config.FAILED_AUTH_MAX,
   failedAuthWindowSec: config.FAILED_AUTH_WINDOW_SEC,
+  grantTtlMs: config.GRANT_TTL_MS,
 });
 process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');

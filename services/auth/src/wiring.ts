@@ -16,7 +16,9 @@ import { LimitsRepository } from './limits.repository.js';
  */
 export const REDIS_COMMAND_TIMEOUT_MS = 500;
 
-export interface AuthWiring extends AuthorizeSettings {
+export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'grantTtlMs'> {
+  /** GRANT_TTL_MS; none when absent. */
+  grantTtlMs?: number;
   logger: Logger;
   registry: Registry;
   redis: Redis;
@@ -45,6 +47,8 @@ export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
     leaseTtlSec: wiring.leaseTtlSec,
     failedAuthMax: wiring.failedAuthMax,
     failedAuthWindowSec: wiring.failedAuthWindowSec,
+    grantTtlMs: wiring.grantTtlMs ?? 0,
+    limitsShared: () => redis.status === 'ready',
   });
   const app = createApp({ logger, registry, redis, keys, authorizer });
   return { app, keys, stop: () => keys.stop() };

@@ -1,6 +1,4 @@
 import express, { type Express, type Router } from 'express';
-import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
 import {
   createHealthRouter,
@@ -19,7 +17,10 @@ import { InferenceService } from './inference.service.js';
 import type { ModelRouter } from './model-router.js';
 import { createOpenAIRouter } from './openai.router.js';
 import { RequestAuthorizer } from './request-authorizer.js';
+import { requestLog } from './request-log.middleware.js';
 import { requestMetrics } from './request-metrics.middleware.js';
+import type { RpmReservations } from './rpm-reservations.js';
+import { securityHeaders } from './security-headers.middleware.js';
 import type { UsageStreamRepository } from './usage-stream.repository.js';
 
 export interface GatewayAppDeps {
@@ -38,6 +39,8 @@ export interface GatewayAppDeps {
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
+  /** Counts grant-served requests in the shared rpm window: with it, auth's grants are reused. */
+  rpmReservations?: RpmReservations;
   /** Routers of other issues, mounted under /admin/v1 after the admin check. */
   adminRouters?: Router[];
 }
@@ -46,7 +49,7 @@ export interface GatewayAppDeps {
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
   const metrics = createGatewayMetrics(registry, router);
-  const authorizer = new RequestAuthorizer(auth, logger);
+  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmReservations);
   const inference = new InferenceService({
     router,
     authorizer,
@@ -62,19 +65,8 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.disable('etag');
   app.set('trust proxy', deps.trustProxyHops ?? 0);
   app.use(requestIdMiddleware);
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (_req, res) => res.getHeader('x-request-id') as string,
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info',
-      serializers: {
-        req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
-  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(requestLog(logger));
+  app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
   app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
   app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));

@@ -28,7 +28,11 @@ import { gatewayConfigSchema, readBackendKey } from './config.js';
 import { ModelRouter } from './model-router.js';
 import { createPingServer } from './ping.server.js';
 import { ReadinessMonitor } from './readiness.monitor.js';
+import { RpmReservations } from './rpm-reservations.js';
+import { RpmWindowRepository } from './rpm-window.repository.js';
 import { UsageStreamRepository } from './usage-stream.repository.js';
+
+const REDIS_COMMAND_TIMEOUT_MS = 500;
 
 const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY'] });
 const logger = createLogger({ service: 'gateway', level: config.LOG_LEVEL });
@@ -64,8 +68,12 @@ try {
 const backendMonitor = new BackendMonitor(router, config.BACKEND_POLL_MS, config.UPSTREAM_CONNECT_TIMEOUT_MS, logger);
 const backendsWatcher = new BackendsFileWatcher(config.BACKENDS_FILE, router, config.BACKENDS_FILE_POLL_MS, logger);
 
-// Auto-pipelining sends the usage XADDs of concurrent requests in one write.
-const redis = createRedis(config.REDIS_URL, 'request-path', { enableAutoPipelining: true });
+// Auto-pipelining sends the usage XADDs and rpm spends of concurrent requests in one write. A Redis
+// that hangs must not hang a request: past the timeout a grant-served request asks auth instead.
+const redis = createRedis(config.REDIS_URL, 'request-path', {
+  enableAutoPipelining: true,
+  commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+});
 redis.on('error', (err) => logger.warn({ err }, 'redis error'));
 const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
 const monitor = new ReadinessMonitor(
@@ -100,6 +108,8 @@ const adminRouters = pool
     ];
 
 const registry = createMetricsRegistry('gateway');
+const usageStream = new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX);
+const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger);
 const app = createApp({
   logger,
   registry,
@@ -112,7 +122,8 @@ const app = createApp({
   degradedBy: { backends_file: () => backendsWatcher.problem },
   auth,
   router,
-  usageStream: new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX),
+  usageStream,
+  rpmReservations,
   timeouts: {
     connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
@@ -143,6 +154,8 @@ handleShutdown(logger, [
   { name: 'readiness', close: () => monitor.stop() },
   { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
   { name: 'auth', close: () => auth.close() },
+  { name: 'usage events', close: () => usageStream.flush() },
+  { name: 'rpm reservations', close: () => rpmReservations.close() },
   { name: 'redis', close: () => redis.quit() },
   { name: 'pull queue', close: () => pullQueue.close() },
   { name: 'redis (pull queue)', close: () => pullsRedis.quit() },

@@ -1,6 +1,14 @@
 import type { Request, Response } from 'express';
-import type { AuthorizeResponse, AuthorizedRoute, Logger } from '@gguf-gateway/shared';
-import type { AuthClient } from './auth.client.js';
+import {
+  rateLimitHeaders,
+  type AuthorizeRequest,
+  type AuthorizeResponse,
+  type AuthorizedRoute,
+  type Logger,
+} from '@gguf-gateway/shared';
+import type { AuthClient, AuthorizeResult } from './auth.client.js';
+import { AuthorizationGrants } from './authorization-grants.js';
+import type { RpmReservations } from './rpm-reservations.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
 
@@ -11,10 +19,27 @@ export function clientKey(req: Request): string {
   return BEARER.exec(header)?.[1]?.trim() ?? header;
 }
 
+interface Decided {
+  decision: AuthorizeResponse;
+  headers: Record<string, string>;
+}
+
+function allowed(result: AuthorizeResult): Decided {
+  if (!result.allowed) throw result.error;
+  return result;
+}
+
+// A request admitted from a grant holds no lease: there is no slot to release and nothing to charge.
+const NO_LEASE = '';
+
 export class RequestAuthorizer {
+  private readonly grants = new AuthorizationGrants();
+
+  /** @param reservations where grant-served requests are counted; without it every request asks auth. */
   constructor(
     private readonly auth: AuthClient,
     private readonly logger: Logger,
+    private readonly reservations?: RpmReservations,
   ) {}
 
   /**
@@ -27,16 +52,60 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
+    const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };
+    const { decision, headers } = (await this.fromGrant(request)) ?? (await this.askAuth(request, res));
+    res.set(headers);
+    res.locals.keyId = decision.keyId;
+    return decision;
+  }
+
+  private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {
     const requestId = res.getHeader('x-request-id') as string;
-    const result = await this.auth.authorize({ key: clientKey(req), model, route, ip: req.ip ?? '' }, requestId);
-    if (!result.allowed) throw result.error;
-    res.set(result.headers);
-    res.locals.keyId = result.decision.keyId;
-    return result.decision;
+    if (!this.reservations) return allowed(await this.auth.authorize(request, requestId));
+    // When a grant has just run out, the first request asks auth and the others wait for its grant.
+    const asked = this.grants.askedAlready(request);
+    if (asked) {
+      await asked;
+      const granted = await this.fromGrant(request);
+      if (granted) return granted;
+    }
+    const decided = allowed(await this.grants.asking(request, () => this.auth.authorize(request, requestId)));
+    this.grants.keep(request, decided.decision);
+    return decided;
+  }
+
+  /**
+   * Admits the request from a live grant, spending it from the key's shared rpm window. Null sends
+   * it to auth: no grant, a full window (auth words the 429), or Redis not answering (auth has an
+   * insurance limiter).
+   */
+  private async fromGrant(request: AuthorizeRequest): Promise<Decided | null> {
+    if (!this.reservations) return null;
+    const granted = this.grants.find(request);
+    if (!granted?.grant) return null;
+    const { rpm } = granted.limits;
+    let requests = null;
+    if (rpm !== null) {
+      try {
+        requests = await this.reservations.spend(granted.keyId, rpm, granted.grant.ttlMs);
+      } catch {
+        return null;
+      }
+      if (!requests) return null;
+    }
+    return {
+      decision: {
+        ...granted,
+        remaining: { requests: requests?.remaining ?? null, tokens: null },
+        lease: NO_LEASE,
+      },
+      headers: rateLimitHeaders(requests, null),
+    };
   }
 
   /** Hands the lease back once; failures are logged, since the client has its answer already. */
   settle(lease: string, requestId: string, promptTokens = 0, completionTokens = 0): void {
+    if (lease === NO_LEASE) return;
     this.auth.settle({ lease, promptTokens, completionTokens }, requestId).catch((err: unknown) => {
       this.logger.warn({ err, requestId }, 'settle failed: the lease expires on its own');
     });
@@ -44,11 +113,13 @@ export class RequestAuthorizer {
 
   /** For requests without tokens (models, admin): settle as soon as the response is over. */
   settleOnClose(res: Response, lease: string): void {
+    if (lease === NO_LEASE) return;
     res.once('close', () => this.settle(lease, res.getHeader('x-request-id') as string));
   }
 
   /** Keeps a long request's concurrency lease alive; returns the function that stops it. */
   keepLeaseAlive(lease: string, ttlSec: number, requestId: string): () => void {
+    if (lease === NO_LEASE) return () => undefined;
     const everyMs = Math.max(1000, (ttlSec * 1000) / 3);
     const timer = setInterval(() => {
       this.auth.renew(lease, requestId).catch((err: unknown) => {

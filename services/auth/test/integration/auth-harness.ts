@@ -31,6 +31,7 @@ export interface InstanceOptions {
   prices?: PriceTable;
   leaseTtlSec?: number;
   failedAuthMax?: number;
+  grantTtlMs?: number;
 }
 
 /** A real auth app on a free port, on real Redis, logging into a capture. */
@@ -51,6 +52,7 @@ export async function startAuth(options: InstanceOptions): Promise<AuthInstance>
     leaseTtlSec: options.leaseTtlSec ?? 60,
     failedAuthMax: options.failedAuthMax ?? 1000,
     failedAuthWindowSec: 60,
+    grantTtlMs: options.grantTtlMs,
   });
   const server: Server = await listen(parts.app, 0, '127.0.0.1');
   return {
@@ -73,6 +75,7 @@ export interface AnswerBody {
   scopes?: string[];
   lease?: string;
   leaseTtlSec?: number;
+  grant?: { ttlMs: number };
   remaining?: { requests: number | null; tokens: number | null };
   keys?: number;
   errors?: { line: number; message: string }[];

@@ -21,7 +21,13 @@ describe('auth app', () => {
   const registry = createMetricsRegistry('auth');
   const metrics = createAuthMetrics(registry, () => true);
   const keys = new ApiKeysService(stubFile(''), logger, metrics.keysLoaded);
-  const settings = { leaseTtlSec: 60, failedAuthMax: 5, failedAuthWindowSec: 60 };
+  const settings = {
+    leaseTtlSec: 60,
+    failedAuthMax: 5,
+    failedAuthWindowSec: 60,
+    grantTtlMs: 0,
+    limitsShared: () => false,
+  };
   const authorizer = new AuthorizeService(
     keys,
     new LimitsRepository(redis, 't:'),

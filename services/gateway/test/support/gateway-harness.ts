@@ -23,6 +23,8 @@ import { parseBackendsFile } from '../../src/backends-file.parser.js';
 import { readBackendsFile } from '../../src/backends-file.repository.js';
 import { BackendsFileWatcher } from '../../src/backends-file.watcher.js';
 import { ModelRouter } from '../../src/model-router.js';
+import { RpmReservations } from '../../src/rpm-reservations.js';
+import { RpmWindowRepository } from '../../src/rpm-window.repository.js';
 import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
 import type { UpstreamTimeouts } from '../../src/backend.proxy.js';
 
@@ -44,6 +46,10 @@ export interface HarnessOptions {
   adminRouters?: Router[];
   /** Redis the usage events go to (default: the test Redis). */
   redisUrl?: string;
+  /** REDIS_KEY_PREFIX, to share one with an auth instance (default: a fresh one). */
+  redisPrefix?: string;
+  /** Reuse auth's grants, counting rpm in the shared window, as main.ts does. */
+  grants?: boolean;
 }
 
 export class GatewayHarness {
@@ -62,7 +68,7 @@ export class GatewayHarness {
   ) {}
 
   static async start(options: HarnessOptions): Promise<GatewayHarness> {
-    const prefix = testRedisPrefix();
+    const prefix = options.redisPrefix ?? testRedisPrefix();
     const logs = new LogCapture();
     const logger = createLogger({ service: 'gateway', level: 'info', destination: logs });
     const redis = new Redis(options.redisUrl ?? testSettings.TEST_REDIS_URL, {
@@ -98,6 +104,7 @@ export class GatewayHarness {
       auth,
       router,
       usageStream: new UsageStreamRepository(redis, prefix),
+      rpmReservations: options.grants ? new RpmReservations(new RpmWindowRepository(redis, prefix), logger) : undefined,
       timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
       maxAttempts: options.maxAttempts,
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,

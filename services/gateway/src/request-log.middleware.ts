@@ -1,0 +1,32 @@
+import type { RequestHandler } from 'express';
+import type { Logger } from '@gguf-gateway/shared';
+
+// One line per finished request, in the fields pino-http wrote (req, res, responseTime), at info,
+// warn for 4xx and error for 5xx. Built only when its level is on: no child logger per request.
+
+function levelOf(status: number): 'info' | 'warn' | 'error' {
+  return status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info';
+}
+
+export function requestLog(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    const { method, originalUrl: url } = req;
+    res.once('close', () => {
+      const status = res.statusCode;
+      const level = levelOf(status);
+      if (!logger.isLevelEnabled(level)) return;
+      const aborted = !res.writableFinished;
+      logger[level](
+        {
+          req: { method, url },
+          res: { statusCode: status },
+          responseTime: Math.round(performance.now() - started),
+          ...(aborted ? { aborted } : {}),
+        },
+        aborted ? 'request aborted' : 'request completed',
+      );
+    });
+    next();
+  };
+}
