@@ -1,4 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { fdatasync } from 'node:fs';
 import { access, constants, mkdir, open, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
@@ -65,6 +66,19 @@ export class ModelFilesRepository {
 
   async truncatePartial(name: string, size: number): Promise<void> {
     await truncate(this.partialPath(name), size);
+  }
+
+  /**
+   * Starts writing back what `out` has written so far, without blocking it: the fsync before the
+   * rename then has little left to flush. A failure here only leaves that work to the final fsync.
+   */
+  flushInBackground(out: WriteStream): Promise<void> {
+    // fs.WriteStream has its descriptor once open; @types/node does not declare it.
+    const { fd } = out as unknown as { fd: number | null };
+    return new Promise((resolve) => {
+      if (typeof fd !== 'number') return resolve();
+      fdatasync(fd, () => resolve());
+    });
   }
 
   appendTo(name: string): WriteStream {

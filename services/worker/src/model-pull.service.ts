@@ -55,6 +55,8 @@ interface PlannedFile extends PullFile {
 
 /** A network fault that made no progress this many times in a row goes back to BullMQ's retry. */
 const MAX_STALLED_RESUMES = 3;
+/** Write back to disk every this many bytes while downloading, so the final fsync is short. */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 
 /** One pull, start to finish: resolve, check space, download with resume, verify, land, record. */
 export class ModelPullService {
@@ -202,8 +204,18 @@ export class ModelPullService {
     // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
     // download runs as fast as a plain one. A report in flight is not awaited per chunk.
     let reporting = false;
+    const out = files.appendTo(file.name);
+    let unflushed = 0;
+    let flushing: Promise<void> | null = null;
     body.on('data', (chunk: Buffer) => {
       hash.update(chunk);
+      unflushed += chunk.length;
+      if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
+        unflushed = 0;
+        flushing = files.flushInBackground(out).then(() => {
+          flushing = null;
+        });
+      }
       this.options.onBytes?.(chunk.length);
       if (meter.add(chunk.length) && !reporting) {
         reporting = true;
@@ -213,7 +225,6 @@ export class ModelPullService {
         );
       }
     });
-    const out = files.appendTo(file.name);
     const written = finished(out);
     body.pipe(out);
     try {
@@ -228,6 +239,7 @@ export class ModelPullService {
       throw err;
     }
     await written;
+    await flushing;
     const got = meter.bytesDone - fileStartsAt;
     if (size !== null && got !== size) {
       await hash.close();
