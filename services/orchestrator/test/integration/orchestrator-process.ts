@@ -25,13 +25,16 @@ export function runOrchestrator(mode: 'prepare' | 'supervise', env: Record<strin
   child.stdout.on('data', (c: Buffer) => (text += c.toString('utf8')));
   child.stderr.on('data', (c: Buffer) => (text += c.toString('utf8')));
   let done = false;
+  // A test run that dies must not leave an orchestrator behind; one that ends it drops the guard.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => {
       done = true;
+      process.off('exit', killOnExit);
       resolve(code);
     }),
   );
-  process.once('exit', () => child.kill('SIGKILL'));
   return {
     pid: child.pid!,
     output: () => text,
