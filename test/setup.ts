@@ -1,6 +1,7 @@
-// Mocha root hooks for every suite: the real services must be there, or nothing runs.
-import { assertSharedServicesReachable } from '@gguf-gateway/testkit';
+// Mocha root hooks for every suite: the real services and programs must be there, or nothing runs.
+import { assertSharedServicesReachable, assertTestToolsInstalled } from '@gguf-gateway/testkit';
 
 export async function mochaGlobalSetup(): Promise<void> {
+  assertTestToolsInstalled();
   await assertSharedServicesReachable();
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { testSettings } from './settings.js';
@@ -39,4 +40,34 @@ export async function assertSharedServicesReachable(): Promise<void> {
     await client.end().catch(() => undefined);
   }
   if (problems.length > 0) throw new Error(`The tests need real services:\n- ${problems.join('\n- ')}`);
+}
+
+/** Programs the suite runs for real, and the Debian package of each (scripts/install-test-tools installs them). */
+const TOOLS: Record<string, string> = {
+  'redis-server': 'redis-server',
+  pg_config: 'postgresql',
+  prometheus: 'prometheus',
+  promtool: 'prometheus',
+  'docker-compose': 'docker-compose',
+  curl: 'curl',
+};
+
+function onPath(command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Fails with the packages to install when a program the tests run is missing. */
+export function assertTestToolsInstalled(): void {
+  const missing = Object.keys(TOOLS).filter((command) => !onPath(command));
+  if (missing.length === 0) return;
+  const packages = [...new Set(missing.map((command) => TOOLS[command]))].join(' ');
+  throw new Error(
+    `The tests run these programs for real and cannot find them: ${missing.join(', ')}. ` +
+      `Install them with scripts/install-test-tools (Debian: apt-get install ${packages}).`,
+  );
 }
