@@ -14,10 +14,18 @@ export function boundPort(server: Server): number {
   return (server.address() as AddressInfo).port;
 }
 
-/** Stops accepting connections and resolves when open ones have ended. */
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections and resolves when open ones have ended. With `graceMs`, requests
+ * still running after it (a stream that will not end) are cut, so the rest of a shutdown still runs.
+ */
+export function closeServer(server: Server, graceMs?: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.close((err) => (err ? reject(err) : resolve()));
+    const timer = graceMs === undefined ? undefined : setTimeout(() => server.closeAllConnections(), graceMs).unref();
+    server.close((err) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    });
     server.closeIdleConnections();
   });
 }

@@ -25,6 +25,8 @@ export const gatewayConfigSchema = {
   AUTH_TIMEOUT_MS: env.millis(5_000),
   /** How often the background poll checks auth and the backends for readiness and /ping. */
   READINESS_POLL_MS: env.millis(2_000),
+  /** On SIGTERM, how long requests in flight (streams) may run before they are cut. */
+  SHUTDOWN_GRACE_MS: env.millis(30_000),
   /** Backends one request may try before it fails (the first attempt included). */
   ROUTING_MAX_ATTEMPTS: env.int(3, 1),
   /** Consecutive failures that cool a backend down (circuit breaker). */

@@ -148,16 +148,22 @@ logger.info(
   'gateway listening',
 );
 
-handleShutdown(logger, [
-  { name: 'http', close: () => closeServer(server) },
-  { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
-  { name: 'readiness', close: () => monitor.stop() },
-  { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
-  { name: 'auth', close: () => auth.close() },
-  { name: 'usage events', close: () => usageStream.flush() },
-  { name: 'rpm reservations', close: () => rpmReservations.close() },
-  { name: 'redis', close: () => redis.quit() },
-  { name: 'pull queue', close: () => pullQueue.close() },
-  { name: 'redis (pull queue)', close: () => pullsRedis.quit() },
-  { name: 'postgres', close: () => pool?.end() },
-]);
+// In-flight streams get SHUTDOWN_GRACE_MS; the steps after them (usage flush, refunds) get a margin.
+const SHUTDOWN_MARGIN_MS = 10_000;
+handleShutdown(
+  logger,
+  [
+    { name: 'http', close: () => closeServer(server, config.SHUTDOWN_GRACE_MS) },
+    { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
+    { name: 'readiness', close: () => monitor.stop() },
+    { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+    { name: 'auth', close: () => auth.close() },
+    { name: 'usage events', close: () => usageStream.flush() },
+    { name: 'rpm reservations', close: () => rpmReservations.close() },
+    { name: 'redis', close: () => redis.quit() },
+    { name: 'pull queue', close: () => pullQueue.close() },
+    { name: 'redis (pull queue)', close: () => pullsRedis.quit() },
+    { name: 'postgres', close: () => pool?.end() },
+  ],
+  config.SHUTDOWN_GRACE_MS + SHUTDOWN_MARGIN_MS,
+);

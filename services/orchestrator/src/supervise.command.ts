@@ -125,7 +125,9 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
         llamaServerSpec(c.LLAMA_SERVER_BIN, prepared.llamaArgs, c.INFERENCE_PORT, inferenceKey, env),
       );
     }
-    await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, env, c.SHUTDOWN_GRACE_MS));
+    // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
+    const gatewayEnv = { ...env, SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS) };
+    await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000));
     if (stopRequested.signal.aborted) return;
     phase = 'ready';
     logger.info({ port: c.GATEWAY_PORT }, 'supervise: the stack is ready');
