@@ -130,7 +130,11 @@ function applyOption(draft: Draft, name: string, value: string): void {
       throw new LineError(`scope '${value}' is not one of: ${[...SCOPES].join(', ')}`);
     }
   } else if (name === 'expires') draft.expiresAt = parseExpiry(value);
-  else throw new LineError(`unknown option '${name}' (known: ${OPTION_NAMES.join(', ')})`);
+  else {
+    // Named only when it looks like an option name, never when it could be a piece of a secret.
+    const shown = /^[a-z_]{1,24}$/.test(name) ? ` '${name}'` : '';
+    throw new LineError(`unknown option${shown} (known: ${OPTION_NAMES.join(', ')})`);
+  }
 }
 
 function parseSecret(secret: string): string {
@@ -143,6 +147,20 @@ function parseSecret(secret: string): string {
   return sha256Hex(secret);
 }
 
+/**
+ * A positional field after the secret is reported without its value: a secret that contains ':'
+ * spills into these fields, and its tail must not reach a log.
+ */
+function positional(field: 'rpm' | 'expires', parse: () => void): void {
+  try {
+    parse();
+  } catch (err) {
+    if (!(err instanceof LineError)) throw err;
+    const want = field === 'rpm' ? 'a whole number of at least 1' : 'an ISO-8601 date';
+    throw new LineError(`the ${field} field after the secret must be ${want} (a secret may not contain ':')`);
+  }
+}
+
 /** One non-comment line into an entry; throws LineError naming what is wrong (never the secret). */
 function parseLine(text: string, line: number, setId: (id: string) => void): ApiKeyEntry {
   const [head = '', ...options] = text.split(/\s+/);
@@ -152,16 +170,21 @@ function parseLine(text: string, line: number, setId: (id: string) => void): Api
   if (!KEY_ID.test(id)) {
     throw new LineError('key id must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
   }
+  // The id is named in errors only once the secret is known good: a line that left the id out has
+  // its secret where the id should be.
+  const secretSha256 = parseSecret(secret);
   setId(id);
   const draft: Draft = { limits: emptyLimits(), models: [], scopes: [], expiresAt: null, seen: new Set() };
-  const secretSha256 = parseSecret(secret);
-  if (rpm !== undefined && rpm !== '') applyOption(draft, 'rpm', rpm);
-  if (expiresParts.length > 0) applyOption(draft, 'expires', expiresParts.join(':'));
-  for (const option of options) {
+  if (rpm !== undefined && rpm !== '') positional('rpm', () => applyOption(draft, 'rpm', rpm));
+  const expires = expiresParts.join(':');
+  if (expiresParts.length > 0) positional('expires', () => applyOption(draft, 'expires', expires));
+  options.forEach((option, index) => {
     const eq = option.indexOf('=');
-    if (eq <= 0) throw new LineError(`option '${option.split('=')[0]}' is not name=value`);
+    if (eq <= 0) {
+      throw new LineError(`option ${index + 1} after the secret is not name=value (a secret may not contain spaces)`);
+    }
     applyOption(draft, option.slice(0, eq), option.slice(eq + 1));
-  }
+  });
   return {
     id,
     secretSha256,

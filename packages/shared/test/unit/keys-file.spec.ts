@@ -56,14 +56,14 @@ describe('keys file', () => {
       ['no colon', SECRET, /expected 'key_id:secret', found no ':'/],
       ['a bad id', `-alice:${SECRET}`, /key id must be/],
       ['an id with a space', `ali ce:${SECRET}`, /key id must be|found no ':'/],
-      ['a short secret', 'alice:sk-short-123', /key 'alice': secret is shorter than 16 characters/],
+      ['a short secret', 'alice:sk-short-123', /^secret is shorter than 16 characters/],
       ['a bad sha256 secret', 'alice:sha256$abc', /not 64 hex digits/],
-      ['a bad positional rpm', `alice:${SECRET}:sixty`, /rpm must be a whole number/],
+      ['a bad positional rpm', `alice:${SECRET}:sixty`, /the rpm field after the secret must be a whole number/],
       ['a zero rpm option', `alice:${SECRET} rpm=0`, /rpm must be a whole number of at least 1/],
       ['a bad date', `alice:${SECRET} expires=next-week`, /expires 'next-week' is not an ISO-8601 date/],
       ['an impossible date', `alice:${SECRET} expires=2030-02-30`, /is not a real date/],
       ['an unknown option', `alice:${SECRET} colour=blue`, /unknown option 'colour'/],
-      ['an option without a value', `alice:${SECRET} tpm`, /option 'tpm' is not name=value/],
+      ['an option without a value', `alice:${SECRET} tpm`, /option 1 after the secret is not name=value/],
       ['an option given twice', `alice:${SECRET}:60 rpm=30`, /rpm is given twice/],
       ['an unknown scope', `alice:${SECRET} scope=root`, /scope 'root' is not one of: admin/],
       ['a bad budget', `alice:${SECRET} budget_usd_day=$5`, /budget_usd_day must be an amount in USD/],
@@ -74,6 +74,23 @@ describe('keys file', () => {
         assert.equal(error.line, 2);
         assert.match(error.message, message);
         assert.ok(!error.message.includes(SECRET), 'the secret must not appear in the message');
+      });
+    }
+  });
+
+  describe('never echoes a secret that landed where the format expects something else', () => {
+    const cases: [string, string, string][] = [
+      ['a line without its key id', 'sk-live-0123456789abcdef:60', 'sk-live-0123456789abcdef'],
+      ['a secret with a space', 'carol:0123456789abcdef 0123456789xyz', '0123456789xyz'],
+      ['a secret with a colon', 'dave:0123456789abcdefgh:ij-secret-tail', 'ij-secret-tail'],
+      // An unknown option is named only when it looks like one (a short lowercase word, a typo of
+      // rpm say), never when it reads like generated secret text.
+      ['a secret with a space and an equals sign', 'erin:0123456789abcdef kX9-tail=part', 'kX9-tail'],
+    ];
+    for (const [what, line, secretPart] of cases) {
+      it(`with ${what}`, () => {
+        const error = onlyError(line);
+        assert.ok(!JSON.stringify(error).includes(secretPart), JSON.stringify(error));
       });
     }
   });

@@ -69,8 +69,12 @@ describe('keys file reload', function () {
     const ready = await readyz(auth);
     assert.equal(ready.status, 200);
     assert.equal(ready.body.status, 'degraded');
-    assert.match(ready.body.checks.keys!, /line 1: key 'alice': rpm must be a whole number/);
-    assert.ok(auth.logs.records().some((r) => r.line === 1 && /rpm must be a whole number/.test(String(r.msg))));
+    assert.match(ready.body.checks.keys!, /line 1: key 'alice': the rpm field after the secret must be a whole number/);
+    assert.ok(
+      auth.logs
+        .records()
+        .some((r) => r.line === 1 && /the rpm field after the secret must be a whole number/.test(String(r.msg))),
+    );
   });
 
   it('keeps every last good key when an edit leaves no valid line or the file disappears', async () => {

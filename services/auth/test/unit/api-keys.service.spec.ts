@@ -53,7 +53,7 @@ describe('API keys service', () => {
     assert.equal(keys.lookup(BOB).kind, 'unknown');
     const alice = keys.lookup(ALICE);
     assert.equal(alice.kind === 'found' && alice.key.limits.rpm, 10);
-    assert.match(keys.problem()!, /line 1: key 'alice': rpm must be a whole number/);
+    assert.match(keys.problem()!, /line 1: key 'alice': the rpm field after the secret must be a whole number/);
   });
 
   it('keeps the whole last good set when the file cannot be read', async () => {
