@@ -199,53 +199,59 @@ export class ModelPullService {
     }
     // Resuming: the bytes already on disk are hashed first, so the sha256 still covers the whole file.
     const hash = new Sha256Thread();
-    if (start > 0) hash.addFile(partial, start);
-    meter.restartClock();
-    // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
-    // download runs as fast as a plain one. A report in flight is not awaited per chunk.
-    let reporting = false;
-    const out = files.appendTo(file.name);
-    let unflushed = 0;
-    let flushing: Promise<void> | null = null;
-    body.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      unflushed += chunk.length;
-      if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
-        unflushed = 0;
-        flushing = files.flushInBackground(out).then(() => {
-          flushing = null;
-        });
-      }
-      this.options.onBytes?.(chunk.length);
-      if (meter.add(chunk.length) && !reporting) {
-        reporting = true;
-        meter.report().then(
-          () => (reporting = false),
-          (err: unknown) => body.destroy(err as Error),
-        );
-      }
-    });
-    const written = finished(out);
-    body.pipe(out);
     try {
-      await finished(body);
-    } catch (err) {
-      // Every byte received still goes to disk, so the resume asks for exactly what is missing.
-      controller.abort();
-      body.unpipe(out);
-      out.end();
-      await written.catch(() => undefined);
+      if (start > 0) hash.addFile(partial, start);
+      meter.restartClock();
+      // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
+      // download runs as fast as a plain one. A report in flight is not awaited per chunk.
+      let reporting = false;
+      const out = files.appendTo(file.name);
+      // Listened to at once: a write error (disk full) stops the body and fails the pull instead of
+      // surfacing later as an unhandled rejection that takes the whole worker down.
+      const written = finished(out).catch((err: unknown) => {
+        body.destroy(err as Error);
+        throw writeFailure(partial, err);
+      });
+      let unflushed = 0;
+      let flushing: Promise<void> | null = null;
+      body.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        unflushed += chunk.length;
+        if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
+          unflushed = 0;
+          flushing = files.flushInBackground(out).then(() => {
+            flushing = null;
+          });
+        }
+        this.options.onBytes?.(chunk.length);
+        if (meter.add(chunk.length) && !reporting) {
+          reporting = true;
+          meter.report().then(
+            () => (reporting = false),
+            (err: unknown) => body.destroy(err as Error),
+          );
+        }
+      });
+      body.pipe(out);
+      try {
+        await finished(body);
+      } catch (err) {
+        // Every byte received still goes to disk, so the resume asks for exactly what is missing.
+        controller.abort();
+        body.unpipe(out);
+        out.end();
+        // A write error is the cause when there is one: it wins over the body's.
+        await written;
+        throw err;
+      }
+      await written;
+      await flushing;
+      const got = meter.bytesDone - fileStartsAt;
+      if (size !== null && got !== size) throw new Error(`connection closed at byte ${got} of ${size}`);
+      return await hash.digest();
+    } finally {
       await hash.close();
-      throw err;
     }
-    await written;
-    await flushing;
-    const got = meter.bytesDone - fileStartsAt;
-    if (size !== null && got !== size) {
-      await hash.close();
-      throw new Error(`connection closed at byte ${got} of ${size}`);
-    }
-    return hash.digest();
   }
 
   private async verifyAndLand(file: PlannedFile, sha256: string): Promise<{ gguf: GgufInfo; path: string }> {
@@ -275,6 +281,13 @@ function validated(data: unknown): PullJobData {
     if (err instanceof InvalidPullError) throw new UnrecoverableError(`invalid pull: ${err.message}`);
     throw err;
   }
+}
+
+/** The disk, not the network, failed: retrying the download would only fail the same way. */
+function writeFailure(path: string, err: unknown): UnrecoverableError {
+  const { code, message } = err as NodeJS.ErrnoException;
+  const why = code === 'ENOSPC' ? 'disk full' : code === 'EIO' ? 'I/O error' : message;
+  return new UnrecoverableError(`could not write ${path}: ${why}${code ? ` (${code})` : ''}`);
 }
 
 async function sha256OfFile(path: string, bytes: number): Promise<string> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -155,6 +155,27 @@ describe('model pull worker', function () {
     const history = await worker.pool.query('SELECT state, error FROM pull_jobs WHERE job_id = $1', [job.id]);
     assert.equal(history.rows[0].state, 'failed');
     assert.match(history.rows[0].error, /sha256 mismatch/);
+  });
+
+  it('fails the pull saying the disk is full when writing the download fails, and keeps the worker running', async () => {
+    await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
+    worker = await startWorker(env());
+    const partial = join(worker.modelsDir, '.partial', 'full.gguf');
+    await mkdir(dirname(partial), { recursive: true });
+    // Every write to /dev/full fails with ENOSPC, as a full disk does.
+    await symlink('/dev/full', partial);
+    const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'failed');
+    assert.equal(done.failedReason, `could not write ${partial}: disk full (ENOSPC)`);
+    assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+
+    await rm(partial);
+    const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
+    const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
+    const second = await worker.finished(after.id!);
+    assert.equal(second.state, 'completed', second.job.failedReason);
+    assert.equal(second.job.returnvalue.sha256, next.sha256);
   });
 
   it('rejects a file that is not GGUF and keeps nothing of it', async () => {
