@@ -84,6 +84,8 @@ describe('admin model pull routes', () => {
       [{ source: { url: 'file:///etc/passwd' } }, 'source.url', /http or https/],
       [{ source: { url: 'https://huggingface.co/' } }, 'name', /give a name/],
       [{ source: { repo: 'acme/m', file: 'm.gguf' }, sha256: 'abc' }, 'sha256', /64 hex digits/],
+      [{ source: { url: 'https://example.com/m%E0%A4%A.gguf' } }, 'source.url', /malformed percent escape/],
+      [{ source: { repo: 'acme/m', file: 'm-00001-of-00000.gguf' } }, 'source.file', /split part that cannot exist/],
     ];
     for (const [body, param, message] of bad) {
       const res = await pull(body);
