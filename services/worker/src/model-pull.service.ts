@@ -1,3 +1,4 @@
+import { Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
@@ -192,15 +193,18 @@ export class ModelPullService {
     meter.bytesDone = fileStartsAt + offset;
     if (size !== null && offset === size) return sha256OfFile(partial, offset);
     const controller = new AbortController();
-    const { start, body } = await openRange({ url, offset, stallMs, signal: controller.signal, hub });
-    if (start !== offset) {
-      await files.truncatePartial(file.name, 0);
-      meter.bytesDone = fileStartsAt;
-    }
-    // Resuming: the bytes already on disk are hashed first, so the sha256 still covers the whole file.
-    const hash = new Sha256Thread();
+    let hash = new Sha256Thread();
     try {
-      if (start > 0) hash.addFile(partial, start);
+      // Resuming: the bytes already on disk are hashed before the range is asked for, so the sha256
+      // still covers the whole file and the connection never waits on (or buffers behind) that work.
+      if (offset > 0) await hash.addFile(partial, offset);
+      const { start, body } = await openRange({ url, offset, stallMs, signal: controller.signal, hub });
+      if (start !== offset) {
+        await files.truncatePartial(file.name, 0);
+        meter.bytesDone = fileStartsAt;
+        await hash.close();
+        hash = new Sha256Thread();
+      }
       meter.restartClock();
       // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
       // download runs as fast as a plain one. A report in flight is not awaited per chunk.
@@ -212,10 +216,10 @@ export class ModelPullService {
         body.destroy(err as Error);
         throw writeFailure(partial, err);
       });
+      const tap = hashingTap(hash);
       let unflushed = 0;
       let flushing: Promise<void> | null = null;
       body.on('data', (chunk: Buffer) => {
-        hash.update(chunk);
         unflushed += chunk.length;
         if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
           unflushed = 0;
@@ -232,14 +236,14 @@ export class ModelPullService {
           );
         }
       });
-      body.pipe(out);
+      body.pipe(tap).pipe(out);
       try {
         await finished(body);
       } catch (err) {
         // Every byte received still goes to disk, so the resume asks for exactly what is missing.
         controller.abort();
-        body.unpipe(out);
-        out.end();
+        body.unpipe(tap);
+        tap.end();
         // A write error is the cause when there is one: it wins over the body's.
         await written;
         throw err;
@@ -290,8 +294,30 @@ function writeFailure(path: string, err: unknown): UnrecoverableError {
   return new UnrecoverableError(`could not write ${path}: ${why}${code ? ` (${code})` : ''}`);
 }
 
+/**
+ * Passes the download through while feeding the hash; holds it while the hash thread is behind, so
+ * what waits to be hashed stays bounded however fast the bytes arrive. A hashing failure does not
+ * stop the download: the bytes still land, and digest() reports the failure.
+ */
+function hashingTap(hash: Sha256Thread): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      if (!hash.full) return done(null, chunk);
+      hash.whenRoom().then(
+        () => done(null, chunk),
+        () => done(null, chunk),
+      );
+    },
+  });
+}
+
 async function sha256OfFile(path: string, bytes: number): Promise<string> {
   const hash = new Sha256Thread();
-  hash.addFile(path, bytes);
-  return hash.digest();
+  try {
+    await hash.addFile(path, bytes);
+    return await hash.digest();
+  } finally {
+    await hash.close();
+  }
 }
