@@ -13,7 +13,7 @@ import {
   type PullProgress,
 } from '@gguf-gateway/shared';
 import { GgufError, type GgufInfo } from '@gguf-gateway/gguf';
-import type { HubClient, ResolvedFile } from './hub.client.js';
+import { AccessRefusedError, type HubClient, type ResolvedFile } from './hub.client.js';
 import { openRange } from './http-download.js';
 import type { ModelFilesRepository } from './model-files.repository.js';
 import type { ModelsRepository } from './models.repository.js';
@@ -117,10 +117,10 @@ export class ModelPullService {
   }
 
   private async plan(data: PullJobData): Promise<PlannedFile[]> {
-    const { hub, files } = this.options;
+    const { files } = this.options;
     const plan: PlannedFile[] = [];
     for (const file of pullFiles(data)) {
-      const resolved = await hub.resolve(hub.fileUrl(data.source, file.repoFile));
+      const resolved = await this.resolve(data, file);
       if (data.sha256 && resolved.sha256 && data.sha256 !== resolved.sha256) {
         throw new UnrecoverableError(
           `sha256 given does not match the hub's: want ${data.sha256} got ${resolved.sha256}`,
@@ -156,18 +156,51 @@ export class ModelPullService {
     }
   }
 
+  /** Where the file is now; a refusal here is final (the hub's own says to set HF_TOKEN). */
+  private async resolve(data: PullJobData, file: PullFile): Promise<ResolvedFile> {
+    const { hub } = this.options;
+    try {
+      return await hub.resolve(hub.fileUrl(data.source, file.repoFile));
+    } catch (err) {
+      if (err instanceof AccessRefusedError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * Asks the hub again where a planned file is, since a signed CDN URL expires: the file itself must
+   * be the one planned, or the bytes on disk belong to another file.
+   */
+  private async resolveAgain(data: PullJobData, file: PlannedFile): Promise<URL> {
+    const now = await this.resolve(data, file);
+    const was = file.resolved;
+    if (now.size !== was.size || now.sha256 !== was.sha256) {
+      await this.options.files.removePartial(file.name);
+      throw new UnrecoverableError(
+        `${file.name} changed on the server during the pull (size ${was.size} -> ${now.size}, sha256 ${was.sha256} -> ${now.sha256}); the partial file was removed: pull again`,
+      );
+    }
+    return new URL(now.url);
+  }
+
   /** Downloads into the partial file, resuming after drops and stalls; returns the sha256 of the whole file. */
   private async download(data: PullJobData, file: PlannedFile, meter: ProgressMeter): Promise<string> {
-    const { hub, logger } = this.options;
+    const { logger } = this.options;
     const startedWith = meter.bytesDone;
-    let url = new URL(file.resolved.url);
+    // Resolved right before its download: the URL from the plan may have expired while earlier parts downloaded.
+    let url = await this.resolveAgain(data, file);
     let failures = 0;
+    let refusedLast = false;
     for (;;) {
       const before = meter.bytesDone;
       try {
         return await this.downloadOnce(url, file, meter, startedWith);
       } catch (err) {
         if (err instanceof UnrecoverableError) throw err;
+        const refused = err instanceof AccessRefusedError;
+        // An expired signed URL gets one fresh URL; refused again right after, it is not the URL.
+        if (refused && refusedLast) throw new UnrecoverableError(`${(err as Error).message}, even with a fresh URL`);
+        refusedLast = refused;
         failures = meter.bytesDone > before ? 1 : failures + 1;
         if (failures > MAX_STALLED_RESUMES) throw err;
         logger.warn(
@@ -175,8 +208,7 @@ export class ModelPullService {
           'download interrupted, resuming',
         );
         await sleep(Math.min(250 * 2 ** (failures - 1), 5000));
-        // A signed CDN URL may have expired meanwhile: ask the hub again.
-        url = new URL((await hub.resolve(hub.fileUrl(data.source, file.repoFile))).url);
+        url = await this.resolveAgain(data, file);
       }
     }
   }
@@ -251,6 +283,13 @@ export class ModelPullService {
       await written;
       await flushing;
       const got = meter.bytesDone - fileStartsAt;
+      if (size !== null && got > size) {
+        // Downloading again would only get the same surplus: the server is not serving the file it announced.
+        await files.removePartial(file.name);
+        throw new UnrecoverableError(
+          `${file.name}: the server sent ${got} bytes, more than the ${size} it announced; the partial file was removed`,
+        );
+      }
       if (size !== null && got !== size) throw new Error(`connection closed at byte ${got} of ${size}`);
       return await hash.digest();
     } finally {

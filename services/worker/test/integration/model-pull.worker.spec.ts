@@ -285,6 +285,88 @@ describe('model pull worker', function () {
     ]);
   });
 
+  it('asks the hub for a fresh URL when a signed CDN URL has expired, for every part of a split GGUF', async () => {
+    const parts = [
+      await serve('acme/expiry-GGUF', 'm-00001-of-00002.gguf', 1 * MB),
+      await serve('acme/expiry-GGUF', 'm-00002-of-00002.gguf', 1 * MB),
+    ];
+    worker = await startWorker(env());
+    let expired = false;
+    hub.onRequest = (r) => {
+      // Once the first part starts downloading, every URL handed out so far (both parts' from the plan) expires.
+      if (!expired && r.server === 'cdn' && r.method === 'GET') {
+        expired = true;
+        hub.expireSignedUrls();
+      }
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/expiry-GGUF', file: 'm-00001-of-00002.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.deepEqual(done.returnvalue.files, ['m-00001-of-00002.gguf', 'm-00002-of-00002.gguf']);
+    assert.equal(blobGets(parts[0]!.sha256).length, 2, 'part 1: refused once, then fetched with a fresh URL');
+    assert.equal(blobGets(parts[1]!.sha256).length, 1, 'part 2: resolved right before its download');
+    assert.equal(done.attemptsMade, 1, 'completed within its first attempt');
+  });
+
+  it('fails without the HF_TOKEN hint when the CDN refuses even a fresh URL', async () => {
+    const model = await serve('acme/refused-GGUF', 'refused.gguf', 1 * MB);
+    worker = await startWorker(env());
+    hub.onRequest = (r) => {
+      if (r.server === 'cdn') hub.expireSignedUrls();
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/refused-GGUF', file: 'refused.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'failed');
+    assert.match(done.failedReason, /refused access \(403\), even with a fresh URL$/);
+    assert.doesNotMatch(done.failedReason, /HF_TOKEN/);
+    assert.equal(blobGets(model.sha256).length, 2);
+    assert.equal(done.attemptsMade, 1, 'not retried');
+  });
+
+  it('fails at once, removing the partial, when the server sends more bytes than the size it announced', async () => {
+    const bigger = await serve('acme/bigger-GGUF', 'bigger.gguf', 2 * MB);
+    const path = join(sources, 'announced.gguf');
+    await writeTestGguf(path, 1 * MB, seed++);
+    const announced = await hub.addFile('acme/surplus-GGUF', 'surplus.gguf', {
+      path,
+      redirectTo: hub.blobUrl(bigger.sha256, 'surplus.gguf'),
+    });
+    worker = await startWorker(env());
+    const job = await worker.enqueue({ source: { repo: 'acme/surplus-GGUF', file: 'surplus.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!, 20_000);
+    assert.equal(state, 'failed');
+    assert.equal(
+      done.failedReason,
+      `surplus.gguf: the server sent ${bigger.size} bytes, more than the ${announced.size} it announced; the partial file was removed`,
+    );
+    assert.equal(done.attemptsMade, 1);
+    assert.equal(existsSync(join(worker.modelsDir, '.partial', 'surplus.gguf')), false);
+  });
+
+  it('fails, removing the partial, when the file changed on the hub between a drop and the resume', async () => {
+    const first = await serve('acme/changing-GGUF', 'changing.gguf', 4 * MB, { dropAtByte: 1 * MB });
+    const second = await serve('acme/changed-GGUF', 'changed.gguf', 3 * MB);
+    worker = await startWorker(env());
+    let changed: Promise<unknown> | null = null;
+    hub.onRequest = (r) => {
+      if (!changed && r.server === 'cdn' && r.method === 'GET') {
+        changed = hub.addFile('acme/changing-GGUF', 'changing.gguf', { path: second.path });
+      }
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/changing-GGUF', file: 'changing.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    await changed;
+    assert.equal(state, 'failed');
+    assert.match(
+      done.failedReason,
+      new RegExp(
+        `changing.gguf changed on the server during the pull \\(size ${first.size} -> ${second.size}, sha256 ${first.sha256} -> ${second.sha256}\\)`,
+      ),
+    );
+    assert.equal(done.attemptsMade, 1);
+    assert.equal(existsSync(join(worker.modelsDir, '.partial', 'changing.gguf')), false);
+  });
+
   it('stops a cancelled pull and removes its partial file', async () => {
     await serve('acme/cancel-GGUF', 'cancel.gguf', 8 * MB);
     hub.throttle(2 * MB);
