@@ -85,7 +85,7 @@ export class ModelPullService {
         await meter.enter('downloading');
         const sha256 = await this.download(data, file, meter);
         await meter.enter('verifying');
-        landed.push({ file, sha256, ...(await this.verifyAndLand(file, sha256)) });
+        landed.push({ file, sha256, ...(await this.verifyAndLand(file, sha256, job)) });
       }
       const [first] = landed;
       const bytes = landed.reduce((sum, l) => sum + l.gguf.fileBytes, 0);
@@ -297,7 +297,11 @@ export class ModelPullService {
     }
   }
 
-  private async verifyAndLand(file: PlannedFile, sha256: string): Promise<{ gguf: GgufInfo; path: string }> {
+  private async verifyAndLand(
+    file: PlannedFile,
+    sha256: string,
+    job: PullJob,
+  ): Promise<{ gguf: GgufInfo; path: string }> {
     const { files } = this.options;
     if (file.expectedSha256 && sha256 !== file.expectedSha256) {
       await files.removePartial(file.name);
@@ -313,6 +317,8 @@ export class ModelPullService {
       await files.removePartial(file.name);
       throw new UnrecoverableError(`${file.name} is not a usable GGUF file (${err.code}: ${err.message}); removed`);
     }
+    // Last look before the file becomes visible: a cancel that came in while verifying lands nothing.
+    if (await job.cancelled()) throw new PullCancelledError();
     return { gguf, path: await files.promote(file.name) };
   }
 }
