@@ -1,4 +1,4 @@
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** The keys file's text, or '' when it does not exist yet. */
@@ -11,15 +11,38 @@ export async function readKeysFile(path: string): Promise<string> {
   }
 }
 
+/** The mode and owner of the file being replaced, or null when it does not exist yet. */
+async function ownershipOf(path: string): Promise<{ mode: number; uid: number; gid: number } | null> {
+  try {
+    const { mode, uid, gid } = await stat(path);
+    return { mode: mode & 0o7777, uid, gid };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
 /**
- * Replaces the keys file in one step (temp file + fsync + rename, then fsync of the folder), mode
- * 0600: a reader, the auth service included, sees the old file or the new one, never half of one.
+ * Replaces the keys file in one step (temp file + fsync + rename, then fsync of the folder): a
+ * reader, the auth service included, sees the old file or the new one, never half of one. A new
+ * file is mode 0600; a replaced one keeps its mode and owner, so whoever could read it still can.
  */
 export async function writeKeysFile(path: string, text: string): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const previous = await ownershipOf(path);
   const file = await open(temp, 'w', 0o600);
   try {
-    await file.chmod(0o600);
+    if (previous) {
+      const created = await file.stat();
+      if (created.uid !== previous.uid || created.gid !== previous.gid) {
+        await file.chown(previous.uid, previous.gid).catch((err: NodeJS.ErrnoException) => {
+          throw new Error(
+            `cannot give the new ${path} its owner ${previous.uid}:${previous.gid} (${err.code}): run as root or as that user`,
+          );
+        });
+      }
+    }
+    await file.chmod(previous?.mode ?? 0o600);
     await file.writeFile(text, 'utf8');
     await file.sync();
   } catch (err) {

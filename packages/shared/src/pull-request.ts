@@ -40,6 +40,14 @@ function checkRepoFile(file: string): void {
   }
 }
 
+/** `-00003-of-00002` or `-of-00000` names no part that exists. */
+function checkSplitPart(file: string): void {
+  const split = SPLIT_PART.exec(file);
+  if (split && !(Number(split[2]) >= 1 && Number(split[2]) <= Number(split[3]))) {
+    throw new InvalidPullError(`file ${JSON.stringify(file)} names a split part that cannot exist`, 'source.file');
+  }
+}
+
 function checkUrl(raw: string): string {
   let url: URL;
   try {
@@ -52,6 +60,11 @@ function checkUrl(raw: string): string {
   }
   if (url.username || url.password) {
     throw new InvalidPullError('source.url must not carry credentials', 'source.url');
+  }
+  try {
+    decodeURIComponent(url.pathname);
+  } catch {
+    throw new InvalidPullError('source.url has a malformed percent escape in its path', 'source.url');
   }
   return url.toString();
 }
@@ -68,6 +81,7 @@ function parseSource(value: unknown): PullSource {
   }
   const file = text(raw.file, 'source.file', true)!;
   checkRepoFile(file);
+  checkSplitPart(file);
   const revision = text(raw.revision, 'source.revision', false);
   if (revision !== undefined && !revision.split('/').every(safeSegment)) {
     throw new InvalidPullError(

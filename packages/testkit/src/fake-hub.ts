@@ -66,6 +66,9 @@ export class FakeHub {
   private readonly files = new Map<string, Blob>();
   private readonly blobs = new Map<string, Blob>();
   private bytesPerSec: number | null = null;
+  /** The hub signs each CDN URL with a number; the CDN refuses (403) signatures below this one. */
+  private signature = 0;
+  private oldestValidSignature = 0;
   private hubHost = '';
   private cdnHostPort = '';
 
@@ -115,6 +118,11 @@ export class FakeHub {
     this.bytesPerSec = bytesPerSec;
   }
 
+  /** Every CDN URL the hub handed out so far now answers 403, as an expired signed URL does. */
+  expireSignedUrls(): void {
+    this.oldestValidSignature = this.signature + 1;
+  }
+
   cdnRequests(): HubRequest[] {
     return this.requests.filter((r) => r.server === 'cdn');
   }
@@ -150,7 +158,8 @@ export class FakeHub {
       return;
     }
     const fileName = path.split('/').pop()!;
-    const location = blob.spec.redirectTo ?? `${this.blobUrl(blob.sha256, fileName)}?X-Amz-Signature=fake`;
+    const location =
+      blob.spec.redirectTo ?? `${this.blobUrl(blob.sha256, fileName)}?X-Amz-Signature=${++this.signature}`;
     res
       .writeHead(302, {
         location,
@@ -168,6 +177,11 @@ export class FakeHub {
     const blob = sha ? this.blobs.get(sha) : undefined;
     if (!blob) {
       res.writeHead(404).end();
+      return;
+    }
+    const signature = new URL(req.url ?? '/', 'http://cdn').searchParams.get('X-Amz-Signature');
+    if (signature !== null && Number(signature) < this.oldestValidSignature) {
+      res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>AccessDenied</Code></Error>');
       return;
     }
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');

@@ -67,7 +67,7 @@ export async function openRange({ url: start, offset, stallMs, signal, hub }: Ra
     }
     if (status === 200) return { start: 0, body: res };
     res.resume();
-    throw httpError(status, url);
+    throw httpError(status, url, hub.isHub(url));
   }
   throw new Error(`more than ${MAX_REDIRECTS} redirects downloading ${start.host}`);
 }

@@ -45,6 +45,10 @@ export class HubClient {
     return headers;
   }
 
+  isHub(url: URL): boolean {
+    return url.origin === this.endpoint.origin;
+  }
+
   /** A host that is neither the hub nor allowed is a hard stop: retrying would not change it. */
   checkHost(url: URL): void {
     if (url.origin === this.endpoint.origin || this.options.allowedHosts.allows(url)) return;
@@ -77,7 +81,7 @@ export class HubClient {
         const length = res.headers.get('content-length');
         return { url: url.toString(), sha256, size: linkedSize ? Number(linkedSize) : length ? Number(length) : null };
       }
-      throw httpError(res.status, url);
+      throw httpError(res.status, url, this.isHub(url));
     }
     throw new UnrecoverableError(`more than ${MAX_REDIRECTS} redirects resolving ${start.host}${start.pathname}`);
   }
@@ -89,10 +93,19 @@ function linkedEtag(headers: Headers): string | null {
   return value !== null && SHA256.test(value) ? value : null;
 }
 
-/** 4xx (but 408/429) will not get better on retry; 5xx and the rest might. */
-export function httpError(status: number, url: URL): Error {
+/** A download host other than the hub refused access: a signed URL that expired gets better with a fresh one. */
+export class AccessRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AccessRefusedError';
+  }
+}
+
+/** 4xx (but 408/429, and a refusal off the hub) will not get better on retry; 5xx and the rest might. */
+export function httpError(status: number, url: URL, onHub: boolean): Error {
   const where = `${url.host}${url.pathname}`;
   if (status === 401 || status === 403) {
+    if (!onHub) return new AccessRefusedError(`${where} refused access (${status})`);
     return new UnrecoverableError(`${where} refused access (${status}): gated or private repositories need HF_TOKEN`);
   }
   if (status === 404) return new UnrecoverableError(`${where} not found (404): check repo, file and revision`);

@@ -1,3 +1,4 @@
+import { Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
@@ -12,7 +13,7 @@ import {
   type PullProgress,
 } from '@gguf-gateway/shared';
 import { GgufError, type GgufInfo } from '@gguf-gateway/gguf';
-import type { HubClient, ResolvedFile } from './hub.client.js';
+import { AccessRefusedError, type HubClient, type ResolvedFile } from './hub.client.js';
 import { openRange } from './http-download.js';
 import type { ModelFilesRepository } from './model-files.repository.js';
 import type { ModelsRepository } from './models.repository.js';
@@ -84,7 +85,7 @@ export class ModelPullService {
         await meter.enter('downloading');
         const sha256 = await this.download(data, file, meter);
         await meter.enter('verifying');
-        landed.push({ file, sha256, ...(await this.verifyAndLand(file, sha256)) });
+        landed.push({ file, sha256, ...(await this.verifyAndLand(file, sha256, job)) });
       }
       const [first] = landed;
       const bytes = landed.reduce((sum, l) => sum + l.gguf.fileBytes, 0);
@@ -116,10 +117,10 @@ export class ModelPullService {
   }
 
   private async plan(data: PullJobData): Promise<PlannedFile[]> {
-    const { hub, files } = this.options;
+    const { files } = this.options;
     const plan: PlannedFile[] = [];
     for (const file of pullFiles(data)) {
-      const resolved = await hub.resolve(hub.fileUrl(data.source, file.repoFile));
+      const resolved = await this.resolve(data, file);
       if (data.sha256 && resolved.sha256 && data.sha256 !== resolved.sha256) {
         throw new UnrecoverableError(
           `sha256 given does not match the hub's: want ${data.sha256} got ${resolved.sha256}`,
@@ -155,18 +156,51 @@ export class ModelPullService {
     }
   }
 
+  /** Where the file is now; a refusal here is final (the hub's own says to set HF_TOKEN). */
+  private async resolve(data: PullJobData, file: PullFile): Promise<ResolvedFile> {
+    const { hub } = this.options;
+    try {
+      return await hub.resolve(hub.fileUrl(data.source, file.repoFile));
+    } catch (err) {
+      if (err instanceof AccessRefusedError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * Asks the hub again where a planned file is, since a signed CDN URL expires: the file itself must
+   * be the one planned, or the bytes on disk belong to another file.
+   */
+  private async resolveAgain(data: PullJobData, file: PlannedFile): Promise<URL> {
+    const now = await this.resolve(data, file);
+    const was = file.resolved;
+    if (now.size !== was.size || now.sha256 !== was.sha256) {
+      await this.options.files.removePartial(file.name);
+      throw new UnrecoverableError(
+        `${file.name} changed on the server during the pull (size ${was.size} -> ${now.size}, sha256 ${was.sha256} -> ${now.sha256}); the partial file was removed: pull again`,
+      );
+    }
+    return new URL(now.url);
+  }
+
   /** Downloads into the partial file, resuming after drops and stalls; returns the sha256 of the whole file. */
   private async download(data: PullJobData, file: PlannedFile, meter: ProgressMeter): Promise<string> {
-    const { hub, logger } = this.options;
+    const { logger } = this.options;
     const startedWith = meter.bytesDone;
-    let url = new URL(file.resolved.url);
+    // Resolved right before its download: the URL from the plan may have expired while earlier parts downloaded.
+    let url = await this.resolveAgain(data, file);
     let failures = 0;
+    let refusedLast = false;
     for (;;) {
       const before = meter.bytesDone;
       try {
         return await this.downloadOnce(url, file, meter, startedWith);
       } catch (err) {
         if (err instanceof UnrecoverableError) throw err;
+        const refused = err instanceof AccessRefusedError;
+        // An expired signed URL gets one fresh URL; refused again right after, it is not the URL.
+        if (refused && refusedLast) throw new UnrecoverableError(`${(err as Error).message}, even with a fresh URL`);
+        refusedLast = refused;
         failures = meter.bytesDone > before ? 1 : failures + 1;
         if (failures > MAX_STALLED_RESUMES) throw err;
         logger.warn(
@@ -174,8 +208,7 @@ export class ModelPullService {
           'download interrupted, resuming',
         );
         await sleep(Math.min(250 * 2 ** (failures - 1), 5000));
-        // A signed CDN URL may have expired meanwhile: ask the hub again.
-        url = new URL((await hub.resolve(hub.fileUrl(data.source, file.repoFile))).url);
+        url = await this.resolveAgain(data, file);
       }
     }
   }
@@ -192,63 +225,83 @@ export class ModelPullService {
     meter.bytesDone = fileStartsAt + offset;
     if (size !== null && offset === size) return sha256OfFile(partial, offset);
     const controller = new AbortController();
-    const { start, body } = await openRange({ url, offset, stallMs, signal: controller.signal, hub });
-    if (start !== offset) {
-      await files.truncatePartial(file.name, 0);
-      meter.bytesDone = fileStartsAt;
-    }
-    // Resuming: the bytes already on disk are hashed first, so the sha256 still covers the whole file.
-    const hash = new Sha256Thread();
-    if (start > 0) hash.addFile(partial, start);
-    meter.restartClock();
-    // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
-    // download runs as fast as a plain one. A report in flight is not awaited per chunk.
-    let reporting = false;
-    const out = files.appendTo(file.name);
-    let unflushed = 0;
-    let flushing: Promise<void> | null = null;
-    body.on('data', (chunk: Buffer) => {
-      hash.update(chunk);
-      unflushed += chunk.length;
-      if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
-        unflushed = 0;
-        flushing = files.flushInBackground(out).then(() => {
-          flushing = null;
-        });
+    let hash = new Sha256Thread();
+    try {
+      // Resuming: the bytes already on disk are hashed before the range is asked for, so the sha256
+      // still covers the whole file and the connection never waits on (or buffers behind) that work.
+      if (offset > 0) await hash.addFile(partial, offset);
+      const { start, body } = await openRange({ url, offset, stallMs, signal: controller.signal, hub });
+      if (start !== offset) {
+        await files.truncatePartial(file.name, 0);
+        meter.bytesDone = fileStartsAt;
+        await hash.close();
+        hash = new Sha256Thread();
       }
-      this.options.onBytes?.(chunk.length);
-      if (meter.add(chunk.length) && !reporting) {
-        reporting = true;
-        meter.report().then(
-          () => (reporting = false),
-          (err: unknown) => body.destroy(err as Error),
+      meter.restartClock();
+      // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
+      // download runs as fast as a plain one. A report in flight is not awaited per chunk.
+      let reporting = false;
+      const out = files.appendTo(file.name);
+      // Listened to at once: a write error (disk full) stops the body and fails the pull instead of
+      // surfacing later as an unhandled rejection that takes the whole worker down.
+      const written = finished(out).catch((err: unknown) => {
+        body.destroy(err as Error);
+        throw writeFailure(partial, err);
+      });
+      const tap = hashingTap(hash);
+      let unflushed = 0;
+      let flushing: Promise<void> | null = null;
+      body.on('data', (chunk: Buffer) => {
+        unflushed += chunk.length;
+        if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
+          unflushed = 0;
+          flushing = files.flushInBackground(out).then(() => {
+            flushing = null;
+          });
+        }
+        this.options.onBytes?.(chunk.length);
+        if (meter.add(chunk.length) && !reporting) {
+          reporting = true;
+          meter.report().then(
+            () => (reporting = false),
+            (err: unknown) => body.destroy(err as Error),
+          );
+        }
+      });
+      body.pipe(tap).pipe(out);
+      try {
+        await finished(body);
+      } catch (err) {
+        // Every byte received still goes to disk, so the resume asks for exactly what is missing.
+        controller.abort();
+        body.unpipe(tap);
+        tap.end();
+        // A write error is the cause when there is one: it wins over the body's.
+        await written;
+        throw err;
+      }
+      await written;
+      await flushing;
+      const got = meter.bytesDone - fileStartsAt;
+      if (size !== null && got > size) {
+        // Downloading again would only get the same surplus: the server is not serving the file it announced.
+        await files.removePartial(file.name);
+        throw new UnrecoverableError(
+          `${file.name}: the server sent ${got} bytes, more than the ${size} it announced; the partial file was removed`,
         );
       }
-    });
-    const written = finished(out);
-    body.pipe(out);
-    try {
-      await finished(body);
-    } catch (err) {
-      // Every byte received still goes to disk, so the resume asks for exactly what is missing.
-      controller.abort();
-      body.unpipe(out);
-      out.end();
-      await written.catch(() => undefined);
+      if (size !== null && got !== size) throw new Error(`connection closed at byte ${got} of ${size}`);
+      return await hash.digest();
+    } finally {
       await hash.close();
-      throw err;
     }
-    await written;
-    await flushing;
-    const got = meter.bytesDone - fileStartsAt;
-    if (size !== null && got !== size) {
-      await hash.close();
-      throw new Error(`connection closed at byte ${got} of ${size}`);
-    }
-    return hash.digest();
   }
 
-  private async verifyAndLand(file: PlannedFile, sha256: string): Promise<{ gguf: GgufInfo; path: string }> {
+  private async verifyAndLand(
+    file: PlannedFile,
+    sha256: string,
+    job: PullJob,
+  ): Promise<{ gguf: GgufInfo; path: string }> {
     const { files } = this.options;
     if (file.expectedSha256 && sha256 !== file.expectedSha256) {
       await files.removePartial(file.name);
@@ -264,6 +317,8 @@ export class ModelPullService {
       await files.removePartial(file.name);
       throw new UnrecoverableError(`${file.name} is not a usable GGUF file (${err.code}: ${err.message}); removed`);
     }
+    // Last look before the file becomes visible: a cancel that came in while verifying lands nothing.
+    if (await job.cancelled()) throw new PullCancelledError();
     return { gguf, path: await files.promote(file.name) };
   }
 }
@@ -277,8 +332,37 @@ function validated(data: unknown): PullJobData {
   }
 }
 
+/** The disk, not the network, failed: retrying the download would only fail the same way. */
+function writeFailure(path: string, err: unknown): UnrecoverableError {
+  const { code, message } = err as NodeJS.ErrnoException;
+  const why = code === 'ENOSPC' ? 'disk full' : code === 'EIO' ? 'I/O error' : message;
+  return new UnrecoverableError(`could not write ${path}: ${why}${code ? ` (${code})` : ''}`);
+}
+
+/**
+ * Passes the download through while feeding the hash; holds it while the hash thread is behind, so
+ * what waits to be hashed stays bounded however fast the bytes arrive. A hashing failure does not
+ * stop the download: the bytes still land, and digest() reports the failure.
+ */
+function hashingTap(hash: Sha256Thread): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      if (!hash.full) return done(null, chunk);
+      hash.whenRoom().then(
+        () => done(null, chunk),
+        () => done(null, chunk),
+      );
+    },
+  });
+}
+
 async function sha256OfFile(path: string, bytes: number): Promise<string> {
   const hash = new Sha256Thread();
-  hash.addFile(path, bytes);
-  return hash.digest();
+  try {
+    await hash.addFile(path, bytes);
+    return await hash.digest();
+  } finally {
+    await hash.close();
+  }
 }

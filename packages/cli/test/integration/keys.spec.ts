@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -96,6 +96,20 @@ describe('gguf-gateway keys', () => {
     );
     assert.equal(await mode(), 0o600);
     assert.equal((await keys('revoke', 'alice')).code, 1);
+  });
+
+  it("keeps an existing file's mode and owner, so the auth service's user can still read it", async () => {
+    // As root the file gets another owner, as the auth container's user would be; otherwise our own.
+    const owner =
+      process.getuid!() === 0 ? { uid: 4321, gid: 8765 } : { uid: process.getuid!(), gid: process.getgid!() };
+    await writeFile(file, '# team keys\n', { mode: 0o640 });
+    await chown(file, owner.uid, owner.gid);
+    await chmod(file, 0o640);
+    assert.equal((await keys('create', 'alice')).code, 0);
+    const after = await stat(file);
+    assert.equal(after.mode & 0o777, 0o640);
+    assert.deepEqual({ uid: after.uid, gid: after.gid }, owner);
+    assert.ok((await fileText()).startsWith('# team keys\n'));
   });
 
   it('rotates a key: a new secret with the same limits, the old one gone', async () => {

@@ -48,4 +48,21 @@ describe('pull requests', () => {
       );
     }
   });
+
+  it('refuses a URL with a malformed percent escape and a split part that cannot exist as bad input', () => {
+    const bad: [unknown, string][] = [
+      [{ url: 'https://example.com/models/bad%E0%A4%A.gguf' }, 'source.url'],
+      [{ url: 'https://example.com/models/%ZZ' }, 'source.url'],
+      [{ repo: 'a/b', file: 'm-00001-of-00000.gguf' }, 'source.file'],
+      [{ repo: 'a/b', file: 'm-00003-of-00002.gguf' }, 'source.file'],
+      [{ repo: 'a/b', file: 'm-00000-of-00002.gguf' }, 'source.file'],
+    ];
+    for (const [source, param] of bad) {
+      assert.throws(
+        () => parsePullJobData({ source }),
+        (err: unknown) => err instanceof InvalidPullError && err.param === param,
+        JSON.stringify(source),
+      );
+    }
+  });
 });

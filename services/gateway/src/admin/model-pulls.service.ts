@@ -49,6 +49,12 @@ async function dependency<T>(what: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
+function cancellingConflict(jobId: string): ApiError {
+  return new ApiError(409, `Job ${jobId} is being cancelled; pull again once it has stopped.`, {
+    code: 'job_cancelling',
+  });
+}
+
 /** Admin pulls: enqueue (deduped by source), inspect, cancel, and the list of local models. */
 export class ModelPullsService {
   constructor(
@@ -69,9 +75,16 @@ export class ModelPullsService {
       const existing = await this.queue.find(jobId);
       if (existing) {
         const state = await this.queue.stateOf(existing);
-        if (state !== 'completed' && state !== 'failed') return { view: await this.view(existing), deduplicated: true };
-        // A finished job keeps its id for a day; a new pull of the same source replaces it.
-        await this.queue.remove(existing);
+        const finished = state === 'completed' || state === 'failed';
+        const cancelling = !finished && (await this.queue.cancelRequested(jobId));
+        if (!finished && !cancelling) return { view: await this.view(existing), deduplicated: true };
+        if (cancelling && state === 'active') throw cancellingConflict(jobId);
+        // A finished job keeps its id for a day; a new pull of the same source replaces it. So does
+        // one still waiting with a cancel mark: this request wants the model after all.
+        await this.queue.remove(existing).catch(() => {
+          // A worker took the waiting job meanwhile: it will now stop as cancelled.
+          throw cancellingConflict(jobId);
+        });
       }
       return { view: await this.view(await this.queue.add(jobId, data)), deduplicated: false };
     });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Worker } from 'bullmq';
 import express, { type Express } from 'express';
 import request from 'supertest';
 import type { Redis } from 'ioredis';
@@ -7,8 +8,10 @@ import {
   createPgPool,
   createRedis,
   errorMiddleware,
+  MODEL_PULLS_QUEUE,
   pullCancelKey,
   pullJobId,
+  pullQueuePrefix,
   type Pool,
 } from '@gguf-gateway/shared';
 import {
@@ -18,6 +21,7 @@ import {
   PrivateRedis,
   testRedisPrefix,
   testSettings,
+  waitFor,
   type TestDatabase,
 } from '@gguf-gateway/testkit';
 import { LocalModelsRepository } from '../../src/admin/local-models.repository.js';
@@ -84,6 +88,8 @@ describe('admin model pull routes', () => {
       [{ source: { url: 'file:///etc/passwd' } }, 'source.url', /http or https/],
       [{ source: { url: 'https://huggingface.co/' } }, 'name', /give a name/],
       [{ source: { repo: 'acme/m', file: 'm.gguf' }, sha256: 'abc' }, 'sha256', /64 hex digits/],
+      [{ source: { url: 'https://example.com/m%E0%A4%A.gguf' } }, 'source.url', /malformed percent escape/],
+      [{ source: { repo: 'acme/m', file: 'm-00001-of-00000.gguf' } }, 'source.file', /split part that cannot exist/],
     ];
     for (const [body, param, message] of bad) {
       const res = await pull(body);
@@ -131,6 +137,45 @@ describe('admin model pull routes', () => {
     assert.equal(res.body.cancelRequested, true);
     assert.equal(await redis.exists(pullCancelKey(prefix, body.jobId)), 1);
     assert.equal((await request(app).delete('/admin/v1/jobs/pull-nothing')).status, 404);
+  });
+
+  it('replaces a waiting job marked for cancelling when the same source is pulled again', async () => {
+    const source = { repo: 'acme/again-GGUF', file: 'again.gguf' };
+    const { body } = await pull({ source });
+    assert.equal((await request(app).delete(`/admin/v1/jobs/${body.jobId}`)).status, 202);
+    const again = await pull({ source });
+    assert.equal(again.status, 202);
+    assert.equal(again.body.jobId, body.jobId);
+    assert.equal(again.body.deduplicated, false);
+    const view = await request(app).get(`/admin/v1/jobs/${body.jobId}`);
+    assert.equal(view.body.state, 'waiting');
+    assert.equal(view.body.cancelRequested, false);
+    assert.equal(await redis.exists(pullCancelKey(prefix, body.jobId)), 0);
+  });
+
+  it('answers 409 to a pull of a source whose running job is being cancelled', async () => {
+    const source = { repo: 'acme/running-GGUF', file: 'running.gguf' };
+    const { body } = await pull({ source });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const connection = createRedis(testSettings.TEST_REDIS_URL, 'worker');
+    const worker = new Worker(MODEL_PULLS_QUEUE, () => held, { connection, prefix: pullQueuePrefix(prefix) });
+    try {
+      await waitFor(
+        'the job to be running',
+        async () => ((await request(app).get(`/admin/v1/jobs/${body.jobId}`)).body.state === 'active' ? true : null),
+        5_000,
+      );
+      assert.equal((await request(app).delete(`/admin/v1/jobs/${body.jobId}`)).status, 202);
+      const again = await pull({ source });
+      assert.equal(again.status, 409);
+      assert.equal(again.body.error.code, 'job_cancelling');
+      assert.match(again.body.error.message, /is being cancelled; pull again once it has stopped/);
+    } finally {
+      release();
+      await worker.close();
+      await connection.quit();
+    }
   });
 
   it('lists the models recorded in Postgres', async () => {

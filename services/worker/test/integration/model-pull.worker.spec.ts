@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -157,6 +157,27 @@ describe('model pull worker', function () {
     assert.match(history.rows[0].error, /sha256 mismatch/);
   });
 
+  it('fails the pull saying the disk is full when writing the download fails, and keeps the worker running', async () => {
+    await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
+    worker = await startWorker(env());
+    const partial = join(worker.modelsDir, '.partial', 'full.gguf');
+    await mkdir(dirname(partial), { recursive: true });
+    // Every write to /dev/full fails with ENOSPC, as a full disk does.
+    await symlink('/dev/full', partial);
+    const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'failed');
+    assert.equal(done.failedReason, `could not write ${partial}: disk full (ENOSPC)`);
+    assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+
+    await rm(partial);
+    const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
+    const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
+    const second = await worker.finished(after.id!);
+    assert.equal(second.state, 'completed', second.job.failedReason);
+    assert.equal(second.job.returnvalue.sha256, next.sha256);
+  });
+
   it('rejects a file that is not GGUF and keeps nothing of it', async () => {
     const path = join(sources, 'not-a-model.bin');
     await writeNotGguf(path);
@@ -262,6 +283,88 @@ describe('model pull worker', function () {
       'm-00001-of-00002.gguf',
       'm-00002-of-00002.gguf',
     ]);
+  });
+
+  it('asks the hub for a fresh URL when a signed CDN URL has expired, for every part of a split GGUF', async () => {
+    const parts = [
+      await serve('acme/expiry-GGUF', 'm-00001-of-00002.gguf', 1 * MB),
+      await serve('acme/expiry-GGUF', 'm-00002-of-00002.gguf', 1 * MB),
+    ];
+    worker = await startWorker(env());
+    let expired = false;
+    hub.onRequest = (r) => {
+      // Once the first part starts downloading, every URL handed out so far (both parts' from the plan) expires.
+      if (!expired && r.server === 'cdn' && r.method === 'GET') {
+        expired = true;
+        hub.expireSignedUrls();
+      }
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/expiry-GGUF', file: 'm-00001-of-00002.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.deepEqual(done.returnvalue.files, ['m-00001-of-00002.gguf', 'm-00002-of-00002.gguf']);
+    assert.equal(blobGets(parts[0]!.sha256).length, 2, 'part 1: refused once, then fetched with a fresh URL');
+    assert.equal(blobGets(parts[1]!.sha256).length, 1, 'part 2: resolved right before its download');
+    assert.equal(done.attemptsMade, 1, 'completed within its first attempt');
+  });
+
+  it('fails without the HF_TOKEN hint when the CDN refuses even a fresh URL', async () => {
+    const model = await serve('acme/refused-GGUF', 'refused.gguf', 1 * MB);
+    worker = await startWorker(env());
+    hub.onRequest = (r) => {
+      if (r.server === 'cdn') hub.expireSignedUrls();
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/refused-GGUF', file: 'refused.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'failed');
+    assert.match(done.failedReason, /refused access \(403\), even with a fresh URL$/);
+    assert.doesNotMatch(done.failedReason, /HF_TOKEN/);
+    assert.equal(blobGets(model.sha256).length, 2);
+    assert.equal(done.attemptsMade, 1, 'not retried');
+  });
+
+  it('fails at once, removing the partial, when the server sends more bytes than the size it announced', async () => {
+    const bigger = await serve('acme/bigger-GGUF', 'bigger.gguf', 2 * MB);
+    const path = join(sources, 'announced.gguf');
+    await writeTestGguf(path, 1 * MB, seed++);
+    const announced = await hub.addFile('acme/surplus-GGUF', 'surplus.gguf', {
+      path,
+      redirectTo: hub.blobUrl(bigger.sha256, 'surplus.gguf'),
+    });
+    worker = await startWorker(env());
+    const job = await worker.enqueue({ source: { repo: 'acme/surplus-GGUF', file: 'surplus.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!, 20_000);
+    assert.equal(state, 'failed');
+    assert.equal(
+      done.failedReason,
+      `surplus.gguf: the server sent ${bigger.size} bytes, more than the ${announced.size} it announced; the partial file was removed`,
+    );
+    assert.equal(done.attemptsMade, 1);
+    assert.equal(existsSync(join(worker.modelsDir, '.partial', 'surplus.gguf')), false);
+  });
+
+  it('fails, removing the partial, when the file changed on the hub between a drop and the resume', async () => {
+    const first = await serve('acme/changing-GGUF', 'changing.gguf', 4 * MB, { dropAtByte: 1 * MB });
+    const second = await serve('acme/changed-GGUF', 'changed.gguf', 3 * MB);
+    worker = await startWorker(env());
+    let changed: Promise<unknown> | null = null;
+    hub.onRequest = (r) => {
+      if (!changed && r.server === 'cdn' && r.method === 'GET') {
+        changed = hub.addFile('acme/changing-GGUF', 'changing.gguf', { path: second.path });
+      }
+    };
+    const job = await worker.enqueue({ source: { repo: 'acme/changing-GGUF', file: 'changing.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    await changed;
+    assert.equal(state, 'failed');
+    assert.match(
+      done.failedReason,
+      new RegExp(
+        `changing.gguf changed on the server during the pull \\(size ${first.size} -> ${second.size}, sha256 ${first.sha256} -> ${second.sha256}\\)`,
+      ),
+    );
+    assert.equal(done.attemptsMade, 1);
+    assert.equal(existsSync(join(worker.modelsDir, '.partial', 'changing.gguf')), false);
   });
 
   it('stops a cancelled pull and removes its partial file', async () => {
