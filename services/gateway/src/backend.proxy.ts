@@ -45,6 +45,17 @@ export interface ProxyOutcome {
   retry: boolean;
 }
 
+/** The outcome of a request whose client left before any backend was called. */
+export const CLIENT_GONE: ProxyOutcome = {
+  status: 499,
+  usage: null,
+  contentEvents: 0,
+  ttftMs: null,
+  errorCode: 'client_aborted',
+  failure: null,
+  retry: false,
+};
+
 const RETRY_AFTER_SEC = 2;
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 

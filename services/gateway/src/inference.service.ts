@@ -1,6 +1,6 @@
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
-import { proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
+import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
 import type { BackendState } from './backend-state.js';
 import type { GatewayMetrics } from './gateway.metrics.js';
 import type { ModelRoute, ModelRouter } from './model-router.js';
@@ -124,9 +124,12 @@ export class InferenceService {
     const tried = new Set<BackendState>();
     let last: ServedBy | null = null;
     while (tried.size < maxAttempts) {
-      // The client left while an attempt failed: nobody is waiting for another one.
-      if (last && res.destroyed)
-        return { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } };
+      // The client left while authorizing or while an attempt failed: nobody waits for a backend.
+      if (res.destroyed) {
+        return last
+          ? { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } }
+          : { outcome: CLIENT_GONE, backend: null, attempts: 0 };
+      }
       const pick = router.pick(target, tried);
       if (!pick) break;
       const { state, tier } = pick;

@@ -1,0 +1,79 @@
+// The proxy when the client or the backend misbehaves: a client that leaves before any backend is
+// called, a client that reads slowly, a backend that is down, and backend errors no other backend
+// may take.
+import assert from 'node:assert/strict';
+import { freePort, waitFor } from '@gguf-gateway/testkit';
+import { AuthStub } from '../support/auth-stub.js';
+import { FakeOpenAI } from '../support/fake-openai.js';
+import { GatewayHarness } from '../support/gateway-harness.js';
+
+const USER = 'sk-user-0123456789';
+const IDLE_MS = 200;
+
+function backendsYaml(fakeUrl: string, deadUrl: string): string {
+  const names = ['fake', 'flood', 'fail-429', 'fail-500', 'fail-html'];
+  return [
+    'models:',
+    ...names.map((n) => `  ${n}: { tiers: [[fake]] }`),
+    '  down: { tiers: [[dead]] }',
+    'backends:',
+    `  fake: { kind: llamacpp, url: "${fakeUrl}" }`,
+    `  dead: { kind: llamacpp, url: "${deadUrl}" }`,
+  ].join('\n');
+}
+
+describe('proxy failures caused by the client or the backend', function () {
+  let fake: FakeOpenAI;
+  let auth: AuthStub;
+  let gateway: GatewayHarness;
+
+  before(async () => {
+    fake = await FakeOpenAI.start();
+    auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
+    gateway = await GatewayHarness.start({
+      authUrl: auth.url,
+      backendsYaml: backendsYaml(fake.url, `http://127.0.0.1:${await freePort()}`),
+      timeouts: { firstByteMs: 2000, idleMs: IDLE_MS },
+      breaker: { failureThreshold: 1000 },
+    });
+  });
+
+  after(async () => {
+    await gateway.stop();
+    await auth.stop();
+    await fake.stop();
+  });
+
+  afterEach(() => {
+    auth.authorizeDelayMs = 0;
+  });
+
+  const chat = (model: string, extra: object = {}, requestId?: string, signal?: AbortSignal) =>
+    fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${USER}`,
+        'content-type': 'application/json',
+        ...(requestId ? { 'x-request-id': requestId } : {}),
+      },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], ...extra }),
+      signal,
+    });
+
+  it('records 499 client_aborted and calls no backend when the client leaves while authorizing', async () => {
+    auth.authorizeDelayMs = 300;
+    const sent = fake.requests.length;
+    const controller = new AbortController();
+    const answer = chat('fake', { stream: true }, 'req-gone-early', controller.signal);
+    await waitFor('authorize in flight', async () => auth.authorizations.length > 0 || null);
+    controller.abort();
+    await assert.rejects(answer);
+    const event = await gateway.usageEvent('req-gone-early');
+    assert.equal(event.status, 499);
+    assert.equal(event.errorCode, 'client_aborted');
+    assert.equal(event.backend, '');
+    assert.equal(fake.requests.length, sent, 'no backend call');
+    assert.equal(await gateway.metric('gateway_backend_errors_total', { backend: 'fake' }), 0);
+    await waitFor('settle', async () => auth.leasesOpen === 0 || null);
+  });
+});
