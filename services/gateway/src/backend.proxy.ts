@@ -221,8 +221,14 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         timer.refresh();
         const out = sink.push(chunk);
         if (out.length > 0 && !res.write(out)) {
+          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile.
+          clearTimeout(timer);
           incoming.pause();
-          res.once('drain', () => incoming.resume());
+          res.once('drain', () => {
+            if (done) return;
+            arm('idle_timeout', timeouts.idleMs);
+            incoming.resume();
+          });
         }
       });
       incoming.on('end', () => {

@@ -2,9 +2,10 @@
 // called, a client that reads slowly, a backend that is down, and backend errors no other backend
 // may take.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { freePort, waitFor } from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
+import { FLOOD_EVENTS, FakeOpenAI } from '../support/fake-openai.js';
 import { GatewayHarness } from '../support/gateway-harness.js';
 
 const USER = 'sk-user-0123456789';
@@ -75,5 +76,31 @@ describe('proxy failures caused by the client or the backend', function () {
     assert.equal(fake.requests.length, sent, 'no backend call');
     assert.equal(await gateway.metric('gateway_backend_errors_total', { backend: 'fake' }), 0);
     await waitFor('settle', async () => auth.leasesOpen === 0 || null);
+  });
+
+  it('streams to a client that reads slower than the idle timeout without cutting it', async () => {
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${gateway.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${USER}`, 'content-type': 'application/json' },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        // Reads nothing for several idle timeouts: the gateway's buffers fill and it must wait.
+        res.pause();
+        setTimeout(() => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.resume();
+        }, IDLE_MS * 5);
+      });
+      req.end(JSON.stringify({ model: 'flood', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+    });
+    assert.equal(status, 200);
+    assert.ok(!body.includes('backend_timeout'), 'no idle-timeout error event');
+    assert.equal(body.match(/"content":"x+"/g)?.length, FLOOD_EVENTS);
+    assert.ok(body.endsWith('data: [DONE]\n\n'));
+    assert.equal(await gateway.metric('gateway_backend_errors_total', { backend: 'fake' }), 0);
   });
 });

@@ -8,6 +8,7 @@
 //   fail-429     answers 429 with Retry-After, as a provider over its rate limit
 //   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
+//   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -28,6 +29,7 @@ export interface SeenRequest {
 
 export const FAKE_PROMPT_TOKENS = 7;
 export const SPLIT_UTF8_TEXT = 'é日本🙂';
+export const FLOOD_EVENTS = 128;
 
 export class FakeOpenAI {
   readonly requests: SeenRequest[] = [];
@@ -162,6 +164,19 @@ export class FakeOpenAI {
       res.write(event({ content: 'one ' }));
       res.write(event({ content: 'two ' }));
       setTimeout(() => res.socket?.destroy(), 30);
+      return;
+    }
+    if (model === 'flood') {
+      const big = event({ content: 'x'.repeat(64 * 1024) });
+      let left = FLOOD_EVENTS;
+      const pump = () => {
+        while (left > 0) {
+          left -= 1;
+          if (!res.write(big)) return void res.once('drain', pump);
+        }
+        finish();
+      };
+      pump();
       return;
     }
     if (model === 'stall') {
