@@ -43,6 +43,8 @@ export interface ProxyOutcome {
   failure: UpstreamFailure | null;
   /** Nothing reached the client and another backend may try: the caller retries. */
   retry: boolean;
+  /** The backend took the request on (answered 2xx): only then may unreported usage be estimated. */
+  accepted: boolean;
 }
 
 /** The outcome of a request whose client left before any backend was called. */
@@ -54,6 +56,7 @@ export const CLIENT_GONE: ProxyOutcome = {
   errorCode: 'client_aborted',
   failure: null,
   retry: false,
+  accepted: false,
 };
 
 const RETRY_AFTER_SEC = 2;
@@ -113,6 +116,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     let ttftMs: number | null = null;
     let tap: SseUsageTap | JsonUsageTap | null = null;
     let upstreamRes: IncomingMessage | null = null;
+    let accepted = false;
 
     const upstream = transports[protocol].request({
       protocol,
@@ -143,6 +147,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         errorCode,
         failure,
         retry,
+        accepted,
       });
     };
 
@@ -199,6 +204,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         incoming.resume();
         return;
       }
+      accepted = status < 400;
       arm('idle_timeout', timeouts.idleMs);
       const contentType = incoming.headers['content-type'] ?? 'application/json';
       const isStream = contentType.startsWith('text/event-stream');

@@ -15,10 +15,11 @@ const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
   embeddings: '/v1/embeddings',
 };
 
-// When a backend never reported usage (client abort, backend failure), count about four bytes of
+// When a backend took a request on and never reported usage (client abort, backend failure), count about four bytes of
 // request per prompt token and one streamed event per completion token.
 const BYTES_PER_TOKEN_ESTIMATE = 4;
 const DEFAULT_LEASE_TTL_SEC = 60;
+const NO_USAGE: UpstreamUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 export interface InferenceDeps {
   router: ModelRouter;
@@ -81,8 +82,12 @@ export class InferenceService {
     const { outcome } = served;
     res.locals.status = outcome.status;
 
-    const requestBytes = Buffer.byteLength(JSON.stringify(upstreamBody));
-    const usage = outcome.usage ?? estimateUsage(requestBytes, outcome.contentEvents);
+    // A request no backend took on (down, refused, timed out before answering) costs the key nothing.
+    const usage =
+      outcome.usage ??
+      (outcome.accepted
+        ? estimateUsage(Buffer.byteLength(JSON.stringify(upstreamBody)), outcome.contentEvents)
+        : NO_USAGE);
     authorizer.settle(decision.lease, requestId, usage.promptTokens, usage.completionTokens);
     metrics.tokens.inc({ model: target.model, kind: 'prompt' }, usage.promptTokens);
     metrics.tokens.inc({ model: target.model, kind: 'completion' }, usage.completionTokens);
@@ -202,6 +207,7 @@ export class InferenceService {
       errorCode: error.code,
       failure: last?.outcome.failure ?? null,
       retry: false,
+      accepted: false,
     };
     return { outcome, backend: last?.backend ?? null, attempts: last?.attempts ?? 0 };
   }

@@ -73,6 +73,7 @@ describe('proxy failures caused by the client or the backend', function () {
     assert.equal(event.status, 499);
     assert.equal(event.errorCode, 'client_aborted');
     assert.equal(event.backend, '');
+    assert.equal(event.promptTokens, 0);
     assert.equal(fake.requests.length, sent, 'no backend call');
     assert.equal(await gateway.metric('gateway_backend_errors_total', { backend: 'fake' }), 0);
     await waitFor('settle', async () => auth.leasesOpen === 0 || null);
@@ -102,5 +103,16 @@ describe('proxy failures caused by the client or the backend', function () {
     assert.equal(body.match(/"content":"x+"/g)?.length, FLOOD_EVENTS);
     assert.ok(body.endsWith('data: [DONE]\n\n'));
     assert.equal(await gateway.metric('gateway_backend_errors_total', { backend: 'fake' }), 0);
+  });
+
+  it('charges no tokens for a request no backend took on', async () => {
+    const settled = auth.settles.length;
+    const res = await chat('down', { messages: [{ role: 'user', content: 'a long prompt '.repeat(100) }] }, 'req-down');
+    assert.equal(res.status, 503);
+    const event = await gateway.usageEvent('req-down');
+    assert.equal(event.promptTokens, 0);
+    assert.equal(event.completionTokens, 0);
+    await waitFor('settle', async () => auth.settles.length > settled || null);
+    assert.equal(auth.settles.at(-1)!.promptTokens, 0);
   });
 });
