@@ -115,4 +115,29 @@ describe('proxy failures caused by the client or the backend', function () {
     await waitFor('settle', async () => auth.settles.length > settled || null);
     assert.equal(auth.settles.at(-1)!.promptTokens, 0);
   });
+
+  it("forwards a provider's Retry-After with its 429 when no other backend may take the request", async () => {
+    const res = await chat('fail-429');
+    assert.equal(res.status, 429);
+    assert.equal(res.headers.get('retry-after'), '1');
+    const body = (await res.json()) as { error: { message: string } };
+    assert.equal(body.error.message, 'Rate limit exceeded');
+  });
+
+  it('still relays a 5xx whose body is an OpenAI error', async () => {
+    const res = await chat('fail-500');
+    assert.equal(res.status, 500);
+    const body = (await res.json()) as { error: { message: string } };
+    assert.equal(body.error.message, 'model crashed');
+  });
+
+  it("answers the gateway's own 502 in the OpenAI shape for a backend's HTML error page", async () => {
+    const res = await chat('fail-html');
+    assert.equal(res.status, 502);
+    assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+    const body = (await res.json()) as { error: Record<string, unknown> };
+    assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+    assert.equal(body.error.code, 'backend_error');
+    assert.ok(!String(body.error.message).includes('nginx'));
+  });
 });

@@ -9,6 +9,7 @@
 //   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
 //   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
+//   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -85,6 +86,11 @@ export class FakeOpenAI {
     if (model === 'fail-500') {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
+      return;
+    }
+    if (model === 'fail-html') {
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>502 Bad Gateway</h1>nginx at 10.0.0.7</body></html>');
       return;
     }
     if (model === 'fail-429') {
