@@ -157,6 +157,8 @@ handleShutdown(
     { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
     { name: 'readiness', close: () => monitor.stop() },
     { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+    // Settles charge the last requests' tokens: they finish before the auth connections close.
+    { name: 'settles', close: () => auth.settlesDone() },
     { name: 'auth', close: () => auth.close() },
     { name: 'usage events', close: () => usageStream.flush() },
     { name: 'rpm reservations', close: () => rpmReservations.close() },
