@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
 import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
@@ -47,6 +48,10 @@ export class InferenceService {
     const { router, authorizer, metrics } = this.deps;
     const started = performance.now();
     const requestId = res.getHeader('x-request-id') as string;
+    // The usage row's key: a client may reuse its own id, so one it sent is not unique enough.
+    const clientRequestId = req.get('x-request-id') === requestId ? requestId : undefined;
+    const usageId = clientRequestId === undefined ? requestId : randomUUID();
+    if (usageId !== requestId) res.locals.usageId = usageId;
     const input = validateInferenceBody(route, req.body);
     const target = router.resolve(input.model);
     res.locals.model = target?.model ?? 'unknown';
@@ -94,7 +99,8 @@ export class InferenceService {
     if (input.stream && outcome.ttftMs !== null) metrics.ttft.observe({ model: target.model }, outcome.ttftMs / 1000);
 
     this.record({
-      requestId,
+      requestId: usageId,
+      clientRequestId,
       ts: new Date().toISOString(),
       keyId: decision.keyId,
       model: target.model,
@@ -216,7 +222,10 @@ export class InferenceService {
   private record(event: UsageEvent): void {
     this.deps.usageStream.append(event).catch((err: unknown) => {
       this.deps.metrics.usageEventsDropped.inc();
-      this.deps.logger.warn({ err, requestId: event.requestId }, 'usage event dropped');
+      this.deps.logger.warn(
+        { err, usageId: event.requestId, clientRequestId: event.clientRequestId },
+        'usage event dropped',
+      );
     });
   }
 }

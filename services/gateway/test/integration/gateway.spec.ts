@@ -123,6 +123,27 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       );
     });
 
+    it("records one usage event per request even when clients reuse an x-request-id, keeping the client's id", async () => {
+      const first = await chat('fake', { max_tokens: 1 }, USER, { 'x-request-id': 'req-reused' });
+      const second = await chat('fake', { max_tokens: 1 }, USER, { 'x-request-id': 'req-reused' });
+      assert.equal(first.headers.get('x-request-id'), 'req-reused', 'the client id is still echoed');
+      assert.equal(second.headers.get('x-request-id'), 'req-reused');
+      const events = await waitFor('both events', async () => {
+        const reused = (await gateway.usageEvents()).filter((e) => e.clientRequestId === 'req-reused');
+        return reused.length === 2 ? reused : null;
+      });
+      assert.notEqual(events[0]!.requestId, events[1]!.requestId);
+      assert.ok(events.every((e) => e.requestId !== 'req-reused'));
+      assert.ok(gateway.logs.text().includes(`"usageId":"${events[0]!.requestId}"`), 'the log links the two ids');
+
+      const own = await chat('fake', { max_tokens: 1 });
+      const generated = own.headers.get('x-request-id')!;
+      const event = await waitFor('event', async () =>
+        (await gateway.usageEvents()).find((e) => e.requestId === generated),
+      );
+      assert.equal(event.clientRequestId, undefined);
+    });
+
     it('streams without a usage chunk when the client did not ask, and still meters the stream', async () => {
       const res = await chat('fake', { stream: true, max_tokens: 5 }, USER, { 'x-request-id': 'req-stream-1' });
       assert.equal(res.headers.get('content-type'), 'text/event-stream');
