@@ -12,10 +12,10 @@ const LIMITED = 'sk-limited-0123456789';
 const RESTRICTED = 'sk-restricted-0123456789';
 
 function backendsYaml(fakeUrl: string, deadUrl: string): string {
-  const names = ['fake', 'fail-500', 'stall', 'slow', 'split-utf8', 'endless'];
+  const names = ['fake', 'fail-500', 'stall', 'slow', 'split-utf8', 'endless', 'org/model'];
   return [
     'models:',
-    ...names.map((n) => `  ${n}: { tiers: [[fake]]${n === 'fake' ? ', aliases: [fake-alias]' : ''} }`),
+    ...names.map((n) => `  "${n}": { tiers: [[fake]]${n === 'fake' ? ', aliases: [fake-alias]' : ''} }`),
     '  down: { tiers: [[dead]] }',
     'backends:',
     `  fake: { kind: llamacpp, url: "${fakeUrl}" }`,
@@ -216,6 +216,18 @@ describe('gateway in front of a fake backend and the auth stub', function () {
   });
 
   describe('refusals in the OpenAI shape', () => {
+    it('answers GET /v1/models/:id for a model name with a slash, sent unencoded as the SDKs do', async () => {
+      const res = await fetch(`${gateway.url}/v1/models/org/model`, { headers: { authorization: `Bearer ${USER}` } });
+      assert.equal(res.status, 200);
+      const model = (await res.json()) as { id: string; object: string };
+      assert.equal(model.id, 'org/model');
+      assert.equal(model.object, 'model');
+      const missing = await fetch(`${gateway.url}/v1/models/org/nothing`, {
+        headers: { authorization: `Bearer ${USER}` },
+      });
+      await assertOpenAIError(missing, 404, 'model_not_found', 'model');
+    });
+
     it('relays 401 from auth unchanged for a missing or unknown key', async () => {
       const missing = await assertOpenAIError(await chat('fake', {}, null), 401, 'invalid_api_key');
       assert.match(String(missing.message), /Missing API key/);
