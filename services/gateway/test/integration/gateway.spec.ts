@@ -430,12 +430,27 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       });
       assert.equal(allowed.status, 204);
       assert.equal(allowed.headers.get('access-control-allow-origin'), 'https://app.example');
+      const sdk = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: 'https://app.example',
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type,x-stainless-os,x-stainless-retry-count',
+        },
+      });
+      assert.equal(sdk.status, 204);
+      assert.equal(
+        sdk.headers.get('access-control-allow-headers'),
+        'authorization,content-type,x-stainless-os,x-stainless-retry-count',
+        "the SDK's own headers are allowed",
+      );
       const other = await fetch(`${gateway.url}/v1/chat/completions`, {
         method: 'OPTIONS',
         headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
       });
       assert.equal(other.status, 403);
       assert.equal(other.headers.get('access-control-allow-origin'), null);
+      assert.equal(other.headers.get('access-control-allow-headers'), null);
     });
   });
 });
