@@ -235,6 +235,14 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       assert.match(String(unknown.message), /Incorrect API key/);
     });
 
+    it('refuses an Authorization header longer than any key with 401 invalid_api_key, without asking auth', async () => {
+      const asked = auth.authorizations.length;
+      const res = await chat('fake', {}, 'k'.repeat(2000));
+      const error = await assertOpenAIError(res, 401, 'invalid_api_key');
+      assert.equal(error.type, 'authentication_error');
+      assert.equal(auth.authorizations.length, asked, 'auth was not called');
+    });
+
     it("returns 429 with Retry-After and x-ratelimit headers when the key's rpm is spent", async () => {
       const first = await chat('fake', {}, LIMITED);
       assert.equal(first.status, 200);
