@@ -230,7 +230,10 @@ export class InferenceService {
   }
 }
 
-/** " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down. */
+/**
+ * " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down,
+ * in the gateway's own words (a failure kind or state, never an address or an upstream error text).
+ */
 function coolingReasons(target: ModelRoute): string {
   const cooling = target.tiers.flat().filter((b) => b.health === 'cooling_down');
   return cooling.length === 0

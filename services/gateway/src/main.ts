@@ -113,9 +113,18 @@ const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, confi
 const app = createApp({
   logger,
   registry,
+  // /readyz is public: it says what is not ready, by name; the addresses and errors are in the logs.
   readiness: {
-    auth: () => monitor.problem('auth'),
-    backends: () => monitor.problem('backends'),
+    auth: () => (monitor.problem('auth') === null ? null : 'the auth service is not ready'),
+    backends: () =>
+      monitor.problem('backends') === null
+        ? null
+        : `no backend answers its health check (${
+            router
+              .backends()
+              .map((b) => b.name)
+              .join(', ') || 'none configured'
+          })`,
     redis: () => redisProblem(redis),
   },
   // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
