@@ -22,7 +22,13 @@ export function redisKey(prefix: string, name: string): string {
 export type UsageSource = 'upstream' | 'estimated';
 
 export interface UsageEvent {
+  /**
+   * Made by the gateway, unique per request: the metrics service stores one row per requestId, so a
+   * client's own id (which it may reuse) must never be the key.
+   */
   requestId: string;
+  /** The x-request-id the client sent, when it sent one (for correlation only, not unique). */
+  clientRequestId?: string;
   ts: string;
   keyId: string;
   model: string;

@@ -34,6 +34,7 @@ export function clientHeaders(headers: IncomingHttpHeaders): Record<string, stri
 export class AuthClient {
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
+  private readonly settling = new Set<Promise<void>>();
 
   constructor(
     private readonly baseUrl: URL,
@@ -51,9 +52,22 @@ export class AuthClient {
     return { allowed: false, error: this.relayedError(reply) };
   }
 
-  async settle(request: SettleRequest, requestId: string): Promise<void> {
-    const reply = await this.call('POST', '/v1/settle', request, requestId);
-    if (reply.status !== 204 && reply.status !== 200) throw new Error(`auth settle answered ${reply.status}`);
+  /**
+   * Charges a finished request's tokens and frees its slot. Settle is the only place tokens are
+   * charged, so a failed one is tried once more (auth takes a lease once: a repeat charges nothing),
+   * and shutdown waits for the ones in flight (`settlesDone`).
+   */
+  settle(request: SettleRequest, requestId: string): Promise<void> {
+    const settling = this.settleOnce(request, requestId).catch(() => this.settleOnce(request, requestId));
+    this.settling.add(settling);
+    const forget = () => this.settling.delete(settling);
+    settling.then(forget, forget);
+    return settling;
+  }
+
+  /** Resolves once every settle started so far has an answer (or has failed twice). */
+  async settlesDone(): Promise<void> {
+    await Promise.allSettled([...this.settling]);
   }
 
   async renew(lease: string, requestId: string): Promise<void> {
@@ -79,6 +93,11 @@ export class AuthClient {
 
   close(): void {
     this.agent.destroy();
+  }
+
+  private async settleOnce(request: SettleRequest, requestId: string): Promise<void> {
+    const reply = await this.call('POST', '/v1/settle', request, requestId);
+    if (reply.status !== 204 && reply.status !== 200) throw new Error(`auth settle answered ${reply.status}`);
   }
 
   /** Auth's OpenAI-shaped refusal as is; anything else means auth itself is broken. */

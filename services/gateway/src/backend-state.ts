@@ -38,7 +38,7 @@ export class BackendState {
   /** A provider's own utilisation (0..1) from its utilisation API; null when not configured. */
   utilization: number | null = null;
   health: BackendHealth = 'healthy';
-  /** Why it was cooled down last (a reason, never a key). */
+  /** Why it was cooled down last, shown to clients in a 503: a reason, never a key, address or error text. */
   lastProblem: string | null = null;
   private consecutiveFailures = 0;
   private coolingUntil = 0;

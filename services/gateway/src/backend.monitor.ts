@@ -45,9 +45,10 @@ export class BackendMonitor {
       if (backend.kind === 'llamacpp') {
         const slots = await readBusySlots(backend, this.timeoutMs);
         if (typeof slots !== 'string') this.remember(state, slots);
-        state.probed(typeof slots === 'string' ? slots : null);
+        state.probed(typeof slots === 'string' ? this.unanswered(state, slots) : null);
       } else {
-        state.probed(await backendProblem(backend, this.timeoutMs));
+        const problem = await backendProblem(backend, this.timeoutMs);
+        state.probed(problem === null ? null : this.unanswered(state, problem));
       }
       return;
     }
@@ -55,7 +56,7 @@ export class BackendMonitor {
     if (backend.kind === 'llamacpp') {
       const slots = await readBusySlots(backend, this.timeoutMs);
       if (typeof slots === 'string') {
-        state.failed(slots);
+        state.failed(this.unanswered(state, slots));
         return;
       }
       this.remember(state, slots);
@@ -66,6 +67,15 @@ export class BackendMonitor {
         return null;
       });
     }
+  }
+
+  /**
+   * Logs what a poll found (an address, an error text) and returns the state a client may read in
+   * a 503: the backend's problem is shown to callers, its detail stays in the logs.
+   */
+  private unanswered(state: BackendState, detail: string): string {
+    this.logger.warn({ backend: state.name, problem: detail }, 'backend poll failed');
+    return 'not answering its health checks';
   }
 
   private remember(state: BackendState, slots: SlotLoad): void {

@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Response } from 'express';
-import { ApiError, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
+import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
 import type { Backend } from './backend-state.js';
 import { JsonUsageTap, SseUsageTap, type UpstreamUsage } from './usage.tap.js';
 
@@ -43,9 +43,25 @@ export interface ProxyOutcome {
   failure: UpstreamFailure | null;
   /** Nothing reached the client and another backend may try: the caller retries. */
   retry: boolean;
+  /** The backend took the request on (answered 2xx): only then may unreported usage be estimated. */
+  accepted: boolean;
 }
 
+/** The outcome of a request whose client left before any backend was called. */
+export const CLIENT_GONE: ProxyOutcome = {
+  status: 499,
+  usage: null,
+  contentEvents: 0,
+  ttftMs: null,
+  errorCode: 'client_aborted',
+  failure: null,
+  retry: false,
+  accepted: false,
+};
+
 const RETRY_AFTER_SEC = 2;
+/** A backend's error body larger than this is not an OpenAI error: the client gets the gateway's own. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
 const agents = {
@@ -81,6 +97,14 @@ const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = 
 /** Failures after which another backend may be tried, when nothing has reached the client yet. */
 const RETRYABLE = new Set<UpstreamFailure>(['connect', 'reset', 'status_5xx', 'status_429', 'backend_auth']);
 
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return null;
+  }
+}
+
 /** The SSE event that ends a stream cut after it started: the status line is gone already. */
 function sseError(error: ApiError): string {
   return `data: ${JSON.stringify(error.toBody())}\n\n`;
@@ -102,6 +126,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     let ttftMs: number | null = null;
     let tap: SseUsageTap | JsonUsageTap | null = null;
     let upstreamRes: IncomingMessage | null = null;
+    let accepted = false;
 
     const upstream = transports[protocol].request({
       protocol,
@@ -132,6 +157,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         errorCode,
         failure,
         retry,
+        accepted,
       });
     };
 
@@ -188,6 +214,8 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         incoming.resume();
         return;
       }
+      if (refusal) return relayRefusal(incoming, status);
+      accepted = status < 400;
       arm('idle_timeout', timeouts.idleMs);
       const contentType = incoming.headers['content-type'] ?? 'application/json';
       const isStream = contentType.startsWith('text/event-stream');
@@ -210,20 +238,63 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         timer.refresh();
         const out = sink.push(chunk);
         if (out.length > 0 && !res.write(out)) {
+          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile.
+          clearTimeout(timer);
           incoming.pause();
-          res.once('drain', () => incoming.resume());
+          res.once('drain', () => {
+            if (done) return;
+            arm('idle_timeout', timeouts.idleMs);
+            incoming.resume();
+          });
         }
       });
       incoming.on('end', () => {
         if (done) return;
         const rest = sink instanceof SseUsageTap ? sink.flush() : Buffer.alloc(0);
         res.end(rest);
-        finish(status, status >= 400 ? `backend_status_${status}` : null, refusal);
+        finish(status, status >= 400 ? `backend_status_${status}` : null, null);
       });
       incoming.on('close', () => {
         if (!incoming.complete) fail('reset');
       });
     });
+
+    /**
+     * A 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
+     * else (an HTML page, a proxy's text) the gateway words it in the OpenAI shape.
+     */
+    function relayRefusal(incoming: IncomingMessage, status: number) {
+      arm('timeout', timeouts.idleMs);
+      const failure = status === 429 ? 'status_429' : 'status_5xx';
+      const retryAfter = incoming.headers['retry-after'];
+      const chunks: Buffer[] = [];
+      let size = 0;
+      incoming.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_ERROR_BODY_BYTES) chunks.push(chunk);
+      });
+      incoming.on('end', () => {
+        if (done) return;
+        const body = Buffer.concat(chunks);
+        if (retryAfter !== undefined) res.setHeader('retry-after', retryAfter);
+        if (size <= MAX_ERROR_BODY_BYTES && isOpenAIErrorBody(parseJson(body))) {
+          res.status(status).setHeader('content-type', 'application/json');
+          res.end(body);
+          return finish(status, `backend_status_${status}`, failure);
+        }
+        const error =
+          status === 429
+            ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
+                code: 'backend_rate_limited',
+              })
+            : new ApiError(502, 'The model backend failed to answer.', { code: 'backend_error', type: 'server_error' });
+        sendApiError(res, error);
+        finish(error.status, error.code, failure);
+      });
+      incoming.on('close', () => {
+        if (!incoming.complete) fail('reset');
+      });
+    }
 
     upstream.end(request.body);
   });

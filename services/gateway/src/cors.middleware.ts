@@ -21,7 +21,9 @@ export function corsAllowlist(origins: readonly string[]): RequestHandler {
     res.setHeader('access-control-expose-headers', EXPOSED_HEADERS);
     if (req.method !== 'OPTIONS') return next();
     res.setHeader('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
-    res.setHeader('access-control-allow-headers', ALLOWED_HEADERS);
+    // The official SDKs send headers of their own (x-stainless-*): an allowed origin may send any.
+    res.setHeader('access-control-allow-headers', req.get('access-control-request-headers') ?? ALLOWED_HEADERS);
+    res.vary('Access-Control-Request-Headers');
     res.setHeader('access-control-max-age', '600');
     res.status(204).end();
   };

@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
-import { proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
+import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
 import type { BackendState } from './backend-state.js';
 import type { GatewayMetrics } from './gateway.metrics.js';
 import type { ModelRoute, ModelRouter } from './model-router.js';
@@ -15,10 +16,11 @@ const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
   embeddings: '/v1/embeddings',
 };
 
-// When a backend never reported usage (client abort, backend failure), count about four bytes of
+// When a backend took a request on and never reported usage (client abort, backend failure), count about four bytes of
 // request per prompt token and one streamed event per completion token.
 const BYTES_PER_TOKEN_ESTIMATE = 4;
 const DEFAULT_LEASE_TTL_SEC = 60;
+const NO_USAGE: UpstreamUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 export interface InferenceDeps {
   router: ModelRouter;
@@ -46,6 +48,10 @@ export class InferenceService {
     const { router, authorizer, metrics } = this.deps;
     const started = performance.now();
     const requestId = res.getHeader('x-request-id') as string;
+    // The usage row's key: a client may reuse its own id, so one it sent is not unique enough.
+    const clientRequestId = req.get('x-request-id') === requestId ? requestId : undefined;
+    const usageId = clientRequestId === undefined ? requestId : randomUUID();
+    if (usageId !== requestId) res.locals.usageId = usageId;
     const input = validateInferenceBody(route, req.body);
     const target = router.resolve(input.model);
     res.locals.model = target?.model ?? 'unknown';
@@ -81,15 +87,20 @@ export class InferenceService {
     const { outcome } = served;
     res.locals.status = outcome.status;
 
-    const requestBytes = Buffer.byteLength(JSON.stringify(upstreamBody));
-    const usage = outcome.usage ?? estimateUsage(requestBytes, outcome.contentEvents);
+    // A request no backend took on (down, refused, timed out before answering) costs the key nothing.
+    const usage =
+      outcome.usage ??
+      (outcome.accepted
+        ? estimateUsage(Buffer.byteLength(JSON.stringify(upstreamBody)), outcome.contentEvents)
+        : NO_USAGE);
     authorizer.settle(decision.lease, requestId, usage.promptTokens, usage.completionTokens);
     metrics.tokens.inc({ model: target.model, kind: 'prompt' }, usage.promptTokens);
     metrics.tokens.inc({ model: target.model, kind: 'completion' }, usage.completionTokens);
     if (input.stream && outcome.ttftMs !== null) metrics.ttft.observe({ model: target.model }, outcome.ttftMs / 1000);
 
     this.record({
-      requestId,
+      requestId: usageId,
+      clientRequestId,
       ts: new Date().toISOString(),
       keyId: decision.keyId,
       model: target.model,
@@ -124,9 +135,12 @@ export class InferenceService {
     const tried = new Set<BackendState>();
     let last: ServedBy | null = null;
     while (tried.size < maxAttempts) {
-      // The client left while an attempt failed: nobody is waiting for another one.
-      if (last && res.destroyed)
-        return { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } };
+      // The client left while authorizing or while an attempt failed: nobody waits for a backend.
+      if (res.destroyed) {
+        return last
+          ? { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } }
+          : { outcome: CLIENT_GONE, backend: null, attempts: 0 };
+      }
       const pick = router.pick(target, tried);
       if (!pick) break;
       const { state, tier } = pick;
@@ -199,6 +213,7 @@ export class InferenceService {
       errorCode: error.code,
       failure: last?.outcome.failure ?? null,
       retry: false,
+      accepted: false,
     };
     return { outcome, backend: last?.backend ?? null, attempts: last?.attempts ?? 0 };
   }
@@ -207,12 +222,18 @@ export class InferenceService {
   private record(event: UsageEvent): void {
     this.deps.usageStream.append(event).catch((err: unknown) => {
       this.deps.metrics.usageEventsDropped.inc();
-      this.deps.logger.warn({ err, requestId: event.requestId }, 'usage event dropped');
+      this.deps.logger.warn(
+        { err, usageId: event.requestId, clientRequestId: event.clientRequestId },
+        'usage event dropped',
+      );
     });
   }
 }
 
-/** " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down. */
+/**
+ * " (a: connect, b: the backend refused the gateway's key)": why a model's backends are cooling down,
+ * in the gateway's own words (a failure kind or state, never an address or an upstream error text).
+ */
 function coolingReasons(target: ModelRoute): string {
   const cooling = target.tiers.flat().filter((b) => b.health === 'cooling_down');
   return cooling.length === 0

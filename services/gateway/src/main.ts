@@ -113,9 +113,18 @@ const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, confi
 const app = createApp({
   logger,
   registry,
+  // /readyz is public: it says what is not ready, by name; the addresses and errors are in the logs.
   readiness: {
-    auth: () => monitor.problem('auth'),
-    backends: () => monitor.problem('backends'),
+    auth: () => (monitor.problem('auth') === null ? null : 'the auth service is not ready'),
+    backends: () =>
+      monitor.problem('backends') === null
+        ? null
+        : `no backend answers its health check (${
+            router
+              .backends()
+              .map((b) => b.name)
+              .join(', ') || 'none configured'
+          })`,
     redis: () => redisProblem(redis),
   },
   // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
@@ -157,6 +166,8 @@ handleShutdown(
     { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
     { name: 'readiness', close: () => monitor.stop() },
     { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+    // Settles charge the last requests' tokens: they finish before the auth connections close.
+    { name: 'settles', close: () => auth.settlesDone() },
     { name: 'auth', close: () => auth.close() },
     { name: 'usage events', close: () => usageStream.flush() },
     { name: 'rpm reservations', close: () => rpmReservations.close() },

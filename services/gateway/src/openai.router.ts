@@ -33,10 +33,11 @@ export function createOpenAIRouter({ inference, router, authorizer, bodyLimitByt
     res.json({ object: 'list', data: router.models().map(modelObject) });
   });
 
-  api.get('/models/:id', async (req, res) => {
+  // A wildcard: model names such as `org/model` reach here unencoded, as the OpenAI SDKs send them.
+  api.get('/models/*id', async (req, res) => {
     const { lease } = await authorizer.authorize(req, res, 'models', null);
     authorizer.settleOnClose(res, lease);
-    const id = req.params.id;
+    const id = (req.params.id as string[]).join('/');
     const model = router.models().find((m) => m.id === id);
     if (!model) {
       throw new ApiError(404, `The model '${id}' does not exist.`, { code: 'model_not_found', param: 'model' });

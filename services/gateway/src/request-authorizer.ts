@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import {
+  ApiError,
   rateLimitHeaders,
   type AuthorizeRequest,
   type AuthorizeResponse,
@@ -11,6 +12,8 @@ import { AuthorizationGrants } from './authorization-grants.js';
 import type { RpmReservations } from './rpm-reservations.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
+/** Far longer than any real key: such a header is refused here, without a call to auth. */
+const MAX_AUTHORIZATION_LENGTH = 1024;
 
 /** What the client sent as its key: the Bearer token, the raw header when malformed, "" when none. */
 export function clientKey(req: Request): string {
@@ -52,6 +55,9 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
+    if ((req.headers.authorization?.length ?? 0) > MAX_AUTHORIZATION_LENGTH) {
+      throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
+    }
     const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };
     const { decision, headers } = (await this.fromGrant(request)) ?? (await this.askAuth(request, res));
     res.set(headers);

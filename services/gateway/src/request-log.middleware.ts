@@ -23,6 +23,8 @@ export function requestLog(logger: Logger): RequestHandler {
           res: { statusCode: status },
           responseTime: Math.round(performance.now() - started),
           ...(aborted ? { aborted } : {}),
+          // The usage event's id, when the client's own x-request-id could not be it.
+          ...(res.locals.usageId ? { usageId: res.locals.usageId as string } : {}),
         },
         aborted ? 'request aborted' : 'request completed',
       );

@@ -1,7 +1,9 @@
 import { Router } from 'express';
-import type { Pool } from '@gguf-gateway/shared';
+import { serviceUnavailable, type Pool } from '@gguf-gateway/shared';
 import { parseUsageQuery } from './usage-query.js';
 import { UsageRepository, type UsageGroup, type UsageTotals } from './usage.repository.js';
+
+const RETRY_AFTER_SEC = 5;
 
 export interface UsageRouterDeps {
   pool: Pool;
@@ -28,7 +30,15 @@ export function createUsageRouter({ pool }: UsageRouterDeps): Router {
   const router = Router();
   router.get('/usage', async (req, res) => {
     const query = parseUsageQuery(req.query as Record<string, unknown>);
-    const groups = await usage.totalsByKeyAndModel(query);
+    const groups = await usage.totalsByKeyAndModel(query).catch((err: unknown) => {
+      // Postgres away is a 503 the client may retry, not a 500; the cause stays in the logs.
+      throw Object.assign(
+        serviceUnavailable('The usage database is unavailable; try again shortly.', RETRY_AFTER_SEC),
+        {
+          cause: err,
+        },
+      );
+    });
     res.json({
       object: 'usage',
       key: query.key,

@@ -12,10 +12,10 @@ const LIMITED = 'sk-limited-0123456789';
 const RESTRICTED = 'sk-restricted-0123456789';
 
 function backendsYaml(fakeUrl: string, deadUrl: string): string {
-  const names = ['fake', 'fail-500', 'stall', 'slow', 'split-utf8', 'endless'];
+  const names = ['fake', 'fail-500', 'stall', 'slow', 'split-utf8', 'endless', 'org/model'];
   return [
     'models:',
-    ...names.map((n) => `  ${n}: { tiers: [[fake]]${n === 'fake' ? ', aliases: [fake-alias]' : ''} }`),
+    ...names.map((n) => `  "${n}": { tiers: [[fake]]${n === 'fake' ? ', aliases: [fake-alias]' : ''} }`),
     '  down: { tiers: [[dead]] }',
     'backends:',
     `  fake: { kind: llamacpp, url: "${fakeUrl}" }`,
@@ -123,6 +123,27 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       );
     });
 
+    it("records one usage event per request even when clients reuse an x-request-id, keeping the client's id", async () => {
+      const first = await chat('fake', { max_tokens: 1 }, USER, { 'x-request-id': 'req-reused' });
+      const second = await chat('fake', { max_tokens: 1 }, USER, { 'x-request-id': 'req-reused' });
+      assert.equal(first.headers.get('x-request-id'), 'req-reused', 'the client id is still echoed');
+      assert.equal(second.headers.get('x-request-id'), 'req-reused');
+      const events = await waitFor('both events', async () => {
+        const reused = (await gateway.usageEvents()).filter((e) => e.clientRequestId === 'req-reused');
+        return reused.length === 2 ? reused : null;
+      });
+      assert.notEqual(events[0]!.requestId, events[1]!.requestId);
+      assert.ok(events.every((e) => e.requestId !== 'req-reused'));
+      assert.ok(gateway.logs.text().includes(`"usageId":"${events[0]!.requestId}"`), 'the log links the two ids');
+
+      const own = await chat('fake', { max_tokens: 1 });
+      const generated = own.headers.get('x-request-id')!;
+      const event = await waitFor('event', async () =>
+        (await gateway.usageEvents()).find((e) => e.requestId === generated),
+      );
+      assert.equal(event.clientRequestId, undefined);
+    });
+
     it('streams without a usage chunk when the client did not ask, and still meters the stream', async () => {
       const res = await chat('fake', { stream: true, max_tokens: 5 }, USER, { 'x-request-id': 'req-stream-1' });
       assert.equal(res.headers.get('content-type'), 'text/event-stream');
@@ -195,11 +216,31 @@ describe('gateway in front of a fake backend and the auth stub', function () {
   });
 
   describe('refusals in the OpenAI shape', () => {
+    it('answers GET /v1/models/:id for a model name with a slash, sent unencoded as the SDKs do', async () => {
+      const res = await fetch(`${gateway.url}/v1/models/org/model`, { headers: { authorization: `Bearer ${USER}` } });
+      assert.equal(res.status, 200);
+      const model = (await res.json()) as { id: string; object: string };
+      assert.equal(model.id, 'org/model');
+      assert.equal(model.object, 'model');
+      const missing = await fetch(`${gateway.url}/v1/models/org/nothing`, {
+        headers: { authorization: `Bearer ${USER}` },
+      });
+      await assertOpenAIError(missing, 404, 'model_not_found', 'model');
+    });
+
     it('relays 401 from auth unchanged for a missing or unknown key', async () => {
       const missing = await assertOpenAIError(await chat('fake', {}, null), 401, 'invalid_api_key');
       assert.match(String(missing.message), /Missing API key/);
       const unknown = await assertOpenAIError(await chat('fake', {}, 'sk-nope'), 401, 'invalid_api_key');
       assert.match(String(unknown.message), /Incorrect API key/);
+    });
+
+    it('refuses an Authorization header longer than any key with 401 invalid_api_key, without asking auth', async () => {
+      const asked = auth.authorizations.length;
+      const res = await chat('fake', {}, 'k'.repeat(2000));
+      const error = await assertOpenAIError(res, 401, 'invalid_api_key');
+      assert.equal(error.type, 'authentication_error');
+      assert.equal(auth.authorizations.length, asked, 'auth was not called');
     });
 
     it("returns 429 with Retry-After and x-ratelimit headers when the key's rpm is spent", async () => {
@@ -397,12 +438,27 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       });
       assert.equal(allowed.status, 204);
       assert.equal(allowed.headers.get('access-control-allow-origin'), 'https://app.example');
+      const sdk = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: 'https://app.example',
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type,x-stainless-os,x-stainless-retry-count',
+        },
+      });
+      assert.equal(sdk.status, 204);
+      assert.equal(
+        sdk.headers.get('access-control-allow-headers'),
+        'authorization,content-type,x-stainless-os,x-stainless-retry-count',
+        "the SDK's own headers are allowed",
+      );
       const other = await fetch(`${gateway.url}/v1/chat/completions`, {
         method: 'OPTIONS',
         headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
       });
       assert.equal(other.status, 403);
       assert.equal(other.headers.get('access-control-allow-origin'), null);
+      assert.equal(other.headers.get('access-control-allow-headers'), null);
     });
   });
 });

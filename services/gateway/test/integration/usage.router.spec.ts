@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import express from 'express';
 import request from 'supertest';
 import { createLogger, createPgPool, errorMiddleware, type Pool } from '@gguf-gateway/shared';
-import { createTestDatabase, LogCapture, type TestDatabase } from '@gguf-gateway/testkit';
+import { createTestDatabase, freePort, LogCapture, type TestDatabase } from '@gguf-gateway/testkit';
 import { createUsageRouter } from '../../src/admin/usage.router.js';
 
 describe('GET /admin/v1/usage', () => {
@@ -104,4 +104,20 @@ describe('GET /admin/v1/usage', () => {
       assert.equal(res.body.error.param, param);
     });
   }
+
+  it('answers 503 with Retry-After in the OpenAI shape when Postgres is down', async () => {
+    const down = createPgPool(`postgres://postgres@127.0.0.1:${await freePort()}/gone`);
+    const isolated = express();
+    isolated.use('/admin/v1', createUsageRouter({ pool: down }));
+    isolated.use(errorMiddleware(createLogger({ service: 'gateway', destination: new LogCapture() })));
+    try {
+      const res = await request(isolated).get('/admin/v1/usage');
+      assert.equal(res.status, 503);
+      assert.equal(res.headers['retry-after'], '5');
+      assert.equal(res.body.error.type, 'server_error');
+      assert.match(res.body.error.message, /usage database is unavailable/);
+    } finally {
+      await down.end();
+    }
+  });
 });

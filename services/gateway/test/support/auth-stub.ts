@@ -44,6 +44,10 @@ export class AuthStub {
   /** The x-request-id of every call, to check the gateway forwards it. */
   readonly requestIds: string[] = [];
   reloads = 0;
+  /** Holds every authorize answer this long (a slow auth service). */
+  authorizeDelayMs = 0;
+  /** Holds every settle answer this long. */
+  settleDelayMs = 0;
   private keys: StubKey[];
   private readonly windows = new Map<string, number>();
   private readonly openLeases = new Set<string>();
@@ -87,8 +91,10 @@ export class AuthStub {
     this.requestIds.push(String(req.headers['x-request-id'] ?? ''));
     let reply: Reply;
     if (req.method === 'POST' && req.url === '/v1/authorize') reply = await this.authorize(body as AuthorizeRequest);
-    else if (req.method === 'POST' && req.url === '/v1/settle') reply = this.settle(body as SettleRequest);
-    else if (req.method === 'POST' && req.url === '/v1/renew') {
+    else if (req.method === 'POST' && req.url === '/v1/settle') {
+      if (this.settleDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.settleDelayMs));
+      reply = this.settle(body as SettleRequest);
+    } else if (req.method === 'POST' && req.url === '/v1/renew') {
       this.renews.push((body as { lease: string }).lease);
       reply = { status: 204 };
     } else if (req.method === 'POST' && req.url === '/v1/keys/reload') {
@@ -102,6 +108,7 @@ export class AuthStub {
 
   private async authorize(request: AuthorizeRequest): Promise<Reply> {
     this.authorizations.push(request);
+    if (this.authorizeDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.authorizeDelayMs));
     if (this.keys.length === 0) return error(401, 'invalid_api_key', 'No API keys are loaded on this server.');
     if (request.key === '') return error(401, 'invalid_api_key', 'Missing API key: send Authorization: Bearer <key>.');
     const key = this.keys.find((k) => k.secret === request.key);

@@ -8,6 +8,8 @@
 //   fail-429     answers 429 with Retry-After, as a provider over its rate limit
 //   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
+//   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
+//   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -28,6 +30,7 @@ export interface SeenRequest {
 
 export const FAKE_PROMPT_TOKENS = 7;
 export const SPLIT_UTF8_TEXT = 'é日本🙂';
+export const FLOOD_EVENTS = 128;
 
 export class FakeOpenAI {
   readonly requests: SeenRequest[] = [];
@@ -83,6 +86,11 @@ export class FakeOpenAI {
     if (model === 'fail-500') {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
+      return;
+    }
+    if (model === 'fail-html') {
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>502 Bad Gateway</h1>nginx at 10.0.0.7</body></html>');
       return;
     }
     if (model === 'fail-429') {
@@ -162,6 +170,19 @@ export class FakeOpenAI {
       res.write(event({ content: 'one ' }));
       res.write(event({ content: 'two ' }));
       setTimeout(() => res.socket?.destroy(), 30);
+      return;
+    }
+    if (model === 'flood') {
+      const big = event({ content: 'x'.repeat(64 * 1024) });
+      let left = FLOOD_EVENTS;
+      const pump = () => {
+        while (left > 0) {
+          left -= 1;
+          if (!res.write(big)) return void res.once('drain', pump);
+        }
+        finish();
+      };
+      pump();
       return;
     }
     if (model === 'stall') {

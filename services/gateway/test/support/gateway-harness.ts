@@ -134,11 +134,11 @@ export class GatewayHarness {
     return entries.map(([, fields]) => JSON.parse(fields[1]!) as UsageEvent);
   }
 
-  /** Waits for the usage event of one request id. */
+  /** Waits for the usage event of one request: the x-request-id the client sent, or the gateway's. */
   async usageEvent(requestId: string): Promise<UsageEvent> {
     return waitFor(
       `usage event of ${requestId}`,
-      async () => (await this.usageEvents()).find((e) => e.requestId === requestId),
+      async () => (await this.usageEvents()).find((e) => (e.clientRequestId ?? e.requestId) === requestId),
       2000,
       10,
     );
