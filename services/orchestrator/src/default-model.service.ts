@@ -64,9 +64,11 @@ export async function ensureDefaultModel(
     if (err instanceof InvalidPullError) throw new Error(`MODEL_REPO / MODEL_FILE: ${err.message}`, { cause: err });
     throw err;
   }
-  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it.
-  const target = join(modelsDir, pullFiles(data)[0]!.name);
-  if (existsSync(target)) return readModel(target, 'MODEL_FILE');
+  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it. The worker
+  // lands parts one by one, so a pull cut short leaves some: pull again (it skips the ones present).
+  const parts = pullFiles(data).map((f) => join(modelsDir, f.name));
+  const target = parts[0]!;
+  if (parts.every((part) => existsSync(part))) return readModel(target, 'MODEL_FILE');
 
   const pulls = openPulls();
   try {
