@@ -75,8 +75,20 @@ export async function ensureDefaultModel(
     const jobId = await pulls.enqueue(data);
     logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
     let last = '';
+    let pollError: string | null = null;
     while (!signal.aborted) {
-      const status = await pulls.status(jobId);
+      let status: PullStatus;
+      try {
+        status = await pulls.status(jobId);
+      } catch (err) {
+        // The poll only reads Redis: a blip during an hours-long pull must not fail the start.
+        const message = (err as Error).message;
+        if (message !== pollError) logger.warn({ jobId, err: message }, 'model pull status unavailable; retrying');
+        pollError = message;
+        await new Promise((r) => setTimeout(r, pollMs));
+        continue;
+      }
+      pollError = null;
       const line = describeProgress(status);
       if (line !== last) {
         logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
@@ -88,7 +100,8 @@ export async function ensureDefaultModel(
       }
       await new Promise((r) => setTimeout(r, pollMs));
     }
-    throw new Error(`pull of ${modelRepo}/${modelFile} did not finish in time (job ${jobId})`);
+    const lastError = pollError ? `; last status error: ${pollError}` : '';
+    throw new Error(`pull of ${modelRepo}/${modelFile} did not finish in time (job ${jobId})${lastError}`);
   } finally {
     await pulls.close();
   }

@@ -61,4 +61,13 @@ describe('default model gate', () => {
     assert.equal(pulls.enqueued.length, 0);
     assert.equal(model?.path, join(dir, 'model-00001-of-00002.gguf'));
   });
+
+  it('keeps polling the pull through a Redis connection error', async () => {
+    const first = join(dir, 'model-00001-of-00002.gguf');
+    await writeTinyLlama(first);
+    const pulls = fakePulls([new Error('Connection is closed.'), completed(first)]);
+    const model = await ensureDefaultModel({ modelsDir: dir, ...split }, deps(pulls.repo));
+    assert.equal(model?.path, first);
+    assert.ok(logs.records().some((r) => r.msg === 'model pull status unavailable; retrying'));
+  });
 });
