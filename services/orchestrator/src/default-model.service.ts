@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
 import { InvalidPullError, parsePullJobData, pullFiles, type Logger, type PullJobData } from '@gguf-gateway/shared';
 import type { ModelPullRepository, PullStatus } from './model-pull.repository.js';
@@ -15,6 +15,8 @@ export interface DefaultModelSettings {
 export interface DefaultModel {
   path: string;
   info: GgufInfo;
+  /** Every part of a split GGUF together: what has to fit in VRAM. */
+  bytes: number;
 }
 
 export interface DefaultModelDeps {
@@ -25,10 +27,25 @@ export interface DefaultModelDeps {
   pollMs?: number;
 }
 
+const FIRST_SPLIT_PART = /^(.*)-00001-of-(\d{5})\.gguf$/;
+
+/** The size of the model: its file, or every part beside it when it is part 1 of a split GGUF. */
+function modelBytes(path: string): number {
+  const split = FIRST_SPLIT_PART.exec(basename(path));
+  if (!split) return statSync(path).size;
+  const [, stem, of] = split as unknown as [string, string, string];
+  let bytes = 0;
+  for (let i = 1; i <= Number(of); i++) {
+    const part = join(dirname(path), `${stem}-${String(i).padStart(5, '0')}-of-${of}.gguf`);
+    if (existsSync(part)) bytes += statSync(part).size;
+  }
+  return bytes;
+}
+
 async function readModel(path: string, variable: string): Promise<DefaultModel> {
   if (!existsSync(path)) throw new Error(`${variable}: ${path} does not exist`);
   try {
-    return { path, info: await readGgufFile(path) };
+    return { path, info: await readGgufFile(path), bytes: modelBytes(path) };
   } catch (err) {
     throw new Error(`${variable}: ${path} is not a usable GGUF file (${(err as Error).message})`, { cause: err });
   }

@@ -56,14 +56,14 @@ async function checkFile(path: string, variable: string, validate: FileValidator
   return `${report.entries} entries`;
 }
 
-function modelFacts({ path, info }: DefaultModel): ModelFacts {
+function modelFacts({ path, info, bytes }: DefaultModel): ModelFacts {
   const count = (key: string) => {
     const value = info.metadata[`${info.architecture}.attention.${key}`];
     return typeof value === 'number' ? value : null;
   };
   return {
     path,
-    fileBytes: info.fileBytes,
+    fileBytes: bytes,
     blockCount: info.blockCount,
     contextLength: info.contextLength,
     embeddingLength: info.embeddingLength,
@@ -133,8 +133,8 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
           openPulls: () => new ModelPullRepository(s.redisUrl, s.redisKeyPrefix),
         });
         if (!prepared.model) return { skipped: true, detail: 'no default model configured (MODEL_PATH or MODEL_REPO)' };
-        const { info, path } = prepared.model;
-        return { detail: `${path} (${info.architecture ?? 'unknown'}, ${info.quantization}, ${info.fileBytes} bytes)` };
+        const { info, path, bytes } = prepared.model;
+        return { detail: `${path} (${info.architecture ?? 'unknown'}, ${info.quantization}, ${bytes} bytes)` };
       },
     },
     {

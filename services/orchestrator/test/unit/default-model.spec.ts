@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
@@ -69,5 +69,14 @@ describe('default model gate', () => {
     const model = await ensureDefaultModel({ modelsDir: dir, ...split }, deps(pulls.repo));
     assert.equal(model?.path, first);
     assert.ok(logs.records().some((r) => r.msg === 'model pull status unavailable; retrying'));
+  });
+
+  it('sizes a split model by all of its parts, for the GPU plan', async () => {
+    const parts = [1, 2].map((i) => join(dir, `model-0000${i}-of-00002.gguf`));
+    for (const part of parts) await writeTinyLlama(part);
+    const model = await ensureDefaultModel({ modelsDir: dir, modelPath: parts[0] }, deps(fakePulls([]).repo));
+    const total = parts.reduce((sum, part) => sum + statSync(part).size, 0);
+    assert.equal(model?.bytes, total);
+    assert.ok(model.bytes > model.info.fileBytes);
   });
 });
