@@ -122,7 +122,14 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     await gates.run(MODEL_GATES, stopRequested.signal);
     if (prepared.llamaArgs) {
       await supervisor.start(
-        llamaServerSpec(c.LLAMA_SERVER_BIN, prepared.llamaArgs, c.INFERENCE_PORT, inferenceKey, env),
+        llamaServerSpec(
+          c.LLAMA_SERVER_BIN,
+          prepared.llamaArgs,
+          c.INFERENCE_PORT,
+          inferenceKey,
+          env,
+          c.LLAMA_READY_TIMEOUT_MS,
+        ),
       );
     }
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
