@@ -32,6 +32,9 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     },
     { onStatus: (s) => metrics.process(s), onRestart: (name) => metrics.restart(name) },
   );
+  // A crash (handleProcessErrors exits) must not leave Redis, Postgres or a service holding its port.
+  const killChildren = () => supervisor.killAllNow();
+  process.on('exit', killChildren);
   const databaseUrl = c.DATABASE_URL ?? localPostgresUrl(c.LOCAL_POSTGRES_PORT);
   const redisUrl = c.REDIS_URL ?? localRedisUrl(c.LOCAL_REDIS_PORT);
   const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
@@ -88,6 +91,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   }
   phase = phase === 'failed' ? 'failed' : 'stopping';
   await supervisor.stopAll();
+  process.off('exit', killChildren);
   await Promise.all([closeServer(pingServer), closeServer(statusServer)]);
   logger.info({ exitCode }, 'supervise: stopped');
   return exitCode;

@@ -137,6 +137,24 @@ export class ProcessSupervisor {
     }
   }
 
+  /**
+   * SIGKILLs every live process group at once, synchronously: for the 'exit' of a crashing
+   * orchestrator, whose detached children would otherwise keep their ports.
+   */
+  killAllNow(): void {
+    this.stopping = true;
+    for (const entry of this.entries) {
+      if (entry.restartTimer) clearTimeout(entry.restartTimer);
+      const child = entry.child;
+      if (!child?.pid || child.exitCode !== null || child.signalCode !== null) continue;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }
+  }
+
   private setState(entry: Entry, state: ProcessState): void {
     entry.status.state = state;
     this.hooks.onStatus?.({ ...entry.status });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import {
   createTestDatabase,
@@ -16,6 +17,16 @@ import type { OrchestratorStatus } from '../../src/app.js';
 import { runOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
 
 const INFERENCE_KEY = 'sk-inference-0123456789abcdef';
+const crashOnFile = pathToFileURL(fileURLToPath(new URL('../fixtures/crash-on-file.mjs', import.meta.url))).href;
+
+const isGone = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
 
 /**
  * The all-in-one stack as local processes: its own redis-server and Postgres under DATA_DIR, the
@@ -160,5 +171,32 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     assert.equal(code, 1);
     assert.match(failed.output(), /gate keys-file failed: API_KEYS_FILE=\S+missing_keys cannot be read/);
     assert.ok(!failed.output().includes('starting auth'));
+  });
+
+  it('kills the processes it started when it crashes, so their ports are free for the next start', async () => {
+    const crashFile = join(dir, 'crash');
+    const crashing = runOrchestrator('supervise', {
+      ...env,
+      // A Postgres that never answers: supervise sits at the postgres gate with its local Redis running.
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/postgres`,
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${crashOnFile}`,
+      CRASH_FILE: crashFile,
+    });
+    let redisPid = 0;
+    try {
+      const redis = await waitFor('the local redis ready', async () => {
+        if (crashing.hasExited()) throw new Error(`supervise exited:\n${crashing.output()}`);
+        const now = await status().catch(() => null);
+        return now?.processes.find((p) => p.name === 'redis' && p.state === 'ready') ?? null;
+      });
+      redisPid = redis.pid!;
+      writeFileSync(crashFile, '');
+      assert.equal(await crashing.exited, 1);
+      assert.match(crashing.output(), /uncaught exception/);
+      await waitFor('redis-server gone', async () => (isGone(redisPid) ? true : null), 5000, 50);
+    } finally {
+      if (!crashing.hasExited()) crashing.signal('SIGKILL');
+      if (redisPid && !isGone(redisPid)) process.kill(redisPid, 'SIGKILL');
+    }
   });
 });
