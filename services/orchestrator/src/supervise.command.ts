@@ -54,7 +54,10 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     c.PORT,
   );
   const pingServer = await listen(
-    createPingApp(() => phase),
+    createPingApp(
+      () => phase,
+      () => supervisor.statuses().every((s) => s.state === 'ready'),
+    ),
     c.PORT_HEALTH,
   );
   logger.info(

@@ -127,6 +127,12 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
 
     const llama = ready.processes.find((p) => p.name === 'llama-server')!;
     process.kill(llama.pid!, 'SIGKILL');
+    await waitFor(
+      '/ping 204 while llama-server restarts',
+      async () => ((await ping()) === 204 ? true : null),
+      5000,
+      20,
+    );
     const back = await waitFor('llama-server restarted and ready', async () => {
       const now = (await status()).processes.find((p) => p.name === 'llama-server')!;
       return now.state === 'ready' && now.pid !== llama.pid ? now : null;
@@ -138,6 +144,7 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
       body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
     });
     assert.equal(completion.status, 200, 'requests are served again after the restart');
+    assert.equal(await ping(), 200);
 
     const finished = run;
     run = null;
