@@ -39,7 +39,11 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   const redisUrl = c.REDIS_URL ?? localRedisUrl(c.LOCAL_REDIS_PORT);
   const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
   const gates = new GateRunner(
-    startGates(startSettings(ctx, databaseUrl, redisUrl), { logger, validateKeysFile, validateBackendsFile }, prepared),
+    startGates(
+      startSettings(ctx, databaseUrl, redisUrl),
+      { logger, validateKeysFile, validateBackendsFile, modelRequired: true },
+      prepared,
+    ),
     logger,
     (status) => metrics.gate(status),
   );

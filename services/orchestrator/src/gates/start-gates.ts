@@ -29,6 +29,8 @@ export interface StartGateDeps {
   validateKeysFile: FileValidator;
   validateBackendsFile: FileValidator;
   cpuCount?: number;
+  /** supervise starts llama-server with the default model: there, no model is a failed start. */
+  modelRequired?: boolean;
 }
 
 /** What the gates found, for the supervisor that starts llama-server afterwards. */
@@ -132,6 +134,9 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
           signal,
           openPulls: () => new ModelPullRepository(s.redisUrl, s.redisKeyPrefix),
         });
+        if (!prepared.model && deps.modelRequired) {
+          throw new Error('no default model configured: set MODEL_REPO+MODEL_FILE or MODEL_PATH');
+        }
         if (!prepared.model) return { skipped: true, detail: 'no default model configured (MODEL_PATH or MODEL_REPO)' };
         const { info, path, bytes } = prepared.model;
         return { detail: `${path} (${info.architecture ?? 'unknown'}, ${info.quantization}, ${bytes} bytes)` };

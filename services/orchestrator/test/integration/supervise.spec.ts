@@ -180,6 +180,24 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     assert.ok(!failed.output().includes('starting auth'));
   });
 
+  it('exits non-zero asking for a model when none is configured', async () => {
+    const db = await createTestDatabase();
+    const { MODEL_PATH: _none, ...withoutModel } = env;
+    const failed = runOrchestrator('supervise', {
+      ...withoutModel,
+      REDIS_URL: testSettings.TEST_REDIS_URL,
+      DATABASE_URL: db.url,
+    });
+    const code = await failed.exited;
+    await db.drop();
+    assert.equal(code, 1);
+    assert.match(
+      failed.output(),
+      /gate model failed: no default model configured: set MODEL_REPO\+MODEL_FILE or MODEL_PATH/,
+    );
+    assert.ok(!failed.output().includes('starting gateway'));
+  });
+
   it('kills the processes it started when it crashes, so their ports are free for the next start', async () => {
     const crashFile = join(dir, 'crash');
     const crashing = runOrchestrator('supervise', {
