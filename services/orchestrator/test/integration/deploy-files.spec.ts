@@ -142,6 +142,33 @@ describe('docker-compose.yml', function () {
     assert.ok(services['inference-cpu']!.networks!.internal!.aliases!.includes('inference'));
   });
 
+  it("gives Prometheus every secret its scrape jobs read, and a service for each job's target", () => {
+    const prometheus = services.prometheus!;
+    const config = parse(readFileSync(join(repoRoot, 'infra/prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { static_configs: { targets: string[] }[]; authorization?: { credentials_file?: string } }[];
+    };
+    const secrets = config.scrape_configs.flatMap((c) => c.authorization?.credentials_file ?? []);
+    assert.ok(secrets.length > 0);
+    for (const file of secrets) {
+      const name = file.replace('/run/secrets/', '');
+      assert.ok(
+        prometheus.secrets?.some((s) => s.source === name),
+        `prometheus reads ${file} but has no ${name} secret`,
+      );
+    }
+    const reachable = new Set(
+      Object.entries(services).flatMap(([name, s]) =>
+        Object.keys(prometheus.networks ?? {}).some((n) => n in (s.networks ?? {}))
+          ? [name, ...Object.values(s.networks ?? {}).flatMap((n) => n?.aliases ?? [])]
+          : [],
+      ),
+    );
+    for (const target of config.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets))) {
+      const host = target.split(':')[0]!;
+      assert.ok(reachable.has(host), `prometheus scrapes ${target}, but no service answers to ${host}`);
+    }
+  });
+
   it("mounts the metrics service's Prometheus and Grafana files in the observability profile", () => {
     const mounts = [...services.prometheus!.volumes!, ...services.grafana!.volumes!].map((v) =>
       v.replace(`${repoRoot.replace(/\/$/, '')}/`, './'),
