@@ -29,6 +29,7 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   secrets?: { source: string }[];
   volumes?: string[];
+  stop_grace_period?: string;
   deploy?: { resources?: { reservations?: { devices?: { driver: string }[] } } };
 }
 
@@ -120,13 +121,30 @@ describe('docker-compose.yml', function () {
     }
   });
 
-  it('mounts the keys file read-only as a secret, only where it is read', () => {
+  it("mounts the keys file's directory read-only, only where it is read, so a replaced file reaches auth", () => {
     const withKeys = Object.entries(services)
-      .filter(([, s]) => s.secrets?.some((x) => x.source === 'api_keys'))
+      .filter(([, s]) => s.volumes?.some((v) => v.endsWith(':/run/keys:ro')))
       .map(([name]) => name)
       .sort();
     assert.deepEqual(withKeys, ['auth', 'init', 'init-gpu']);
-    assert.equal(services.auth!.environment!.API_KEYS_FILE, '/run/secrets/api_keys');
+    for (const name of withKeys) assert.equal(services[name]!.environment!.API_KEYS_FILE, '/run/keys/api_keys');
+    const keysMount = services.auth!.volumes!.find((v) => v.endsWith(':/run/keys:ro'))!;
+    assert.match(keysMount, /\/secrets\/keys:/, 'a directory, not a single-file bind mount');
+    assert.ok(!Object.values(services).some((s) => s.secrets?.some((x) => x.source === 'api_keys')));
+  });
+
+  it('passes the default model, revision included, through to init', () => {
+    for (const name of ['MODEL_PATH', 'MODEL_REPO', 'MODEL_FILE', 'MODEL_REVISION']) {
+      assert.ok(name in services.init!.environment!, `init does not pass ${name} through`);
+    }
+    assert.match(readFileSync(join(repoRoot, '.env.example'), 'utf8'), /^#?MODEL_REVISION=/m);
+  });
+
+  it("gives the gateway longer to stop than its own drain (SHUTDOWN_GRACE_MS) before Docker's SIGKILL", () => {
+    const grace = /^(\d+)s$/.exec(services.gateway!.stop_grace_period ?? '');
+    assert.ok(grace, `gateway stop_grace_period: ${services.gateway!.stop_grace_period}`);
+    const drainMs = Number(gatewayConfigSchema.SHUTDOWN_GRACE_MS!.parse(undefined));
+    assert.ok(Number(grace[1]) * 1000 >= drainMs + 10_000, `${grace[0]} leaves no time to flush after ${drainMs} ms`);
   });
 
   it('keeps models and Postgres on named volumes, and reserves GPUs only in the gpu profile', () => {
