@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
@@ -15,6 +15,7 @@ import { metricsConfigSchema } from '../../../metrics/src/config.js';
 import { workerConfigSchema } from '../../../worker/src/config.js';
 import { orchestratorConfigSchema } from '../../src/config.js';
 import { writeLlamaArgs } from '../../src/llama-args.repository.js';
+import { resolveDirs } from '../../src/start-context.js';
 
 const run = promisify(execFile);
 
@@ -309,6 +310,29 @@ describe('container scripts', function () {
       assert.equal(await check(), 1);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('RunPod and Vast.ai templates', () => {
+  const runpod = readFileSync(join(repoRoot, 'infra/runpod/README.md'), 'utf8');
+  const vast = readFileSync(join(repoRoot, 'infra/vast/README.md'), 'utf8');
+
+  it("gives a MODEL_PATH example that lands in the volume's models folder", () => {
+    const example = /^\| `MODEL_PATH` +\| `([^`]+)`/m.exec(runpod)?.[1];
+    assert.ok(example, 'no MODEL_PATH example');
+    // MODEL_PATH is absolute, or relative to MODELS_DIR ($DATA_DIR/models).
+    const modelsDir = resolveDirs(
+      loadConfig(orchestratorConfigSchema, { DATA_DIR: '/runpod-volume', BACKENDS_FILE: '/b' }),
+    ).modelsDir;
+    const path = isAbsolute(example) ? example : join(modelsDir, example);
+    assert.equal(dirname(path), '/runpod-volume/models', `${example} resolves to ${path}`);
+  });
+
+  it('tells users behind the platform proxy to set TRUST_PROXY_HOPS', () => {
+    for (const text of [runpod, vast]) {
+      assert.match(text, /TRUST_PROXY_HOPS/);
+      assert.match(text, /failed-key throttle per\s+address/);
     }
   });
 });
