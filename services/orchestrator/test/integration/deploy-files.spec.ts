@@ -336,3 +336,15 @@ describe('RunPod and Vast.ai templates', () => {
     }
   });
 });
+
+describe('CI workflow', () => {
+  const ci = parse(readFileSync(join(repoRoot, '.github/workflows/ci.yml'), 'utf8')) as {
+    jobs: Record<string, { steps: { run?: string; env?: Record<string, string> }[] }>;
+  };
+  const steps = Object.values(ci.jobs).flatMap((job) => job.steps);
+
+  it('adds to PATH through $GITHUB_PATH, never by rebuilding it from the env context (which has no runner PATH)', () => {
+    for (const step of steps) assert.equal(step.env?.PATH, undefined, `a step sets PATH: ${step.env?.PATH}`);
+    assert.ok(steps.some((s) => /\/usr\/lib\/postgresql\/.*>> "\$GITHUB_PATH"/.test(s.run ?? '')));
+  });
+});
