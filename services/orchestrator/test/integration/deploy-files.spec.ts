@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -346,5 +346,30 @@ describe('CI workflow', () => {
   it('adds to PATH through $GITHUB_PATH, never by rebuilding it from the env context (which has no runner PATH)', () => {
     for (const step of steps) assert.equal(step.env?.PATH, undefined, `a step sets PATH: ${step.env?.PATH}`);
     assert.ok(steps.some((s) => /\/usr\/lib\/postgresql\/.*>> "\$GITHUB_PATH"/.test(s.run ?? '')));
+  });
+});
+
+describe('scripts/install-test-tools', () => {
+  it('keeps apt-get non-interactive through sudo, which resets the environment', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gg-install-tools-'));
+    try {
+      // A PATH with none of the tools, a non-root `id`, a sudo that resets the environment like the
+      // real one, and an apt-get that records what it was run with.
+      const bin = join(dir, 'bin');
+      const log = join(dir, 'apt-get.log');
+      mkdirSync(bin);
+      symlinkSync('/usr/bin/sort', join(bin, 'sort'));
+      const stub = (name: string, body: string) =>
+        writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+      stub('id', 'echo 1000');
+      stub('sudo', 'exec /usr/bin/env -i PATH="$PATH" "$@"');
+      stub('env', 'exec /usr/bin/env "$@"');
+      stub('apt-get', `echo "$1 DEBIAN_FRONTEND=\${DEBIAN_FRONTEND:-unset}" >> ${log}`);
+      await run('/bin/bash', [join(repoRoot, 'scripts/install-test-tools')], { env: { PATH: bin } });
+      const calls = readFileSync(log, 'utf8').trim().split('\n');
+      assert.ok(calls.includes('install DEBIAN_FRONTEND=noninteractive'), calls.join('\n'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
