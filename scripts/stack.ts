@@ -73,10 +73,19 @@ if (!config.MODEL_PATH && !config.MODEL_REPO) {
   process.stderr.write(`stack: no MODEL_PATH or MODEL_REPO: serving the tiny demo model (gibberish by design)\n`);
 }
 
+// The stack runs its own Redis and Postgres: URLs exported in this shell (for tests, another
+// deployment) must not make it use, and migrate, those instead.
+const {
+  REDIS_URL: _redis,
+  REDIS_URL_FILE: _redisFile,
+  DATABASE_URL: _database,
+  DATABASE_URL_FILE: _databaseFile,
+  ...inherited
+} = process.env;
 const orchestrator = spawn(process.execPath, ['services/orchestrator/dist/main.js', 'supervise'], {
   stdio: 'inherit',
   env: {
-    ...process.env,
+    ...inherited,
     ...modelEnv,
     DATA_DIR: dir,
     API_KEYS_FILE: keysFile,

@@ -40,15 +40,17 @@ export function createApp({ logger, registry, readiness, status }: OrchestratorA
 }
 
 /**
- * PORT_HEALTH in supervise mode, with RunPod load-balancer semantics: 204 while starting, 200 once
- * the gateway is ready, 503 while draining or after a failed start. It reads a variable, never a backend.
+ * PORT_HEALTH in supervise mode, with RunPod load-balancer semantics: 204 while starting or while a
+ * crashed process restarts, 200 once every process is ready, 503 while draining or after a failed
+ * start. It reads variables, never a backend.
  */
-export function createPingApp(phase: () => Phase): Express {
+export function createPingApp(phase: () => Phase, processesReady: () => boolean): Express {
   const app = express();
   app.disable('x-powered-by');
   app.get('/ping', (_req, res) => {
     const now = phase();
-    res.status(now === 'ready' ? 200 : now === 'starting' ? 204 : 503).end();
+    if (now === 'ready') res.status(processesReady() ? 200 : 204).end();
+    else res.status(now === 'starting' ? 204 : 503).end();
   });
   app.use(notFoundHandler);
   return app;

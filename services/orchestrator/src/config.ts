@@ -56,6 +56,8 @@ export const orchestratorConfigSchema = {
   SHUTDOWN_GRACE_MS: env.millis(30_000),
   /** How long a started process may take to become ready. */
   READY_TIMEOUT_MS: env.millis(120_000),
+  /** llama-server's own: loading a large model from a network volume takes far longer. */
+  LLAMA_READY_TIMEOUT_MS: env.millis(30 * 60 * 1000),
   RESTART_BACKOFF_MS: env.millis(1000),
   RESTART_BACKOFF_MAX_MS: env.millis(30_000),
 };

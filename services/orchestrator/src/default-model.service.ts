@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
 import { InvalidPullError, parsePullJobData, pullFiles, type Logger, type PullJobData } from '@gguf-gateway/shared';
 import type { ModelPullRepository, PullStatus } from './model-pull.repository.js';
@@ -15,6 +15,8 @@ export interface DefaultModelSettings {
 export interface DefaultModel {
   path: string;
   info: GgufInfo;
+  /** Every part of a split GGUF together: what has to fit in VRAM. */
+  bytes: number;
 }
 
 export interface DefaultModelDeps {
@@ -25,10 +27,25 @@ export interface DefaultModelDeps {
   pollMs?: number;
 }
 
+const FIRST_SPLIT_PART = /^(.*)-00001-of-(\d{5})\.gguf$/;
+
+/** The size of the model: its file, or every part beside it when it is part 1 of a split GGUF. */
+function modelBytes(path: string): number {
+  const split = FIRST_SPLIT_PART.exec(basename(path));
+  if (!split) return statSync(path).size;
+  const [, stem, of] = split as unknown as [string, string, string];
+  let bytes = 0;
+  for (let i = 1; i <= Number(of); i++) {
+    const part = join(dirname(path), `${stem}-${String(i).padStart(5, '0')}-of-${of}.gguf`);
+    if (existsSync(part)) bytes += statSync(part).size;
+  }
+  return bytes;
+}
+
 async function readModel(path: string, variable: string): Promise<DefaultModel> {
   if (!existsSync(path)) throw new Error(`${variable}: ${path} does not exist`);
   try {
-    return { path, info: await readGgufFile(path) };
+    return { path, info: await readGgufFile(path), bytes: modelBytes(path) };
   } catch (err) {
     throw new Error(`${variable}: ${path} is not a usable GGUF file (${(err as Error).message})`, { cause: err });
   }
@@ -64,17 +81,31 @@ export async function ensureDefaultModel(
     if (err instanceof InvalidPullError) throw new Error(`MODEL_REPO / MODEL_FILE: ${err.message}`, { cause: err });
     throw err;
   }
-  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it.
-  const target = join(modelsDir, pullFiles(data)[0]!.name);
-  if (existsSync(target)) return readModel(target, 'MODEL_FILE');
+  // A split GGUF is loaded from its first part; llama.cpp finds the others beside it. The worker
+  // lands parts one by one, so a pull cut short leaves some: pull again (it skips the ones present).
+  const parts = pullFiles(data).map((f) => join(modelsDir, f.name));
+  const target = parts[0]!;
+  if (parts.every((part) => existsSync(part))) return readModel(target, 'MODEL_FILE');
 
   const pulls = openPulls();
   try {
     const jobId = await pulls.enqueue(data);
     logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
     let last = '';
+    let pollError: string | null = null;
     while (!signal.aborted) {
-      const status = await pulls.status(jobId);
+      let status: PullStatus;
+      try {
+        status = await pulls.status(jobId);
+      } catch (err) {
+        // The poll only reads Redis: a blip during an hours-long pull must not fail the start.
+        const message = (err as Error).message;
+        if (message !== pollError) logger.warn({ jobId, err: message }, 'model pull status unavailable; retrying');
+        pollError = message;
+        await new Promise((r) => setTimeout(r, pollMs));
+        continue;
+      }
+      pollError = null;
       const line = describeProgress(status);
       if (line !== last) {
         logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
@@ -86,7 +117,8 @@ export async function ensureDefaultModel(
       }
       await new Promise((r) => setTimeout(r, pollMs));
     }
-    throw new Error(`pull of ${modelRepo}/${modelFile} did not finish in time (job ${jobId})`);
+    const lastError = pollError ? `; last status error: ${pollError}` : '';
+    throw new Error(`pull of ${modelRepo}/${modelFile} did not finish in time (job ${jobId})${lastError}`);
   } finally {
     await pulls.close();
   }

@@ -32,11 +32,18 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     },
     { onStatus: (s) => metrics.process(s), onRestart: (name) => metrics.restart(name) },
   );
+  // A crash (handleProcessErrors exits) must not leave Redis, Postgres or a service holding its port.
+  const killChildren = () => supervisor.killAllNow();
+  process.on('exit', killChildren);
   const databaseUrl = c.DATABASE_URL ?? localPostgresUrl(c.LOCAL_POSTGRES_PORT);
   const redisUrl = c.REDIS_URL ?? localRedisUrl(c.LOCAL_REDIS_PORT);
   const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
   const gates = new GateRunner(
-    startGates(startSettings(ctx, databaseUrl, redisUrl), { logger, validateKeysFile, validateBackendsFile }, prepared),
+    startGates(
+      startSettings(ctx, databaseUrl, redisUrl),
+      { logger, validateKeysFile, validateBackendsFile, modelRequired: true },
+      prepared,
+    ),
     logger,
     (status) => metrics.gate(status),
   );
@@ -51,7 +58,10 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     c.PORT,
   );
   const pingServer = await listen(
-    createPingApp(() => phase),
+    createPingApp(
+      () => phase,
+      () => supervisor.statuses().every((s) => s.state === 'ready'),
+    ),
     c.PORT_HEALTH,
   );
   logger.info(
@@ -88,6 +98,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   }
   phase = phase === 'failed' ? 'failed' : 'stopping';
   await supervisor.stopAll();
+  process.off('exit', killChildren);
   await Promise.all([closeServer(pingServer), closeServer(statusServer)]);
   logger.info({ exitCode }, 'supervise: stopped');
   return exitCode;
@@ -122,7 +133,14 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     await gates.run(MODEL_GATES, stopRequested.signal);
     if (prepared.llamaArgs) {
       await supervisor.start(
-        llamaServerSpec(c.LLAMA_SERVER_BIN, prepared.llamaArgs, c.INFERENCE_PORT, inferenceKey, env),
+        llamaServerSpec(
+          c.LLAMA_SERVER_BIN,
+          prepared.llamaArgs,
+          c.INFERENCE_PORT,
+          inferenceKey,
+          env,
+          c.LLAMA_READY_TIMEOUT_MS,
+        ),
       );
     }
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.

@@ -9,8 +9,10 @@ import {
   FakeHub,
   freePort,
   LlamaServer,
+  llamaServerBinary,
   testRedisPrefix,
   testSettings,
+  tinyModelPath,
   waitFor,
   writeTestGguf,
   type TestDatabase,
@@ -38,6 +40,9 @@ interface Context {
   hub: FakeHub;
   /** Free ports for the processes the orchestrator supervises. */
   ports: Record<string, string>;
+  /** supervise refuses to start without a default model: it runs its own llama-server with this. */
+  llamaServerBin: string;
+  tinyModel: string;
 }
 
 /**
@@ -94,8 +99,9 @@ const NODE_SERVICES: {
     }),
   },
   {
-    // supervise serves its /metrics for as long as it runs; it starts its own auth, metrics, worker
-    // and gateway on the ports below (its gateway never turns ready here: its backend is a dead port).
+    // supervise serves its /metrics for as long as it runs; it starts its own auth, metrics, worker,
+    // llama-server and gateway on the ports below (its gateway never turns ready here: its backend
+    // is a dead port).
     name: 'orchestrator',
     prefixes: ['orchestrator_'],
     args: ['supervise'],
@@ -108,6 +114,10 @@ const NODE_SERVICES: {
       API_KEYS_FILE: join(ctx.dir, 'keys'),
       BACKENDS_FILE: join(ctx.dir, 'orchestrator-backends.yaml'),
       NVIDIA_SMI: join(ctx.dir, 'no-nvidia-smi'),
+      MODEL_PATH: ctx.tinyModel,
+      LLAMA_SERVER_BIN: ctx.llamaServerBin,
+      LLAMA_CTX_SIZE: '512',
+      LLAMA_THREADS: '1',
       PORT_HEALTH: '0',
       READY_TIMEOUT_MS: '600000',
     }),
@@ -233,7 +243,16 @@ describe('dashboards against a real Prometheus scraping the running services', f
     ctx.databaseUrl = db.url;
     await hub.addFile(PULL.repo, PULL.file, { path: source });
     mkdirSync(join(ctx.dir, 'models'));
-    for (const name of ['GATEWAY_PORT', 'GATEWAY_HEALTH_PORT', 'AUTH_PORT', 'METRICS_PORT', 'WORKER_PORT']) {
+    ctx.llamaServerBin = await llamaServerBinary();
+    ctx.tinyModel = await tinyModelPath();
+    for (const name of [
+      'GATEWAY_PORT',
+      'GATEWAY_HEALTH_PORT',
+      'AUTH_PORT',
+      'METRICS_PORT',
+      'WORKER_PORT',
+      'INFERENCE_PORT',
+    ]) {
       ctx.ports[name] = String(await freePort());
     }
     const deadBackend =

@@ -41,10 +41,12 @@ export class GateFailure extends Error {
   }
 }
 
+/** Waits between retries; its abort listener goes with it, or a long wait piles them up on the signal. */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    const onAbort = () => (clearTimeout(timer), resolve());
+    const timer = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 
 /** Runs the start gates in order; each one waits, passes or fails with a message that says what to fix. */

@@ -29,6 +29,8 @@ export interface StartGateDeps {
   validateKeysFile: FileValidator;
   validateBackendsFile: FileValidator;
   cpuCount?: number;
+  /** supervise starts llama-server with the default model: there, no model is a failed start. */
+  modelRequired?: boolean;
 }
 
 /** What the gates found, for the supervisor that starts llama-server afterwards. */
@@ -56,14 +58,14 @@ async function checkFile(path: string, variable: string, validate: FileValidator
   return `${report.entries} entries`;
 }
 
-function modelFacts({ path, info }: DefaultModel): ModelFacts {
+function modelFacts({ path, info, bytes }: DefaultModel): ModelFacts {
   const count = (key: string) => {
     const value = info.metadata[`${info.architecture}.attention.${key}`];
     return typeof value === 'number' ? value : null;
   };
   return {
     path,
-    fileBytes: info.fileBytes,
+    fileBytes: bytes,
     blockCount: info.blockCount,
     contextLength: info.contextLength,
     embeddingLength: info.embeddingLength,
@@ -132,9 +134,12 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
           signal,
           openPulls: () => new ModelPullRepository(s.redisUrl, s.redisKeyPrefix),
         });
+        if (!prepared.model && deps.modelRequired) {
+          throw new Error('no default model configured: set MODEL_REPO+MODEL_FILE or MODEL_PATH');
+        }
         if (!prepared.model) return { skipped: true, detail: 'no default model configured (MODEL_PATH or MODEL_REPO)' };
-        const { info, path } = prepared.model;
-        return { detail: `${path} (${info.architecture ?? 'unknown'}, ${info.quantization}, ${info.fileBytes} bytes)` };
+        const { info, path, bytes } = prepared.model;
+        return { detail: `${path} (${info.architecture ?? 'unknown'}, ${info.quantization}, ${bytes} bytes)` };
       },
     },
     {

@@ -81,7 +81,9 @@ export function localPostgresSpec(dataDir: string, port: number, binDir: string)
   return {
     name: 'postgres',
     command: join(binDir, 'postgres'),
-    args: ['-D', cluster, '-p', String(port), '-k', cluster, '-c', 'listen_addresses=127.0.0.1'],
+    // TCP only: a socket under DATA_DIR can pass the 107-byte socket path limit, or sit on a FUSE
+    // volume that refuses sockets.
+    args: ['-D', cluster, '-p', String(port), '-c', 'unix_socket_directories=', '-c', 'listen_addresses=127.0.0.1'],
     ...(user ?? {}),
     ready: () =>
       pingPostgres(localPostgresUrl(port)).then(

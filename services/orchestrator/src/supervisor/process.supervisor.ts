@@ -16,6 +16,8 @@ export interface ProcessSpec {
   stopSignal?: NodeJS.Signals;
   /** How long it may take to stop before SIGKILL. */
   stopGraceMs: number;
+  /** How long it may take to become ready, when not the supervisor's default (a large model loading). */
+  readyTimeoutMs?: number;
 }
 
 export type ProcessState = 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped';
@@ -93,7 +95,8 @@ export class ProcessSupervisor {
     this.entries.push(entry);
     this.spawn(entry);
     this.logger.info({ process: spec.name }, `starting ${spec.name}; waiting for it to be ready`);
-    const deadline = Date.now() + this.options.readyTimeoutMs;
+    const readyTimeoutMs = spec.readyTimeoutMs ?? this.options.readyTimeoutMs;
+    const deadline = Date.now() + readyTimeoutMs;
     const child = entry.child!;
     while (Date.now() < deadline) {
       if (this.stopping) throw new Error(`stopped while ${spec.name} was starting`);
@@ -108,7 +111,7 @@ export class ProcessSupervisor {
       }
       await sleep(this.options.readyIntervalMs ?? 200);
     }
-    throw new Error(`${spec.name} was not ready within ${this.options.readyTimeoutMs} ms:\n${entry.tail.join('\n')}`);
+    throw new Error(`${spec.name} was not ready within ${readyTimeoutMs} ms:\n${entry.tail.join('\n')}`);
   }
 
   /** Stops every process, the last started first; each gets its grace period before SIGKILL. */
@@ -131,6 +134,24 @@ export class ProcessSupervisor {
       await entry.exited;
       clearTimeout(timer);
       this.setState(entry, 'stopped');
+    }
+  }
+
+  /**
+   * SIGKILLs every live process group at once, synchronously: for the 'exit' of a crashing
+   * orchestrator, whose detached children would otherwise keep their ports.
+   */
+  killAllNow(): void {
+    this.stopping = true;
+    for (const entry of this.entries) {
+      if (entry.restartTimer) clearTimeout(entry.restartTimer);
+      const child = entry.child;
+      if (!child?.pid || child.exitCode !== null || child.signalCode !== null) continue;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     }
   }
 

@@ -31,6 +31,7 @@ export function llamaServerSpec(
   port: number,
   apiKey: string,
   env: NodeJS.ProcessEnv,
+  readyTimeoutMs: number,
 ): ProcessSpec {
   return {
     name: 'llama-server',
@@ -38,6 +39,7 @@ export function llamaServerSpec(
     args: [...args, '--host', '127.0.0.1', '--port', String(port), '--metrics', '--slots', '--no-webui'],
     env: { ...env, LLAMA_API_KEY: apiKey },
     ready: () => httpOk(`http://127.0.0.1:${port}/health`),
+    readyTimeoutMs,
     stopGraceMs: 10_000,
   };
 }

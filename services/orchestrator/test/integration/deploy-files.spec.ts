@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
@@ -15,6 +15,7 @@ import { metricsConfigSchema } from '../../../metrics/src/config.js';
 import { workerConfigSchema } from '../../../worker/src/config.js';
 import { orchestratorConfigSchema } from '../../src/config.js';
 import { writeLlamaArgs } from '../../src/llama-args.repository.js';
+import { resolveDirs } from '../../src/start-context.js';
 
 const run = promisify(execFile);
 
@@ -29,6 +30,7 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   secrets?: { source: string }[];
   volumes?: string[];
+  stop_grace_period?: string;
   deploy?: { resources?: { reservations?: { devices?: { driver: string }[] } } };
 }
 
@@ -120,13 +122,30 @@ describe('docker-compose.yml', function () {
     }
   });
 
-  it('mounts the keys file read-only as a secret, only where it is read', () => {
+  it("mounts the keys file's directory read-only, only where it is read, so a replaced file reaches auth", () => {
     const withKeys = Object.entries(services)
-      .filter(([, s]) => s.secrets?.some((x) => x.source === 'api_keys'))
+      .filter(([, s]) => s.volumes?.some((v) => v.endsWith(':/run/keys:ro')))
       .map(([name]) => name)
       .sort();
     assert.deepEqual(withKeys, ['auth', 'init', 'init-gpu']);
-    assert.equal(services.auth!.environment!.API_KEYS_FILE, '/run/secrets/api_keys');
+    for (const name of withKeys) assert.equal(services[name]!.environment!.API_KEYS_FILE, '/run/keys/api_keys');
+    const keysMount = services.auth!.volumes!.find((v) => v.endsWith(':/run/keys:ro'))!;
+    assert.match(keysMount, /\/secrets\/keys:/, 'a directory, not a single-file bind mount');
+    assert.ok(!Object.values(services).some((s) => s.secrets?.some((x) => x.source === 'api_keys')));
+  });
+
+  it('passes the default model, revision included, through to init', () => {
+    for (const name of ['MODEL_PATH', 'MODEL_REPO', 'MODEL_FILE', 'MODEL_REVISION']) {
+      assert.ok(name in services.init!.environment!, `init does not pass ${name} through`);
+    }
+    assert.match(readFileSync(join(repoRoot, '.env.example'), 'utf8'), /^#?MODEL_REVISION=/m);
+  });
+
+  it("gives the gateway longer to stop than its own drain (SHUTDOWN_GRACE_MS) before Docker's SIGKILL", () => {
+    const grace = /^(\d+)s$/.exec(services.gateway!.stop_grace_period ?? '');
+    assert.ok(grace, `gateway stop_grace_period: ${services.gateway!.stop_grace_period}`);
+    const drainMs = Number(gatewayConfigSchema.SHUTDOWN_GRACE_MS!.parse(undefined));
+    assert.ok(Number(grace[1]) * 1000 >= drainMs + 10_000, `${grace[0]} leaves no time to flush after ${drainMs} ms`);
   });
 
   it('keeps models and Postgres on named volumes, and reserves GPUs only in the gpu profile', () => {
@@ -140,6 +159,33 @@ describe('docker-compose.yml', function () {
     for (const name of gpuServices) assert.deepEqual(services[name]!.profiles, ['gpu']);
     assert.equal(services['inference-cpu']!.image, 'ghcr.io/ggml-org/llama.cpp:server');
     assert.ok(services['inference-cpu']!.networks!.internal!.aliases!.includes('inference'));
+  });
+
+  it("gives Prometheus every secret its scrape jobs read, and a service for each job's target", () => {
+    const prometheus = services.prometheus!;
+    const config = parse(readFileSync(join(repoRoot, 'infra/prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { static_configs: { targets: string[] }[]; authorization?: { credentials_file?: string } }[];
+    };
+    const secrets = config.scrape_configs.flatMap((c) => c.authorization?.credentials_file ?? []);
+    assert.ok(secrets.length > 0);
+    for (const file of secrets) {
+      const name = file.replace('/run/secrets/', '');
+      assert.ok(
+        prometheus.secrets?.some((s) => s.source === name),
+        `prometheus reads ${file} but has no ${name} secret`,
+      );
+    }
+    const reachable = new Set(
+      Object.entries(services).flatMap(([name, s]) =>
+        Object.keys(prometheus.networks ?? {}).some((n) => n in (s.networks ?? {}))
+          ? [name, ...Object.values(s.networks ?? {}).flatMap((n) => n?.aliases ?? [])]
+          : [],
+      ),
+    );
+    for (const target of config.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets))) {
+      const host = target.split(':')[0]!;
+      assert.ok(reachable.has(host), `prometheus scrapes ${target}, but no service answers to ${host}`);
+    }
   });
 
   it("mounts the metrics service's Prometheus and Grafana files in the observability profile", () => {
@@ -264,6 +310,66 @@ describe('container scripts', function () {
       assert.equal(await check(), 1);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('RunPod and Vast.ai templates', () => {
+  const runpod = readFileSync(join(repoRoot, 'infra/runpod/README.md'), 'utf8');
+  const vast = readFileSync(join(repoRoot, 'infra/vast/README.md'), 'utf8');
+
+  it("gives a MODEL_PATH example that lands in the volume's models folder", () => {
+    const example = /^\| `MODEL_PATH` +\| `([^`]+)`/m.exec(runpod)?.[1];
+    assert.ok(example, 'no MODEL_PATH example');
+    // MODEL_PATH is absolute, or relative to MODELS_DIR ($DATA_DIR/models).
+    const modelsDir = resolveDirs(
+      loadConfig(orchestratorConfigSchema, { DATA_DIR: '/runpod-volume', BACKENDS_FILE: '/b' }),
+    ).modelsDir;
+    const path = isAbsolute(example) ? example : join(modelsDir, example);
+    assert.equal(dirname(path), '/runpod-volume/models', `${example} resolves to ${path}`);
+  });
+
+  it('tells users behind the platform proxy to set TRUST_PROXY_HOPS', () => {
+    for (const text of [runpod, vast]) {
+      assert.match(text, /TRUST_PROXY_HOPS/);
+      assert.match(text, /failed-key throttle per\s+address/);
+    }
+  });
+});
+
+describe('CI workflow', () => {
+  const ci = parse(readFileSync(join(repoRoot, '.github/workflows/ci.yml'), 'utf8')) as {
+    jobs: Record<string, { steps: { run?: string; env?: Record<string, string> }[] }>;
+  };
+  const steps = Object.values(ci.jobs).flatMap((job) => job.steps);
+
+  it('adds to PATH through $GITHUB_PATH, never by rebuilding it from the env context (which has no runner PATH)', () => {
+    for (const step of steps) assert.equal(step.env?.PATH, undefined, `a step sets PATH: ${step.env?.PATH}`);
+    assert.ok(steps.some((s) => /\/usr\/lib\/postgresql\/.*>> "\$GITHUB_PATH"/.test(s.run ?? '')));
+  });
+});
+
+describe('scripts/install-test-tools', () => {
+  it('keeps apt-get non-interactive through sudo, which resets the environment', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gg-install-tools-'));
+    try {
+      // A PATH with none of the tools, a non-root `id`, a sudo that resets the environment like the
+      // real one, and an apt-get that records what it was run with.
+      const bin = join(dir, 'bin');
+      const log = join(dir, 'apt-get.log');
+      mkdirSync(bin);
+      symlinkSync('/usr/bin/sort', join(bin, 'sort'));
+      const stub = (name: string, body: string) =>
+        writeFileSync(join(bin, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+      stub('id', 'echo 1000');
+      stub('sudo', 'exec /usr/bin/env -i PATH="$PATH" "$@"');
+      stub('env', 'exec /usr/bin/env "$@"');
+      stub('apt-get', `echo "$1 DEBIAN_FRONTEND=\${DEBIAN_FRONTEND:-unset}" >> ${log}`);
+      await run('/bin/bash', [join(repoRoot, 'scripts/install-test-tools')], { env: { PATH: bin } });
+      const calls = readFileSync(log, 'utf8').trim().split('\n');
+      assert.ok(calls.includes('install DEBIAN_FRONTEND=noninteractive'), calls.join('\n'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -129,6 +129,22 @@ describe('process supervisor (real processes)', function () {
     );
   });
 
+  it('waits for a process with its own ready timeout past the default one', async () => {
+    const slow = { ...(await spec('llama', { READY_DELAY_MS: '800' })), readyTimeoutMs: 5000 };
+    const quick = new ProcessSupervisor(createLogger({ service: 'orchestrator', destination: logs }), {
+      readyTimeoutMs: 200,
+      backoffMs: 300,
+      backoffMaxMs: 5000,
+      readyIntervalMs: 50,
+    });
+    try {
+      await quick.start(slow);
+      assert.equal(quick.statuses()[0]?.state, 'ready');
+    } finally {
+      await quick.stopAll();
+    }
+  });
+
   it('refuses to start a process once stopping has begun', async () => {
     await supervisor.stopAll();
     await assert.rejects(supervisor.start(await spec('late')), /not starting late: stopping/);

@@ -46,6 +46,9 @@ describe('npm run stack (scripts/stack)', function () {
       LLAMA_SERVER_BIN: await llamaServerBinary(),
       LLAMA_CTX_SIZE: '1024',
       LOG_LEVEL: 'warn',
+      // Exported in the user's shell for something else: the stack must keep to its own stores.
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/elsewhere`,
     };
     delete env.MODEL_PATH;
     delete env.MODEL_REPO;

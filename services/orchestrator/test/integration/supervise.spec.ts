@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import {
   createTestDatabase,
@@ -16,6 +17,16 @@ import type { OrchestratorStatus } from '../../src/app.js';
 import { runOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
 
 const INFERENCE_KEY = 'sk-inference-0123456789abcdef';
+const crashOnFile = pathToFileURL(fileURLToPath(new URL('../fixtures/crash-on-file.mjs', import.meta.url))).href;
+
+const isGone = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
 
 /**
  * The all-in-one stack as local processes: its own redis-server and Postgres under DATA_DIR, the
@@ -116,6 +127,12 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
 
     const llama = ready.processes.find((p) => p.name === 'llama-server')!;
     process.kill(llama.pid!, 'SIGKILL');
+    await waitFor(
+      '/ping 204 while llama-server restarts',
+      async () => ((await ping()) === 204 ? true : null),
+      5000,
+      20,
+    );
     const back = await waitFor('llama-server restarted and ready', async () => {
       const now = (await status()).processes.find((p) => p.name === 'llama-server')!;
       return now.state === 'ready' && now.pid !== llama.pid ? now : null;
@@ -127,6 +144,7 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
       body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
     });
     assert.equal(completion.status, 200, 'requests are served again after the restart');
+    assert.equal(await ping(), 200);
 
     const finished = run;
     run = null;
@@ -160,5 +178,50 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     assert.equal(code, 1);
     assert.match(failed.output(), /gate keys-file failed: API_KEYS_FILE=\S+missing_keys cannot be read/);
     assert.ok(!failed.output().includes('starting auth'));
+  });
+
+  it('exits non-zero asking for a model when none is configured', async () => {
+    const db = await createTestDatabase();
+    const { MODEL_PATH: _none, ...withoutModel } = env;
+    const failed = runOrchestrator('supervise', {
+      ...withoutModel,
+      REDIS_URL: testSettings.TEST_REDIS_URL,
+      DATABASE_URL: db.url,
+    });
+    const code = await failed.exited;
+    await db.drop();
+    assert.equal(code, 1);
+    assert.match(
+      failed.output(),
+      /gate model failed: no default model configured: set MODEL_REPO\+MODEL_FILE or MODEL_PATH/,
+    );
+    assert.ok(!failed.output().includes('starting gateway'));
+  });
+
+  it('kills the processes it started when it crashes, so their ports are free for the next start', async () => {
+    const crashFile = join(dir, 'crash');
+    const crashing = runOrchestrator('supervise', {
+      ...env,
+      // A Postgres that never answers: supervise sits at the postgres gate with its local Redis running.
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/postgres`,
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${crashOnFile}`,
+      CRASH_FILE: crashFile,
+    });
+    let redisPid = 0;
+    try {
+      const redis = await waitFor('the local redis ready', async () => {
+        if (crashing.hasExited()) throw new Error(`supervise exited:\n${crashing.output()}`);
+        const now = await status().catch(() => null);
+        return now?.processes.find((p) => p.name === 'redis' && p.state === 'ready') ?? null;
+      });
+      redisPid = redis.pid!;
+      writeFileSync(crashFile, '');
+      assert.equal(await crashing.exited, 1);
+      assert.match(crashing.output(), /uncaught exception/);
+      await waitFor('redis-server gone', async () => (isGone(redisPid) ? true : null), 5000, 50);
+    } finally {
+      if (!crashing.hasExited()) crashing.signal('SIGKILL');
+      if (redisPid && !isGone(redisPid)) process.kill(redisPid, 'SIGKILL');
+    }
   });
 });

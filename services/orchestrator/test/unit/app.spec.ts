@@ -70,12 +70,26 @@ describe('orchestrator app', () => {
 describe('/ping on PORT_HEALTH', () => {
   it('answers 204 while starting, 200 when ready, 503 while draining', async () => {
     let phase: Phase = 'starting';
-    const app = createPingApp(() => phase);
+    const app = createPingApp(
+      () => phase,
+      () => true,
+    );
     assert.equal((await request(app).get('/ping')).status, 204);
     phase = 'ready';
     assert.equal((await request(app).get('/ping')).status, 200);
     phase = 'stopping';
     assert.equal((await request(app).get('/ping')).status, 503);
+  });
+
+  it('answers 204 while a supervised process restarts after the stack was ready', async () => {
+    let allReady = false;
+    const app = createPingApp(
+      () => 'ready',
+      () => allReady,
+    );
+    assert.equal((await request(app).get('/ping')).status, 204);
+    allReady = true;
+    assert.equal((await request(app).get('/ping')).status, 200);
   });
 });
 

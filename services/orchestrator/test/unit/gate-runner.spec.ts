@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { createLogger } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { GateFailure, GateRunner, type Gate } from '../../src/gates/gate-runner.js';
@@ -46,6 +47,28 @@ describe('start gates', () => {
     await runner.run();
     assert.equal(runner.statuses()[0]!.attempts, 3);
     assert.equal(runner.statuses()[0]!.lastError, null);
+  });
+
+  it('keeps no abort listener per retry while a dependency takes many retries', async () => {
+    const listeners: number[] = [];
+    const runner = new GateRunner(
+      [
+        gate(
+          'redis',
+          async (signal) => {
+            listeners.push(getEventListeners(signal, 'abort').length);
+            if (listeners.length < 15) throw new Error('connection refused');
+          },
+          { retry: true },
+        ),
+      ],
+      logger(),
+      undefined,
+      1,
+    );
+    await runner.run();
+    assert.equal(listeners.length, 15);
+    assert.equal(listeners.at(-1), listeners[0], `abort listeners per attempt: ${listeners.join(', ')}`);
   });
 
   it('fails at its timeout naming the gate, the last error and what to fix, and stops there', async () => {
