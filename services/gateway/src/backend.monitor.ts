@@ -1,6 +1,7 @@
 import type { Logger } from '@gguf-gateway/shared';
 import type { BackendState } from './backend-state.js';
 import type { ModelRouter } from './model-router.js';
+import { BackgroundPoll } from './background-poll.js';
 import { backendProblem } from './backend-health.js';
 import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.repository.js';
 
@@ -9,34 +10,29 @@ import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.re
 // backend whose cooling period is over (a healthy answer brings it back).
 
 export class BackendMonitor {
-  private timer: NodeJS.Timeout | null = null;
-  private polling: Promise<void> | null = null;
+  private readonly polling: BackgroundPoll;
 
   constructor(
     private readonly router: ModelRouter,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly timeoutMs: number,
     private readonly logger: Logger,
-  ) {}
-
-  start(): void {
-    void this.poll();
-    this.timer = setInterval(() => void this.poll(), this.intervalMs);
-    this.timer.unref();
+  ) {
+    const round = () => Promise.all(this.router.backends().map((b) => this.pollOne(b))).then(() => undefined);
+    this.polling = new BackgroundPoll(round, intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.polling;
+  start(): void {
+    this.polling.start();
+  }
+
+  stop(): Promise<void> {
+    return this.polling.stop();
   }
 
   /** One round over every backend; overlapping rounds are skipped. */
   poll(): Promise<void> {
-    this.polling ??= Promise.all(this.router.backends().map((b) => this.pollOne(b)))
-      .then(() => undefined)
-      .finally(() => (this.polling = null));
-    return this.polling;
+    return this.polling.poll();
   }
 
   private async pollOne(state: BackendState): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Logger } from '@gguf-gateway/shared';
+import { BackgroundPoll } from './background-poll.js';
 
 export type ProblemCheck = () => Promise<string | null>;
 
@@ -8,16 +9,16 @@ export type ProblemCheck = () => Promise<string | null>;
  */
 export class ReadinessMonitor {
   private problems: Record<string, string> = {};
-  private timer: NodeJS.Timeout | null = null;
-  private polling: Promise<void> | null = null;
   private everPassed = false;
+  private readonly polling: BackgroundPoll;
 
   constructor(
     private readonly checks: Record<string, ProblemCheck>,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly logger: Logger,
   ) {
     for (const name of Object.keys(checks)) this.problems[name] = 'not checked yet';
+    this.polling = new BackgroundPoll(() => this.runChecks(), intervalMs);
   }
 
   get ready(): boolean {
@@ -30,21 +31,16 @@ export class ReadinessMonitor {
   }
 
   start(): void {
-    void this.poll();
-    this.timer = setInterval(() => void this.poll(), this.intervalMs);
-    this.timer.unref();
+    this.polling.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.polling;
+  stop(): Promise<void> {
+    return this.polling.stop();
   }
 
   /** One round of every check; overlapping rounds are skipped. */
   poll(): Promise<void> {
-    this.polling ??= this.runChecks().finally(() => (this.polling = null));
-    return this.polling;
+    return this.polling.poll();
   }
 
   private async runChecks(): Promise<void> {
