@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
-import { FakeHub, freePort, llamaServerBinary, waitFor } from '@gguf-gateway/testkit';
+import { FakeHub, llamaServerBinary, waitFor, freePorts, SUPERVISED_PORT_VARIABLES } from '@gguf-gateway/testkit';
 import type { OrchestratorStatus } from '../../services/orchestrator/src/app.js';
 import {
   runOrchestrator,
@@ -28,21 +28,7 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gg-all-in-one-'));
     chmodSync(dir, 0o755); // as root, Postgres runs as the postgres user and must reach DATA_DIR
-    const ports: Record<string, string> = {};
-    for (const name of [
-      'PORT',
-      'PORT_HEALTH',
-      'GATEWAY_PORT',
-      'GATEWAY_HEALTH_PORT',
-      'AUTH_PORT',
-      'METRICS_PORT',
-      'WORKER_PORT',
-      'INFERENCE_PORT',
-      'LOCAL_REDIS_PORT',
-      'LOCAL_POSTGRES_PORT',
-    ]) {
-      ports[name] = String(await freePort());
-    }
+    const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
     writeFileSync(join(dir, 'api_keys'), `admin:${API_KEY} scope=admin\n`);
     writeFileSync(
       join(dir, 'backends.yaml'),

@@ -7,7 +7,7 @@ import {
   createTestDatabase,
   deleteRedisPrefix,
   FakeHub,
-  freePort,
+  freePorts,
   LlamaServer,
   llamaServerBinary,
   testRedisPrefix,
@@ -245,16 +245,14 @@ describe('dashboards against a real Prometheus scraping the running services', f
     mkdirSync(join(ctx.dir, 'models'));
     ctx.llamaServerBin = await llamaServerBinary();
     ctx.tinyModel = await tinyModelPath();
-    for (const name of [
+    ctx.ports = await freePorts([
       'GATEWAY_PORT',
       'GATEWAY_HEALTH_PORT',
       'AUTH_PORT',
       'METRICS_PORT',
       'WORKER_PORT',
       'INFERENCE_PORT',
-    ]) {
-      ctx.ports[name] = String(await freePort());
-    }
+    ]);
     const deadBackend =
       'models:\n  tiny: { tiers: [[local]] }\nbackends:\n  local: { kind: llamacpp, url: "http://127.0.0.1:9" }\n';
     writeFileSync(join(ctx.dir, 'orchestrator-backends.yaml'), deadBackend);

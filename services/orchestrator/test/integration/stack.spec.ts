@@ -4,7 +4,14 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, llamaServerBinary, repoRoot, waitFor } from '@gguf-gateway/testkit';
+import {
+  freePort,
+  llamaServerBinary,
+  repoRoot,
+  waitFor,
+  freePorts,
+  SUPERVISED_PORT_VARIABLES,
+} from '@gguf-gateway/testkit';
 
 const portOpen = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -24,21 +31,7 @@ describe('npm run stack (scripts/stack)', function () {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('starts the supervised stack with the tiny demo model and a demo admin key, prints a curl line, and stops on Ctrl-C', async () => {
-    const ports: Record<string, string> = {};
-    for (const name of [
-      'GATEWAY_PORT',
-      'PORT_HEALTH',
-      'PORT',
-      'GATEWAY_HEALTH_PORT',
-      'AUTH_PORT',
-      'METRICS_PORT',
-      'WORKER_PORT',
-      'INFERENCE_PORT',
-      'LOCAL_REDIS_PORT',
-      'LOCAL_POSTGRES_PORT',
-    ]) {
-      ports[name] = String(await freePort());
-    }
+    const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...ports,

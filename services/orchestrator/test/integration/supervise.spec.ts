@@ -12,6 +12,8 @@ import {
   deleteRedisPrefix,
   testSettings,
   waitFor,
+  freePorts,
+  SUPERVISED_PORT_VARIABLES,
 } from '@gguf-gateway/testkit';
 import type { OrchestratorStatus } from '../../src/app.js';
 import { runOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
@@ -45,21 +47,7 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
     chmodSync(dir, 0o755);
     writeFileSync(join(dir, 'api_keys'), 'admin:sk-admin-0123456789abcdef scope=admin\n');
     await writeTinyLlama(join(dir, 'tiny.gguf'));
-    const ports: Record<string, string> = {};
-    for (const name of [
-      'PORT',
-      'PORT_HEALTH',
-      'GATEWAY_PORT',
-      'GATEWAY_HEALTH_PORT',
-      'AUTH_PORT',
-      'METRICS_PORT',
-      'WORKER_PORT',
-      'INFERENCE_PORT',
-      'LOCAL_REDIS_PORT',
-      'LOCAL_POSTGRES_PORT',
-    ]) {
-      ports[name] = String(await freePort());
-    }
+    const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
     writeFileSync(
       join(dir, 'backends.yaml'),
       `models:\n  tiny:\n    tiers: [[local]]\nbackends:\n  local:\n    kind: llamacpp\n    url: http://127.0.0.1:${ports.INFERENCE_PORT}\n`,
