@@ -8,20 +8,20 @@ import {
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
-import { createAdminRouter } from './admin.router.js';
-import type { AuthClient } from './auth.client.js';
-import type { UpstreamTimeouts } from './backend.proxy.js';
-import { corsAllowlist } from './cors.middleware.js';
+import { createAdminRouter } from './admin/admin.router.js';
+import type { AuthClient } from './authorization/auth.client.js';
+import type { UpstreamTimeouts } from './inference/backend.proxy.js';
+import { corsAllowlist } from './http/cors.middleware.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
-import { InferenceService } from './inference.service.js';
-import type { ModelRouter } from './model-router.js';
-import { createOpenAIRouter } from './openai.router.js';
-import { RequestAuthorizer } from './request-authorizer.js';
-import { requestLog } from './request-log.middleware.js';
-import { requestMetrics } from './request-metrics.middleware.js';
-import type { RpmReservations } from './rpm-reservations.js';
-import { securityHeaders } from './security-headers.middleware.js';
-import type { UsageStreamRepository } from './usage-stream.repository.js';
+import { InferenceService } from './inference/inference.service.js';
+import type { ModelRouter } from './routing/model-router.js';
+import { createOpenAIRouter } from './inference/openai.router.js';
+import { RequestAuthorizer } from './authorization/request-authorizer.js';
+import { requestLog } from './http/request-log.middleware.js';
+import { requestMetrics } from './http/request-metrics.middleware.js';
+import type { RpmReservations } from './authorization/rpm-reservations.js';
+import { securityHeaders } from './http/security-headers.middleware.js';
+import type { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 
 export interface GatewayAppDeps {
   logger: Logger;
@@ -31,7 +31,7 @@ export interface GatewayAppDeps {
   degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
   router: ModelRouter;
-  usageStream: UsageStreamRepository;
+  usageStream: UsageEventsPublisher;
   timeouts: UpstreamTimeouts;
   /** Backends one request may try (the first attempt included). */
   maxAttempts?: number;

@@ -18,19 +18,19 @@ import { PullQueueRepository } from './admin/pull-queue.repository.js';
 import { unavailableRouter } from './admin/unavailable.router.js';
 import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
-import { AuthClient } from './auth.client.js';
-import { anyBackendProblem } from './backend-health.js';
-import { BackendMonitor } from './backend.monitor.js';
-import type { BackendConfig } from './backends-file.parser.js';
-import { readBackendsFile } from './backends-file.repository.js';
-import { BackendsFileWatcher } from './backends-file.watcher.js';
+import { AuthClient } from './authorization/auth.client.js';
+import { anyBackendProblem } from './routing/backend-health.js';
+import { BackendMonitor } from './routing/backend.monitor.js';
+import type { BackendConfig } from './routing/backends-file.parser.js';
+import { readBackendsFile } from './routing/backends-file.repository.js';
+import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { gatewayConfigSchema, readBackendKey } from './config.js';
-import { ModelRouter } from './model-router.js';
-import { createPingServer } from './ping.server.js';
-import { ReadinessMonitor } from './readiness.monitor.js';
-import { RpmReservations } from './rpm-reservations.js';
-import { RpmWindowRepository } from './rpm-window.repository.js';
-import { UsageStreamRepository } from './usage-stream.repository.js';
+import { ModelRouter } from './routing/model-router.js';
+import { createPingServer } from './http/ping.server.js';
+import { ReadinessMonitor } from './routing/readiness.monitor.js';
+import { RpmReservations } from './authorization/rpm-reservations.js';
+import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
+import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 
 const REDIS_COMMAND_TIMEOUT_MS = 500;
 
@@ -108,7 +108,7 @@ const adminRouters = pool
     ];
 
 const registry = createMetricsRegistry('gateway');
-const usageStream = new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX);
+const usageStream = new UsageEventsPublisher(redis, config.REDIS_KEY_PREFIX);
 const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger);
 const app = createApp({
   logger,

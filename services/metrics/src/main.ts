@@ -20,7 +20,7 @@ import { metricsConfigSchema } from './config.js';
 import { UsageEventsRepository } from './usage-events.repository.js';
 import { UsageRetention } from './usage-retention.service.js';
 import { UsageStreamConsumer } from './usage-stream.consumer.js';
-import { UsageStreamRepository } from './usage-stream.repository.js';
+import { UsageStreamGroupRepository } from './usage-stream-group.repository.js';
 import { createUsageMetrics } from './usage.metrics.js';
 
 const config = loadConfigOrExit(metricsConfigSchema);
@@ -35,10 +35,12 @@ for (const r of [consumerRedis, redis]) r.on('error', (err) => logger.warn({ err
 const pool = createPgPool(config.DATABASE_URL);
 
 const registry = createMetricsRegistry('metrics');
-const metrics = createUsageMetrics(registry, () => new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX).stats());
+const metrics = createUsageMetrics(registry, () =>
+  new UsageStreamGroupRepository(redis, config.REDIS_KEY_PREFIX).stats(),
+);
 const events = new UsageEventsRepository(pool);
 const consumer = new UsageStreamConsumer({
-  stream: new UsageStreamRepository(consumerRedis, config.REDIS_KEY_PREFIX),
+  stream: new UsageStreamGroupRepository(consumerRedis, config.REDIS_KEY_PREFIX),
   events,
   prices,
   metrics,

@@ -16,17 +16,17 @@ import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor }
 import type { Registry } from 'prom-client';
 import type { Router } from 'express';
 import { createApp } from '../../src/app.js';
-import { AuthClient } from '../../src/auth.client.js';
-import { BackendMonitor } from '../../src/backend.monitor.js';
-import type { BreakerSettings } from '../../src/backend-state.js';
-import { parseBackendsFile } from '../../src/backends-file.parser.js';
-import { readBackendsFile } from '../../src/backends-file.repository.js';
-import { BackendsFileWatcher } from '../../src/backends-file.watcher.js';
-import { ModelRouter } from '../../src/model-router.js';
-import { RpmReservations } from '../../src/rpm-reservations.js';
-import { RpmWindowRepository } from '../../src/rpm-window.repository.js';
-import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
-import type { UpstreamTimeouts } from '../../src/backend.proxy.js';
+import { AuthClient } from '../../src/authorization/auth.client.js';
+import { BackendMonitor } from '../../src/routing/backend.monitor.js';
+import type { BreakerSettings } from '../../src/routing/backend-state.js';
+import { parseBackendsFile } from '../../src/routing/backends-file.parser.js';
+import { readBackendsFile } from '../../src/routing/backends-file.repository.js';
+import { BackendsFileWatcher } from '../../src/routing/backends-file.watcher.js';
+import { ModelRouter } from '../../src/routing/model-router.js';
+import { RpmReservations } from '../../src/authorization/rpm-reservations.js';
+import { RpmWindowRepository } from '../../src/authorization/rpm-window.repository.js';
+import { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
+import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
 
 export interface HarnessOptions {
   authUrl: string;
@@ -103,7 +103,7 @@ export class GatewayHarness {
       readiness: {},
       auth,
       router,
-      usageStream: new UsageStreamRepository(redis, prefix),
+      usageStream: new UsageEventsPublisher(redis, prefix),
       rpmReservations: options.grants ? new RpmReservations(new RpmWindowRepository(redis, prefix), logger) : undefined,
       timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
       maxAttempts: options.maxAttempts,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { BackendsFileError, parseBackendsFile } from '../../src/backends-file.parser.js';
-import { ModelRouter } from '../../src/model-router.js';
+import { BackendsFileError, parseBackendsFile } from '../../src/routing/backends-file.parser.js';
+import { ModelRouter } from '../../src/routing/model-router.js';
 
 const VALID = `
 models:

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import type { BackendState } from '../../src/backend-state.js';
-import { parseBackendsFile, type BackendsFileError } from '../../src/backends-file.parser.js';
-import { ModelRouter } from '../../src/model-router.js';
+import type { BackendState } from '../../src/routing/backend-state.js';
+import { parseBackendsFile, type BackendsFileError } from '../../src/routing/backends-file.parser.js';
+import { ModelRouter } from '../../src/routing/model-router.js';
 
 const FILE = parseBackendsFile(`
 models:

@@ -1,7 +1,7 @@
 import express, { Router, type RequestHandler } from 'express';
 import { ApiError } from '@gguf-gateway/shared';
-import type { AuthClient } from './auth.client.js';
-import type { RequestAuthorizer } from './request-authorizer.js';
+import type { AuthClient } from '../authorization/auth.client.js';
+import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
 
 export interface AdminRouterDeps {
   auth: AuthClient;
