@@ -7,6 +7,7 @@ export * from './health.js';
 export * from './http.js';
 export * from './logger.js';
 export * from './prices.js';
+export * from './pull-queue.js';
 export * from './pull-request.js';
 export * from './rate-limit-headers.js';
 export * from './redis.js';

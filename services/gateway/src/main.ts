@@ -9,12 +9,12 @@ import {
   handleShutdown,
   listen,
   loadConfigOrExit,
+  PullQueue,
   redisProblem,
 } from '@gguf-gateway/shared';
 import { LocalModelsRepository } from './admin/local-models.repository.js';
 import { createModelPullsRouter } from './admin/model-pulls.router.js';
 import { ModelPullsService } from './admin/model-pulls.service.js';
-import { PullQueueRepository } from './admin/pull-queue.repository.js';
 import { unavailableRouter } from './admin/unavailable.router.js';
 import { createUsageRouter } from './admin/usage.router.js';
 import { createApp } from './app.js';
@@ -94,7 +94,7 @@ const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
 // The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
 const pullsRedis = createRedis(config.REDIS_URL, 'request-path');
 pullsRedis.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
-const pullQueue = new PullQueueRepository(pullsRedis, config.REDIS_KEY_PREFIX);
+const pullQueue = new PullQueue(pullsRedis, config.REDIS_KEY_PREFIX, (err) => logger.warn({ err }, 'pull queue error'));
 const adminRouters = pool
   ? [
       createUsageRouter({ pool }),

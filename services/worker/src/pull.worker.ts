@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   MODEL_PULLS_QUEUE,
   parsePullJobData,
-  pullCancelKey,
+  PullCancelMarks,
   pullFiles,
   pullQueuePrefix,
   type Logger,
@@ -47,6 +47,7 @@ export function createPullWorker({
   const metrics = new PullMetrics(registry);
   const files = new ModelFilesRepository(config.MODELS_DIR);
   const models = new ModelsRepository(pool);
+  const cancelMarks = new PullCancelMarks(redis, config.REDIS_KEY_PREFIX);
   const service = new ModelPullService({
     hub: new HubClient({
       endpoint: config.HF_ENDPOINT,
@@ -76,7 +77,7 @@ export function createPullWorker({
         id: jobId,
         data: job.data,
         progress: (progress) => job.updateProgress(progress),
-        cancelled: async () => (await redis.exists(pullCancelKey(config.REDIS_KEY_PREFIX, jobId))) === 1,
+        cancelled: () => cancelMarks.isSet(jobId),
       });
       await models.recordPull(historyId, {
         state: 'completed',
