@@ -1,3 +1,4 @@
+export * from './backends-file.js';
 export * from './config.js';
 export * from './contracts.js';
 export * from './db.js';

@@ -11,6 +11,7 @@ import {
   loadConfigOrExit,
   PullQueue,
   redisProblem,
+  type BackendConfig,
 } from '@gguf-gateway/shared';
 import { LocalModelsRepository } from './admin/local-models.repository.js';
 import { createModelPullsRouter } from './admin/model-pulls.router.js';
@@ -21,7 +22,6 @@ import { createApp } from './app.js';
 import { AuthClient } from './authorization/auth.client.js';
 import { anyBackendProblem } from './routing/backend-health.js';
 import { BackendMonitor } from './routing/backend.monitor.js';
-import type { BackendConfig } from './routing/backends-file.parser.js';
 import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { gatewayConfigSchema, readBackendKey } from './config.js';

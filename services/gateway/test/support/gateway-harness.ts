@@ -11,6 +11,7 @@ import {
   listen,
   redisKey,
   type UsageEvent,
+  parseBackendsFile,
 } from '@gguf-gateway/shared';
 import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
 import type { Registry } from 'prom-client';
@@ -19,7 +20,6 @@ import { createApp } from '../../src/app.js';
 import { AuthClient } from '../../src/authorization/auth.client.js';
 import { BackendMonitor } from '../../src/routing/backend.monitor.js';
 import type { BreakerSettings } from '../../src/routing/backend-state.js';
-import { parseBackendsFile } from '../../src/routing/backends-file.parser.js';
 import { readBackendsFile } from '../../src/routing/backends-file.repository.js';
 import { BackendsFileWatcher } from '../../src/routing/backends-file.watcher.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
