@@ -14,7 +14,7 @@ import type { Registry } from 'prom-client';
 import { AllowedHosts } from './allowed-hosts.js';
 import type { WorkerConfig } from './config.js';
 import { HubClient } from './hub.client.js';
-import { ModelFilesRepository } from './model-files.repository.js';
+import type { ModelFilesRepository } from './model-files.repository.js';
 import { ModelPullService, PullCancelledError, type PullResult } from './model-pull.service.js';
 import { ModelsRepository, type PullJobState } from './models.repository.js';
 import { PullMetrics } from './pull.metrics.js';
@@ -26,6 +26,7 @@ export interface PullWorkerDeps {
   registry: Registry;
   /** A `worker` role connection (maxRetriesPerRequest null); the caller closes it after the worker. */
   redis: Redis;
+  files: ModelFilesRepository;
 }
 
 function modelNameOf(data: unknown): string | null {
@@ -43,9 +44,9 @@ export function createPullWorker({
   pool,
   registry,
   redis,
+  files,
 }: PullWorkerDeps): Worker<PullJobData, PullResult> {
   const metrics = new PullMetrics(registry);
-  const files = new ModelFilesRepository(config.MODELS_DIR);
   const models = new ModelsRepository(pool);
   const cancelMarks = new PullCancelMarks(redis, config.REDIS_KEY_PREFIX);
   const service = new ModelPullService({
