@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { Express, Router } from 'express';
+import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import {
@@ -16,10 +16,9 @@ import {
   type ShutdownStep,
 } from '@gguf-gateway/shared';
 import { LocalModelsRepository } from './admin/local-models.repository.js';
-import { createModelPullsRouter } from './admin/model-pulls.router.js';
 import { ModelPullsService } from './admin/model-pulls.service.js';
-import { unavailableRouter } from './admin/unavailable.router.js';
-import { createUsageRouter } from './admin/usage.router.js';
+import { UsageRepository } from './admin/usage.repository.js';
+import { UsageService } from './admin/usage.service.js';
 import { createApp } from './app.js';
 import { AuthClient } from './authorization/auth.client.js';
 import { RpmReservations } from './authorization/rpm-reservations.js';
@@ -48,8 +47,6 @@ export interface GatewayOverrides {
   readBackendKey?: (name: string) => string;
   /** Reuse auth's grants, counting rpm in the shared window (default: on). */
   grants?: boolean;
-  /** Routers mounted under /admin/v1 after the admin check, in place of the usage and pull routes. */
-  adminRouters?: Router[];
 }
 
 export interface Gateway {
@@ -127,19 +124,8 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   const pullQueue = pullsRedis
     ? new PullQueue(pullsRedis, config.REDIS_KEY_PREFIX, (err) => logger.warn({ err }, 'pull queue error'))
     : null;
-  const adminRouters =
-    overrides.adminRouters ??
-    (pool && pullQueue
-      ? [
-          createUsageRouter({ pool }),
-          createModelPullsRouter({ pulls: new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) }),
-        ]
-      : [
-          unavailableRouter(
-            ['/usage', '/models', '/models/pull', '/jobs/:id', '/jobs/:id/events'],
-            'The admin API for usage and models needs DATABASE_URL on the gateway (the Postgres of the metrics service).',
-          ),
-        ]);
+  const pulls = pool && pullQueue ? new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) : null;
+  const usage = pool ? new UsageService(new UsageRepository(pool)) : null;
 
   const registry = createMetricsRegistry('gateway');
   const usageEvents = new UsageEventsPublisher(redis, config.REDIS_KEY_PREFIX);
@@ -179,7 +165,8 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     corsOrigins: config.CORS_ORIGINS,
     trustProxyHops: config.TRUST_PROXY_HOPS,
-    adminRouters,
+    pulls,
+    usage,
   });
   const pingServer = createPingServer(() => readiness.ready);
 

@@ -23,6 +23,16 @@ async function dependency<T>(what: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Where a job's progress goes, as server-sent events. */
+export interface JobEventSink {
+  /** Called once the job is found, before its first event (a missing job is a plain 404 instead). */
+  open(): void;
+  send(event: string, data: unknown): void;
+  /** A comment line that keeps idle proxies from closing a quiet stream. */
+  keepAlive(): void;
+  closed(): boolean;
+}
+
 /** Admin pulls: enqueue (deduped by source), inspect, cancel, and the list of local models. */
 export class ModelPullsService {
   constructor(
@@ -79,5 +89,40 @@ export class ModelPullsService {
     const job = await this.queue.find(id);
     if (!job) throw notFound(`No pull job with id ${id}.`, 'job_not_found');
     return job;
+  }
+
+  /**
+   * Follows a job: one `progress` event per change, then `completed`, `failed` or `cancelled`, then
+   * the end; an `error` event when the job disappears. Polls every `pollMs` until the sink closes.
+   */
+  async streamJob(id: string, sink: JobEventSink, pollMs: number, keepAliveMs: number): Promise<void> {
+    let view = await this.job(id);
+    sink.open();
+    const eventOf = (v: PullJobView) => (FINISHED_PULL_STATES.includes(v.state) ? v.state : 'progress');
+    let last = JSON.stringify(view);
+    sink.send(eventOf(view), view);
+    let quietSince = Date.now();
+    while (!sink.closed() && !FINISHED_PULL_STATES.includes(view.state)) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      try {
+        view = await this.job(id);
+      } catch (err) {
+        // A lost job ends the stream; a Redis hiccup does not, the next poll may succeed.
+        if (err instanceof ApiError && err.status === 404) {
+          sink.send('error', err.toBody());
+          return;
+        }
+        continue;
+      }
+      const now = JSON.stringify(view);
+      if (now !== last || FINISHED_PULL_STATES.includes(view.state)) {
+        sink.send(eventOf(view), view);
+        last = now;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= keepAliveMs) {
+        sink.keepAlive();
+        quietSince = Date.now();
+      }
+    }
   }
 }

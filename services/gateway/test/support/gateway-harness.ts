@@ -13,7 +13,6 @@ import {
 } from '@gguf-gateway/shared';
 import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
 import type { Registry } from 'prom-client';
-import type { Router } from 'express';
 import type { GatewayConfig } from '../../src/config.js';
 import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
 import type { BackendMonitor } from '../../src/routing/backend.monitor.js';
@@ -37,7 +36,6 @@ export interface HarnessOptions {
   timeouts?: Partial<UpstreamTimeouts>;
   bodyLimitBytes?: number;
   corsOrigins?: string[];
-  adminRouters?: Router[];
   /** Redis the usage events go to (default: the test Redis). */
   redisUrl?: string;
   /** REDIS_KEY_PREFIX, to share one with an auth instance (default: a fresh one). */
@@ -101,7 +99,6 @@ export class GatewayHarness {
         return key;
       },
       grants: options.grants ?? false,
-      adminRouters: options.adminRouters,
     });
     if (!options.redisUrl) await waitFor('redis', async () => gateway.redis.status === 'ready' || null, 5000, 20);
     if (options.backendPollMs) gateway.backendMonitor.start();
