@@ -14,7 +14,7 @@ import {
 } from '@gguf-gateway/testkit';
 import { UsageEventsRepository } from '../../services/metrics/src/usage-events.repository.js';
 import { UsageStreamConsumer } from '../../services/metrics/src/usage-stream.consumer.js';
-import { UsageStreamRepository } from '../../services/metrics/src/usage-stream.repository.js';
+import { UsageStreamGroupRepository } from '../../services/metrics/src/usage-stream-group.repository.js';
 import { createUsageMetrics } from '../../services/metrics/src/usage.metrics.js';
 import type { BenchRow, BenchSuite } from './bench.js';
 
@@ -29,7 +29,7 @@ async function drain(batchSize: number): Promise<BenchRow> {
   try {
     const events = Array.from({ length: EVENTS }, (_, i) => fakeUsageEvent(i));
     await xaddUsageEvents(prefix, events);
-    const stream = new UsageStreamRepository(redis, prefix);
+    const stream = new UsageStreamGroupRepository(redis, prefix);
     const metrics = createUsageMetrics(createMetricsRegistry('metrics'), () => stream.stats());
     const consumer = new UsageStreamConsumer({
       stream,

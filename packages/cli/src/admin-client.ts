@@ -1,4 +1,4 @@
-import { loadConfig, z } from '@gguf-gateway/shared';
+import { loadConfig, z } from '@gguf-gateway/shared/config';
 
 export const cliConfigSchema = {
   GGUF_GATEWAY_URL: z.string().url().default('http://127.0.0.1:8080'),

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The gguf-gateway command line. Commands arrive with the issues that need them (keys: #3, pull: #6).
+// The gguf-gateway command line: one entry per command in the table below, each in commands/.
 import { keysCommand } from './commands/keys.js';
 import { modelsCommand } from './commands/models.js';
 import { pullCommand } from './commands/pull.js';

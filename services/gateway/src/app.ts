@@ -1,4 +1,4 @@
-import express, { type Express, type Router } from 'express';
+import express, { type Express } from 'express';
 import type { Registry } from 'prom-client';
 import {
   createHealthRouter,
@@ -8,20 +8,22 @@ import {
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
-import { createAdminRouter } from './admin.router.js';
-import type { AuthClient } from './auth.client.js';
-import type { UpstreamTimeouts } from './backend.proxy.js';
-import { corsAllowlist } from './cors.middleware.js';
+import { createAdminRouter } from './admin/admin.router.js';
+import type { ModelPullsService } from './admin/model-pulls.service.js';
+import type { UsageService } from './admin/usage.service.js';
+import type { AuthClient } from './authorization/auth.client.js';
+import type { UpstreamTimeouts } from './inference/backend.proxy.js';
+import { corsAllowlist } from './http/cors.middleware.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
-import { InferenceService } from './inference.service.js';
-import type { ModelRouter } from './model-router.js';
-import { createOpenAIRouter } from './openai.router.js';
-import { RequestAuthorizer } from './request-authorizer.js';
-import { requestLog } from './request-log.middleware.js';
-import { requestMetrics } from './request-metrics.middleware.js';
-import type { RpmReservations } from './rpm-reservations.js';
-import { securityHeaders } from './security-headers.middleware.js';
-import type { UsageStreamRepository } from './usage-stream.repository.js';
+import { InferenceService } from './inference/inference.service.js';
+import type { ModelRouter } from './routing/model-router.js';
+import { createOpenAIRouter } from './inference/openai.router.js';
+import { RequestAuthorizer } from './authorization/request-authorizer.js';
+import { requestLog } from './http/request-log.middleware.js';
+import { requestMetrics } from './http/request-metrics.middleware.js';
+import type { RpmReservations } from './authorization/rpm-reservations.js';
+import { securityHeaders } from './http/security-headers.middleware.js';
+import type { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 
 export interface GatewayAppDeps {
   logger: Logger;
@@ -31,7 +33,7 @@ export interface GatewayAppDeps {
   degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
   router: ModelRouter;
-  usageStream: UsageStreamRepository;
+  usageStream: UsageEventsPublisher;
   timeouts: UpstreamTimeouts;
   /** Backends one request may try (the first attempt included). */
   maxAttempts?: number;
@@ -41,8 +43,9 @@ export interface GatewayAppDeps {
   trustProxyHops?: number;
   /** Counts grant-served requests in the shared rpm window: with it, auth's grants are reused. */
   rpmReservations?: RpmReservations;
-  /** Routers of other issues, mounted under /admin/v1 after the admin check. */
-  adminRouters?: Router[];
+  /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
+  pulls?: ModelPullsService | null;
+  usage?: UsageService | null;
 }
 
 /** The public OpenAI-compatible API. */
@@ -70,7 +73,10 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.use(corsAllowlist(deps.corsOrigins ?? []));
   app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
   app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
-  app.use('/admin/v1', createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters: deps.adminRouters ?? [] }));
+  app.use(
+    '/admin/v1',
+    createAdminRouter({ auth, authorizer, bodyLimitBytes, pulls: deps.pulls ?? null, usage: deps.usage ?? null }),
+  );
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { BackendHealth } from './backend-state.js';
-import type { ModelRouter } from './model-router.js';
+import type { BackendHealth } from './routing/backend-state.js';
+import type { ModelRouter } from './routing/model-router.js';
 
 const HEALTH_STATES: BackendHealth[] = ['healthy', 'cooling_down'];
 

@@ -2,11 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { costUsd, type Logger, type PriceTable } from '@gguf-gateway/shared';
 import { parseUsageEvent, statusClass } from './usage-event.parser.js';
 import type { UsageEventsRepository, UsageRow } from './usage-events.repository.js';
-import type { StreamEntry, UsageStreamRepository } from './usage-stream.repository.js';
+import type { StreamEntry, UsageStreamGroupRepository } from './usage-stream-group.repository.js';
 import type { UsageMetrics } from './usage.metrics.js';
 
 export interface UsageStreamConsumerOptions {
-  stream: UsageStreamRepository;
+  stream: UsageStreamGroupRepository;
   events: UsageEventsRepository;
   prices: PriceTable;
   metrics: UsageMetrics;

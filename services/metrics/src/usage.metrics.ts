@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { GroupStats } from './usage-stream.repository.js';
+import type { GroupStats } from './usage-stream-group.repository.js';
 
 /** The metrics service's business metrics; names are a contract with the Grafana dashboards. */
 export function createUsageMetrics(registry: Registry, stats: () => Promise<GroupStats>) {

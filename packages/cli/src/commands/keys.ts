@@ -1,15 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, z } from '@gguf-gateway/shared/config';
 import {
-  ConfigError,
   entryLineFields,
   formatKeyLine,
   hashSecret,
-  loadConfig,
   parseKeysFile,
-  z,
   type ApiKeyEntry,
-} from '@gguf-gateway/shared';
+} from '@gguf-gateway/shared/keys-file';
 import { readKeysFile, writeKeysFile } from '../keys-file.store.js';
 
 export interface CommandIo {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import type { PullJobResult, PullProgress } from '@gguf-gateway/shared';
+import type { PullProgress } from '@gguf-gateway/shared/contracts';
+import type { PullJobResult } from '@gguf-gateway/shared/pull-request';
 import { AdminApiError, AdminClient } from '../admin-client.js';
 import { formatBytes, formatDuration } from '../format.js';
 

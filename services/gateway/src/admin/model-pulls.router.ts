@@ -1,6 +1,5 @@
 import express, { Router, type Request, type Response } from 'express';
-import { ApiError } from '@gguf-gateway/shared';
-import { FINISHED, type ModelPullsService } from './model-pulls.service.js';
+import type { ModelPullsService } from './model-pulls.service.js';
 
 export interface ModelPullsRouterDeps {
   pulls: ModelPullsService;
@@ -10,43 +9,27 @@ export interface ModelPullsRouterDeps {
   keepAliveMs?: number;
 }
 
-/** SSE: one `progress` event per change, then `completed`, `failed` or `cancelled`, then the end. */
+/** Opens the SSE response and hands the service a sink that writes to it. */
 async function streamJob(pulls: ModelPullsService, req: Request, res: Response, pollMs: number, keepAliveMs: number) {
-  let view = await pulls.job(req.params.id as string);
-  let last = JSON.stringify(view);
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   let closed = false;
   req.on('close', () => (closed = true));
-  send(FINISHED.includes(view.state) ? view.state : 'progress', view);
-  let quietSince = Date.now();
-  while (!closed && !FINISHED.includes(view.state)) {
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
-    try {
-      view = await pulls.job(req.params.id as string);
-    } catch (err) {
-      // A lost job ends the stream; a Redis hiccup does not, the next poll may succeed.
-      if (err instanceof ApiError && err.status === 404) {
-        send('error', err.toBody());
-        break;
-      }
-      continue;
-    }
-    const now = JSON.stringify(view);
-    if (now !== last || FINISHED.includes(view.state)) {
-      send(FINISHED.includes(view.state) ? view.state : 'progress', view);
-      last = now;
-      quietSince = Date.now();
-    } else if (Date.now() - quietSince >= keepAliveMs) {
-      res.write(': keep-alive\n\n');
-      quietSince = Date.now();
-    }
-  }
+  await pulls.streamJob(
+    req.params.id as string,
+    {
+      open: () =>
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        }),
+      send: (event, data) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+      keepAlive: () => res.write(': keep-alive\n\n'),
+      closed: () => closed,
+    },
+    pollMs,
+    keepAliveMs,
+  );
   res.end();
 }
 

@@ -1,43 +1,17 @@
 import {
   ApiError,
+  FINISHED_PULL_STATES,
   InvalidPullError,
+  PullCancellingError,
   badRequest,
   notFound,
   parsePullJobData,
-  pullJobId,
   serviceUnavailable,
-  type PullJobResult,
-  type PullProgress,
-  type PullSource,
+  type PullJob,
+  type PullJobView,
+  type PullQueue,
 } from '@gguf-gateway/shared';
 import type { LocalModel, LocalModelsRepository } from './local-models.repository.js';
-import type { PullJob, PullQueueRepository } from './pull-queue.repository.js';
-
-export type PullJobStatus = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed' | 'cancelled';
-
-export interface PullJobView {
-  id: string;
-  state: PullJobStatus;
-  source: PullSource;
-  name: string | null;
-  sha256: string | null;
-  progress: PullProgress | null;
-  attempts: number;
-  cancelRequested: boolean;
-  error: string | null;
-  result: PullJobResult | null;
-  createdAt: string;
-  finishedAt: string | null;
-}
-
-export const FINISHED: readonly PullJobStatus[] = ['completed', 'failed', 'cancelled'];
-
-/** The worker fails a cancelled job with exactly this reason. */
-const CANCELLED_REASON = 'cancelled';
-
-function isProgress(value: unknown): value is PullProgress {
-  return typeof value === 'object' && value !== null && 'phase' in value;
-}
 
 /** Redis or Postgres away is a 503 the client may retry, not a 500. */
 async function dependency<T>(what: string, call: () => Promise<T>): Promise<T> {
@@ -49,16 +23,20 @@ async function dependency<T>(what: string, call: () => Promise<T>): Promise<T> {
   }
 }
 
-function cancellingConflict(jobId: string): ApiError {
-  return new ApiError(409, `Job ${jobId} is being cancelled; pull again once it has stopped.`, {
-    code: 'job_cancelling',
-  });
+/** Where a job's progress goes, as server-sent events. */
+export interface JobEventSink {
+  /** Called once the job is found, before its first event (a missing job is a plain 404 instead). */
+  open(): void;
+  send(event: string, data: unknown): void;
+  /** A comment line that keeps idle proxies from closing a quiet stream. */
+  keepAlive(): void;
+  closed(): boolean;
 }
 
 /** Admin pulls: enqueue (deduped by source), inspect, cancel, and the list of local models. */
 export class ModelPullsService {
   constructor(
-    private readonly queue: PullQueueRepository,
+    private readonly queue: PullQueue,
     private readonly models: LocalModelsRepository,
   ) {}
 
@@ -70,35 +48,26 @@ export class ModelPullsService {
       if (err instanceof InvalidPullError) throw badRequest(err.message, err.param, 'invalid_pull');
       throw err;
     }
-    const jobId = pullJobId(data.source);
     return dependency('the job queue', async () => {
-      const existing = await this.queue.find(jobId);
-      if (existing) {
-        const state = await this.queue.stateOf(existing);
-        const finished = state === 'completed' || state === 'failed';
-        const cancelling = !finished && (await this.queue.cancelRequested(jobId));
-        if (!finished && !cancelling) return { view: await this.view(existing), deduplicated: true };
-        if (cancelling && state === 'active') throw cancellingConflict(jobId);
-        // A finished job keeps its id for a day; a new pull of the same source replaces it. So does
-        // one still waiting with a cancel mark: this request wants the model after all.
-        await this.queue.remove(existing).catch(() => {
-          // A worker took the waiting job meanwhile: it will now stop as cancelled.
-          throw cancellingConflict(jobId);
-        });
+      try {
+        const { job, deduplicated } = await this.queue.enqueue(data);
+        return { view: await this.queue.view(job), deduplicated };
+      } catch (err) {
+        if (err instanceof PullCancellingError) throw new ApiError(409, err.message, { code: 'job_cancelling' });
+        throw err;
       }
-      return { view: await this.view(await this.queue.add(jobId, data)), deduplicated: false };
     });
   }
 
   async job(id: string): Promise<PullJobView> {
-    return dependency('the job queue', async () => this.view(await this.found(id)));
+    return dependency('the job queue', async () => this.queue.view(await this.found(id)));
   }
 
   async cancel(id: string): Promise<PullJobView> {
     return dependency('the job queue', async () => {
       const job = await this.found(id);
-      const view = await this.view(job);
-      if (FINISHED.includes(view.state)) {
+      const view = await this.queue.view(job);
+      if (FINISHED_PULL_STATES.includes(view.state)) {
         throw new ApiError(
           409,
           `Job ${id} has already ${view.state === 'cancelled' ? 'been cancelled' : view.state}.`,
@@ -122,27 +91,38 @@ export class ModelPullsService {
     return job;
   }
 
-  private async view(job: PullJob): Promise<PullJobView> {
-    const raw = await this.queue.stateOf(job);
-    const state: PullJobStatus =
-      raw === 'failed' && job.failedReason === CANCELLED_REASON
-        ? 'cancelled'
-        : raw === 'completed' || raw === 'failed' || raw === 'active' || raw === 'delayed'
-          ? raw
-          : 'waiting';
-    return {
-      id: job.id!,
-      state,
-      source: job.data.source,
-      name: job.data.name ?? null,
-      sha256: job.data.sha256 ?? null,
-      progress: isProgress(job.progress) ? job.progress : null,
-      attempts: job.attemptsMade,
-      cancelRequested: await this.queue.cancelRequested(job.id!),
-      error: state === 'failed' ? job.failedReason : null,
-      result: state === 'completed' ? job.returnvalue : null,
-      createdAt: new Date(job.timestamp).toISOString(),
-      finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
-    };
+  /**
+   * Follows a job: one `progress` event per change, then `completed`, `failed` or `cancelled`, then
+   * the end; an `error` event when the job disappears. Polls every `pollMs` until the sink closes.
+   */
+  async streamJob(id: string, sink: JobEventSink, pollMs: number, keepAliveMs: number): Promise<void> {
+    let view = await this.job(id);
+    sink.open();
+    const eventOf = (v: PullJobView) => (FINISHED_PULL_STATES.includes(v.state) ? v.state : 'progress');
+    let last = JSON.stringify(view);
+    sink.send(eventOf(view), view);
+    let quietSince = Date.now();
+    while (!sink.closed() && !FINISHED_PULL_STATES.includes(view.state)) {
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      try {
+        view = await this.job(id);
+      } catch (err) {
+        // A lost job ends the stream; a Redis hiccup does not, the next poll may succeed.
+        if (err instanceof ApiError && err.status === 404) {
+          sink.send('error', err.toBody());
+          return;
+        }
+        continue;
+      }
+      const now = JSON.stringify(view);
+      if (now !== last || FINISHED_PULL_STATES.includes(view.state)) {
+        sink.send(eventOf(view), view);
+        last = now;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= keepAliveMs) {
+        sink.keepAlive();
+        quietSince = Date.now();
+      }
+    }
   }
 }

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger } from '@gguf-gateway/shared';
+import { createLogger, parseBackendsFile } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
-import { AuthClient } from '../../src/auth.client.js';
-import { anyBackendProblem } from '../../src/backend-health.js';
-import { parseBackendsFile } from '../../src/backends-file.parser.js';
-import { ModelRouter } from '../../src/model-router.js';
-import { createPingServer } from '../../src/ping.server.js';
-import { ReadinessMonitor } from '../../src/readiness.monitor.js';
+import { AuthClient } from '../../src/authorization/auth.client.js';
+import { anyBackendProblem } from '../../src/routing/backend-health.js';
+import { ModelRouter } from '../../src/routing/model-router.js';
+import { createPingServer } from '../../src/http/ping.server.js';
+import { ReadinessMonitor } from '../../src/routing/readiness.monitor.js';
 import { AuthStub } from '../support/auth-stub.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
 

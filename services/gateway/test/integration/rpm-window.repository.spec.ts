@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { RPM_LIMITER_PREFIX, createLogger, redisKey } from '@gguf-gateway/shared';
 import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
-import { RpmReservations } from '../../src/rpm-reservations.js';
-import { RpmWindowRepository } from '../../src/rpm-window.repository.js';
+import { RpmReservations } from '../../src/authorization/rpm-reservations.js';
+import { RpmWindowRepository } from '../../src/authorization/rpm-window.repository.js';
 
 describe('rpm window reservations on real Redis', function () {
   const prefix = testRedisPrefix();

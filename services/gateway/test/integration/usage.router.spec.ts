@@ -4,6 +4,8 @@ import request from 'supertest';
 import { createLogger, createPgPool, errorMiddleware, type Pool } from '@gguf-gateway/shared';
 import { createTestDatabase, freePort, LogCapture, type TestDatabase } from '@gguf-gateway/testkit';
 import { createUsageRouter } from '../../src/admin/usage.router.js';
+import { UsageRepository } from '../../src/admin/usage.repository.js';
+import { UsageService } from '../../src/admin/usage.service.js';
 
 describe('GET /admin/v1/usage', () => {
   let db: TestDatabase;
@@ -14,7 +16,7 @@ describe('GET /admin/v1/usage', () => {
     db = await createTestDatabase({ migrate: true });
     pool = createPgPool(db.url);
     app = express();
-    app.use('/admin/v1', createUsageRouter({ pool }));
+    app.use('/admin/v1', createUsageRouter({ usage: new UsageService(new UsageRepository(pool)) }));
     app.use(errorMiddleware(createLogger({ service: 'gateway', destination: new LogCapture() })));
     await pool.query(`
       INSERT INTO usage_events (request_id, ts, key_id, model, backend, route, status, stream, prompt_tokens,
@@ -108,7 +110,7 @@ describe('GET /admin/v1/usage', () => {
   it('answers 503 with Retry-After in the OpenAI shape when Postgres is down', async () => {
     const down = createPgPool(`postgres://postgres@127.0.0.1:${await freePort()}/gone`);
     const isolated = express();
-    isolated.use('/admin/v1', createUsageRouter({ pool: down }));
+    isolated.use('/admin/v1', createUsageRouter({ usage: new UsageService(new UsageRepository(down)) }));
     isolated.use(errorMiddleware(createLogger({ service: 'gateway', destination: new LogCapture() })));
     try {
       const res = await request(isolated).get('/admin/v1/usage');

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
+import { createLogger, createMetricsRegistry, parseBackendsFile } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { createApp } from '../../src/app.js';
-import { AuthClient } from '../../src/auth.client.js';
-import { parseBackendsFile } from '../../src/backends-file.parser.js';
-import { ModelRouter } from '../../src/model-router.js';
-import type { UsageStreamRepository } from '../../src/usage-stream.repository.js';
+import { AuthClient } from '../../src/authorization/auth.client.js';
+import { ModelRouter } from '../../src/routing/model-router.js';
+import type { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
 
 describe('gateway app', () => {
   const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100);
@@ -19,7 +18,7 @@ describe('gateway app', () => {
       parseBackendsFile('models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "http://127.0.0.1:9"}}'),
       () => undefined,
     ),
-    usageStream: { append: () => Promise.resolve() } as unknown as UsageStreamRepository,
+    usageStream: { append: () => Promise.resolve() } as unknown as UsageEventsPublisher,
     timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100 },
     bodyLimitBytes: 1024,
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { AuthorizeRequest, AuthorizeResponse } from '@gguf-gateway/shared';
-import { AuthorizationGrants } from '../../src/authorization-grants.js';
+import { AuthorizationGrants } from '../../src/authorization/authorization-grants.js';
 
 const request: AuthorizeRequest = { key: 'sk-unit-0123456789', model: 'tiny', route: 'chat', ip: '10.0.0.1' };
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { JsonUsageTap, SseUsageTap } from '../../src/usage.tap.js';
+import { JsonUsageTap, SseUsageTap } from '../../src/inference/usage.tap.js';
 
 const event = (json: object) => `data: ${JSON.stringify(json)}\n\n`;
 const content = (text: string) => event({ choices: [{ index: 0, delta: { content: text } }] });

@@ -23,7 +23,7 @@ import {
 } from '@gguf-gateway/testkit';
 import { UsageEventsRepository } from '../../src/usage-events.repository.js';
 import { UsageStreamConsumer } from '../../src/usage-stream.consumer.js';
-import { UsageStreamRepository } from '../../src/usage-stream.repository.js';
+import { UsageStreamGroupRepository } from '../../src/usage-stream-group.repository.js';
 import { createUsageMetrics } from '../../src/usage.metrics.js';
 
 const prices = parsePriceTable(
@@ -35,14 +35,14 @@ describe('usage stream consumer', () => {
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
-  let stream: UsageStreamRepository;
+  let stream: UsageStreamGroupRepository;
   const consumers: UsageStreamConsumer[] = [];
 
   function startConsumer(name = 'c1', claimIdleMs = 30_000) {
     const registry = createMetricsRegistry('metrics');
     const metrics = createUsageMetrics(registry, () => stream.stats());
     const consumer = new UsageStreamConsumer({
-      stream: new UsageStreamRepository(redis, prefix),
+      stream: new UsageStreamGroupRepository(redis, prefix),
       events: new UsageEventsRepository(pool),
       prices,
       metrics,
@@ -67,7 +67,7 @@ describe('usage stream consumer', () => {
   beforeEach(async () => {
     prefix = testRedisPrefix();
     redis = new Redis(testSettings.TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    stream = new UsageStreamRepository(redis, prefix);
+    stream = new UsageStreamGroupRepository(redis, prefix);
     await pool.query('TRUNCATE usage_events, usage_daily');
   });
 

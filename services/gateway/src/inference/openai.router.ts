@@ -1,8 +1,8 @@
 import express, { Router } from 'express';
 import { ApiError } from '@gguf-gateway/shared';
 import type { InferenceService } from './inference.service.js';
-import type { ListedModel, ModelRouter } from './model-router.js';
-import type { RequestAuthorizer } from './request-authorizer.js';
+import type { ListedModel, ModelRouter } from '../routing/model-router.js';
+import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
 
 export interface OpenAIRouterDeps {
   inference: InferenceService;

@@ -28,7 +28,7 @@ function field(info: unknown[], name: string): unknown {
 }
 
 /** The usage stream and its consumer group: the only code here that talks to Redis. */
-export class UsageStreamRepository {
+export class UsageStreamGroupRepository {
   readonly key: string;
 
   constructor(

@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import type { GatewayMetrics } from './gateway.metrics.js';
+import type { GatewayMetrics } from '../gateway.metrics.js';
 
 const ROUTES: Record<string, string> = {
   '/chat/completions': 'chat',

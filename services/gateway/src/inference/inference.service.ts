@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
 import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
-import type { BackendState } from './backend-state.js';
-import type { GatewayMetrics } from './gateway.metrics.js';
-import type { ModelRoute, ModelRouter } from './model-router.js';
-import type { RequestAuthorizer } from './request-authorizer.js';
+import type { BackendState } from '../routing/backend-state.js';
+import type { GatewayMetrics } from '../gateway.metrics.js';
+import type { ModelRoute, ModelRouter } from '../routing/model-router.js';
+import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
 import { validateInferenceBody, type InferenceRoute } from './request-validation.js';
-import type { UsageStreamRepository } from './usage-stream.repository.js';
+import type { UsageEventsPublisher } from './usage-events.publisher.js';
 import type { UpstreamUsage } from './usage.tap.js';
 
 const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
@@ -25,7 +25,7 @@ const NO_USAGE: UpstreamUsage = { promptTokens: 0, completionTokens: 0, cachedTo
 export interface InferenceDeps {
   router: ModelRouter;
   authorizer: RequestAuthorizer;
-  usageStream: UsageStreamRepository;
+  usageStream: UsageEventsPublisher;
   metrics: GatewayMetrics;
   logger: Logger;
   timeouts: UpstreamTimeouts;

@@ -15,7 +15,7 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-export class UsageStreamRepository {
+export class UsageEventsPublisher {
   private readonly stream: string;
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | null = null;

@@ -2,7 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Response } from 'express';
 import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
-import type { Backend } from './backend-state.js';
+import type { Backend } from '../routing/backend-state.js';
 import { JsonUsageTap, SseUsageTap, type UpstreamUsage } from './usage.tap.js';
 
 // Sends one request to a backend and streams its answer to the client as it arrives, reading the

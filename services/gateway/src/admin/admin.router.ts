@@ -1,0 +1,50 @@
+import express, { Router, type RequestHandler } from 'express';
+import { ApiError } from '@gguf-gateway/shared';
+import type { AuthClient } from '../authorization/auth.client.js';
+import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
+import { createModelPullsRouter } from './model-pulls.router.js';
+import type { ModelPullsService } from './model-pulls.service.js';
+import { unavailableRouter } from './unavailable.router.js';
+import { createUsageRouter } from './usage.router.js';
+import type { UsageService } from './usage.service.js';
+
+export interface AdminRouterDeps {
+  auth: AuthClient;
+  authorizer: RequestAuthorizer;
+  bodyLimitBytes: number;
+  /** Model pulls and local models, and usage totals: both need DATABASE_URL, null without it. */
+  pulls: ModelPullsService | null;
+  usage: UsageService | null;
+}
+
+const NEEDS_DATABASE =
+  'The admin API for usage and models needs DATABASE_URL on the gateway (the Postgres of the metrics service).';
+
+/** Only keys with `scope=admin` get past this. */
+function requireAdmin(authorizer: RequestAuthorizer): RequestHandler {
+  return async (req, res, next) => {
+    const decision = await authorizer.authorize(req, res, 'admin', null);
+    authorizer.settleOnClose(res, decision.lease);
+    if (!decision.scopes.includes('admin')) {
+      throw new ApiError(403, 'This key does not have the admin scope.', { code: 'insufficient_scope' });
+    }
+    next();
+  };
+}
+
+/** `/admin/v1`: every route behind the admin-scope check. */
+export function createAdminRouter({ auth, authorizer, bodyLimitBytes, pulls, usage }: AdminRouterDeps): Router {
+  const admin = Router();
+  admin.use(requireAdmin(authorizer));
+  admin.use(express.json({ limit: bodyLimitBytes }));
+  admin.post('/keys/reload', async (_req, res) => {
+    res.json(await auth.reloadKeys(res.getHeader('x-request-id') as string));
+  });
+  admin.use(usage ? createUsageRouter({ usage }) : unavailableRouter(['/usage'], NEEDS_DATABASE));
+  admin.use(
+    pulls
+      ? createModelPullsRouter({ pulls })
+      : unavailableRouter(['/models', '/models/pull', '/jobs/:id', '/jobs/:id/events'], NEEDS_DATABASE),
+  );
+  return admin;
+}
