@@ -59,4 +59,24 @@ describe('auth app', () => {
     assert.equal(res.status, 400);
     assert.equal(res.body.error.param, 'route');
   });
+
+  it('answers a settle body with a negative or fractional token count with a 400 naming that field', async () => {
+    for (const [field, value] of [
+      ['promptTokens', -1],
+      ['completionTokens', 1.5],
+      ['completionTokens', '12'],
+    ] as const) {
+      const body = { lease: 'l-1', promptTokens: 1, completionTokens: 1, [field]: value };
+      const res = await request(app).post('/v1/settle').send(body);
+      assert.equal(res.status, 400, `${field}: ${value}`);
+      assert.equal(res.body.error.type, 'invalid_request_error');
+      assert.equal(res.body.error.param, field);
+    }
+  });
+
+  it('answers a renew body without a lease with a 400 naming the field', async () => {
+    const res = await request(app).post('/v1/renew').send({});
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.param, 'lease');
+  });
 });
