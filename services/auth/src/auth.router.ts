@@ -3,11 +3,15 @@ import { notFound } from '@gguf-gateway/shared';
 import type { ApiKeysService } from './api-keys.service.js';
 import { authorizeRequestSchema, parseBody, renewRequestSchema, settleRequestSchema } from './auth.schemas.js';
 import type { AuthorizeService } from './authorize.service.js';
+import { requireInternalToken } from './internal-token.js';
+
+const INTERNAL_PATHS = ['/v1/authorize', '/v1/settle', '/v1/renew', '/v1/keys/reload'];
 
 /** The internal API the gateway calls (DESIGN.md, the auth <-> gateway contract). */
-export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysService): Router {
+export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysService, internalToken: string): Router {
   const router = Router();
-  router.use(json({ limit: '16kb' }));
+  // The token is checked before a byte of the body is parsed.
+  router.use(INTERNAL_PATHS, requireInternalToken(internalToken), json({ limit: '16kb' }));
 
   router.post('/v1/authorize', async (req, res) => {
     const { body, headers } = await authorizer.authorize(parseBody(authorizeRequestSchema, req.body));

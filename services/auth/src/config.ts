@@ -18,6 +18,11 @@ export const authConfigSchema = {
   /** How long a gateway may reuse an allowed decision of an rpm-only key (0: ask auth every time).
    *  A removed key stops working within KEYS_FILE_POLL_MS plus this. */
   GRANT_TTL_MS: env.int(250, 0),
+  /** The secret the gateway presents on /v1/authorize, /v1/settle, /v1/renew and /v1/keys/reload
+   *  (or AUTH_INTERNAL_TOKEN_FILE); without it those endpoints answer 401. */
+  AUTH_INTERNAL_TOKEN: env.secret(),
 };
+
+export const authFileVariables = ['AUTH_INTERNAL_TOKEN'] as const;
 
 export type AuthConfig = ConfigOf<typeof authConfigSchema>;

@@ -10,10 +10,10 @@ import {
   loadConfigOrExit,
   loadPriceTable,
 } from '@gguf-gateway/shared';
-import { authConfigSchema } from './config.js';
+import { authConfigSchema, authFileVariables } from './config.js';
 import { buildAuth, REDIS_COMMAND_TIMEOUT_MS } from './wiring.js';
 
-const config = loadConfigOrExit(authConfigSchema);
+const config = loadConfigOrExit(authConfigSchema, { fileVariables: authFileVariables });
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
@@ -31,6 +31,7 @@ const auth = await buildAuth({
   failedAuthMax: config.FAILED_AUTH_MAX,
   failedAuthWindowSec: config.FAILED_AUTH_WINDOW_SEC,
   grantTtlMs: config.GRANT_TTL_MS,
+  internalToken: config.AUTH_INTERNAL_TOKEN,
 });
 process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');

@@ -26,6 +26,8 @@ export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'gr
   keysFile: string;
   keysFilePollMs: number;
   prices: PriceTable;
+  /** AUTH_INTERNAL_TOKEN. */
+  internalToken: string;
 }
 
 export interface AuthParts {
@@ -50,6 +52,6 @@ export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
     grantTtlMs: wiring.grantTtlMs ?? 0,
     limitsShared: () => redis.status === 'ready',
   });
-  const app = createApp({ logger, registry, redis, keys, authorizer });
+  const app = createApp({ logger, registry, redis, keys, authorizer, internalToken: wiring.internalToken });
   return { app, keys, stop: () => keys.stop() };
 }

@@ -34,7 +34,7 @@ import { UsageStreamRepository } from './usage-stream.repository.js';
 
 const REDIS_COMMAND_TIMEOUT_MS = 500;
 
-const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY'] });
+const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY', 'AUTH_INTERNAL_TOKEN'] });
 const logger = createLogger({ service: 'gateway', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
@@ -75,7 +75,7 @@ const redis = createRedis(config.REDIS_URL, 'request-path', {
   commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
 });
 redis.on('error', (err) => logger.warn({ err }, 'redis error'));
-const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
+const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
 const monitor = new ReadinessMonitor(
   {
     auth: () => auth.problem(),

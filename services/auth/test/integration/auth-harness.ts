@@ -13,7 +13,7 @@ import {
   type AuthorizeRequest,
   type PriceTable,
 } from '@gguf-gateway/shared';
-import { LogCapture } from '@gguf-gateway/testkit';
+import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { buildAuth, REDIS_COMMAND_TIMEOUT_MS, type AuthParts } from '../../src/wiring.js';
 
 export interface AuthInstance {
@@ -53,6 +53,7 @@ export async function startAuth(options: InstanceOptions): Promise<AuthInstance>
     failedAuthMax: options.failedAuthMax ?? 1000,
     failedAuthWindowSec: 60,
     grantTtlMs: options.grantTtlMs,
+    internalToken: TEST_AUTH_INTERNAL_TOKEN,
   });
   const server: Server = await listen(parts.app, 0, '127.0.0.1');
   return {
@@ -90,10 +91,16 @@ export interface Answer {
   text: string;
 }
 
-export async function post(url: string, path: string, body: unknown): Promise<Answer> {
+/** A POST as the gateway makes it, holding the internal token unless `token` says otherwise (null: none). */
+export async function post(
+  url: string,
+  path: string,
+  body: unknown,
+  token: string | null = TEST_AUTH_INTERNAL_TOKEN,
+): Promise<Answer> {
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
     body: JSON.stringify(body),
   });
   const text = await res.text();

@@ -12,7 +12,14 @@ import {
   redisKey,
   type UsageEvent,
 } from '@gguf-gateway/shared';
-import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
+import {
+  LogCapture,
+  TEST_AUTH_INTERNAL_TOKEN,
+  deleteRedisPrefix,
+  testRedisPrefix,
+  testSettings,
+  waitFor,
+} from '@gguf-gateway/testkit';
 import type { Registry } from 'prom-client';
 import type { Router } from 'express';
 import { createApp } from '../../src/app.js';
@@ -95,7 +102,7 @@ export class GatewayHarness {
     if (options.backendPollMs) backendMonitor.start();
     const watcher = options.backendsFile ? new BackendsFileWatcher(options.backendsFile, router, 50, logger) : null;
     watcher?.start();
-    const auth = new AuthClient(new URL(options.authUrl), 2000);
+    const auth = new AuthClient(new URL(options.authUrl), 2000, TEST_AUTH_INTERNAL_TOKEN);
     const registry = createMetricsRegistry('gateway');
     const app = createApp({
       logger,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
-import { LogCapture } from '@gguf-gateway/testkit';
+import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { createApp } from '../../src/app.js';
 import { AuthClient } from '../../src/auth.client.js';
 import { parseBackendsFile } from '../../src/backends-file.parser.js';
@@ -9,7 +9,7 @@ import { ModelRouter } from '../../src/model-router.js';
 import type { UsageStreamRepository } from '../../src/usage-stream.repository.js';
 
 describe('gateway app', () => {
-  const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100);
+  const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100, TEST_AUTH_INTERNAL_TOKEN);
   const app = createApp({
     logger: createLogger({ service: 'gateway', destination: new LogCapture() }),
     registry: createMetricsRegistry('gateway'),
