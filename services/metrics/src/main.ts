@@ -35,7 +35,9 @@ for (const r of [consumerRedis, redis]) r.on('error', (err) => logger.warn({ err
 const pool = createPgPool(config.DATABASE_URL);
 
 const registry = createMetricsRegistry('metrics');
-const metrics = createUsageMetrics(registry, () => new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX).stats());
+// Stats come over the request-path connection: the consumer's own one blocks in XREADGROUP.
+const streamStats = new UsageStreamRepository(redis, config.REDIS_KEY_PREFIX);
+const metrics = createUsageMetrics(registry, () => streamStats.stats());
 const events = new UsageEventsRepository(pool);
 const consumer = new UsageStreamConsumer({
   stream: new UsageStreamRepository(consumerRedis, config.REDIS_KEY_PREFIX),
@@ -46,6 +48,7 @@ const consumer = new UsageStreamConsumer({
   consumer: config.USAGE_CONSUMER_NAME,
   batchSize: config.USAGE_BATCH_SIZE,
   claimIdleMs: config.USAGE_CLAIM_IDLE_MS,
+  backlog: () => streamStats.stats(),
 });
 const retention = new UsageRetention({
   events,
@@ -64,6 +67,7 @@ const app = createApp({
     migrations: () => (migrated ? null : 'database migrations not applied yet'),
     consumer: () => consumer.problem(),
   },
+  degradedBy: { usage: () => consumer.degradation() },
 });
 const server = await listen(app, config.PORT);
 logger.info({ port: boundPort(server) }, 'metrics listening');

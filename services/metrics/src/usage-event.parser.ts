@@ -1,7 +1,9 @@
 import { z, type UsageEvent } from '@gguf-gateway/shared';
 
-// The gateway writes these; a malformed one is reported and skipped, never retried forever.
-const count = z.number().int().nonnegative();
+// The gateway writes these; a malformed one is set aside with its reason, never retried forever.
+/** Postgres `integer`, the type of every count and duration column of usage_events. */
+const PG_INTEGER_MAX = 2_147_483_647;
+const count = z.number().int().nonnegative().max(PG_INTEGER_MAX);
 const usageEventSchema = z.object({
   requestId: z.string().min(1),
   ts: z.string().datetime({ offset: true }),
