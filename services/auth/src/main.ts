@@ -26,6 +26,7 @@ const auth = await buildAuth({
   redisKeyPrefix: config.REDIS_KEY_PREFIX,
   keysFile: config.API_KEYS_FILE,
   keysFilePollMs: config.KEYS_FILE_POLL_MS,
+  keysFileGraceMs: config.KEYS_FILE_GRACE_MS,
   prices: await loadPriceTable(config.PRICES_FILE),
   leaseTtlSec: config.LEASE_TTL_SEC,
   failedAuthMax: config.FAILED_AUTH_MAX,

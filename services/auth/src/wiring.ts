@@ -25,6 +25,8 @@ export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'gr
   redisKeyPrefix: string;
   keysFile: string;
   keysFilePollMs: number;
+  /** KEYS_FILE_GRACE_MS; 30 s when absent. */
+  keysFileGraceMs?: number;
   prices: PriceTable;
   /** AUTH_INTERNAL_TOKEN. */
   internalToken: string;
@@ -41,7 +43,12 @@ export interface AuthParts {
 export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
   const { logger, registry, redis, redisKeyPrefix: prefix } = wiring;
   const metrics = createAuthMetrics(registry, () => redis.status !== 'ready');
-  const keys = new ApiKeysService(new KeysFileRepository(wiring.keysFile), logger, metrics.keysLoaded);
+  const keys = new ApiKeysService(
+    new KeysFileRepository(wiring.keysFile),
+    logger,
+    metrics.keysLoaded,
+    wiring.keysFileGraceMs,
+  );
   await keys.reload();
   keys.watch(wiring.keysFilePollMs);
   const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases());

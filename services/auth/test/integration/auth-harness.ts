@@ -32,6 +32,7 @@ export interface InstanceOptions {
   leaseTtlSec?: number;
   failedAuthMax?: number;
   grantTtlMs?: number;
+  keysFileGraceMs?: number;
 }
 
 /** A real auth app on a free port, on real Redis, logging into a capture. */
@@ -48,6 +49,7 @@ export async function startAuth(options: InstanceOptions): Promise<AuthInstance>
     redisKeyPrefix: options.prefix,
     keysFile: options.keysFile,
     keysFilePollMs: 250, // the production default (KEYS_FILE_POLL_MS)
+    keysFileGraceMs: options.keysFileGraceMs,
     prices: options.prices ?? [],
     leaseTtlSec: options.leaseTtlSec ?? 60,
     failedAuthMax: options.failedAuthMax ?? 1000,
