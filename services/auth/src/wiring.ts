@@ -51,7 +51,7 @@ export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
   );
   await keys.reload();
   keys.watch(wiring.keysFilePollMs);
-  const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases());
+  const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases(), logger);
   const authorizer = new AuthorizeService(keys, new LimitsRepository(redis, prefix), leases, wiring.prices, metrics, {
     leaseTtlSec: wiring.leaseTtlSec,
     failedAuthMax: wiring.failedAuthMax,
