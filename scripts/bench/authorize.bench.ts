@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { buildAuth } from '@gguf-gateway/auth/wiring';
 import { boundPort, closeServer, createLogger, createMetricsRegistry, createRedis, listen } from '@gguf-gateway/shared';
-import { deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
+import { deleteRedisPrefix, testRedisPrefix, testSettings, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import type { BenchRow, BenchSuite } from './bench.js';
 
 const SECRET = 'sk-bench-0000000000000000000001';
@@ -14,7 +14,7 @@ async function measure(url: string, connections: number, body: object): Promise<
   return autocannon({
     url: `${url}/v1/authorize`,
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_AUTH_INTERNAL_TOKEN}` },
     body: JSON.stringify(body),
     connections,
     duration: DURATION_SEC,
@@ -42,6 +42,7 @@ export const authorizeBench: BenchSuite = {
       leaseTtlSec: 120,
       failedAuthMax: 1_000_000_000,
       failedAuthWindowSec: 60,
+      internalToken: TEST_AUTH_INTERNAL_TOKEN,
     });
     const server = await listen(auth.app, 0, '127.0.0.1');
     const url = `http://127.0.0.1:${boundPort(server)}`;

@@ -18,6 +18,7 @@ import {
   stopProcess,
   testRedisPrefix,
   testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
 } from '@gguf-gateway/testkit';
@@ -178,6 +179,7 @@ export const gatewayBench: BenchSuite = {
           REDIS_URL: testSettings.TEST_REDIS_URL,
           REDIS_KEY_PREFIX: prefix,
           API_KEYS_FILE: keysFile,
+          AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
           LOG_LEVEL: 'warn',
         },
       });
@@ -196,6 +198,7 @@ export const gatewayBench: BenchSuite = {
             REDIS_URL: testSettings.TEST_REDIS_URL,
             REDIS_KEY_PREFIX: prefix,
             AUTH_URL: authUrl,
+            AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
             BACKENDS_FILE: backendsFile,
             LOG_LEVEL: 'warn',
           },

@@ -19,6 +19,7 @@ import {
   stopProcess,
   testRedisPrefix,
   testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
   type TestDatabase,
@@ -67,6 +68,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
         API_KEYS_FILE: keysFile,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         LOG_LEVEL: 'warn',
       },
     });
@@ -95,6 +97,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
         AUTH_URL: authUrl,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         BACKENDS_FILE: backendsFile,
         DATABASE_URL: db.url,
         INFERENCE_API_KEY: INFERENCE_KEY,

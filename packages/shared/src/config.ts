@@ -86,6 +86,8 @@ export const env = {
   int: (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback),
   millis: (fallback: number) => z.coerce.number().int().positive().default(fallback),
   path: () => z.string().min(1),
+  /** A generated secret shared between processes (give its `_FILE` twin in `fileVariables`). */
+  secret: () => z.string().min(16, 'must be at least 16 characters (make one: openssl rand -hex 24)'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   bool: (fallback: boolean) =>
     z

@@ -20,7 +20,9 @@ export function redisKey(prefix: string, name: string): string {
   return `${prefix}${name}`;
 }
 
-const tokenCount = z.number().int().nonnegative();
+/** Postgres `integer`, the type of every count and duration column of usage_events: a larger value is set aside. */
+const PG_INTEGER_MAX = 2_147_483_647;
+const tokenCount = z.number().int().nonnegative().max(PG_INTEGER_MAX);
 
 /**
  * One request's usage, as the gateway writes it to the usage stream and the metrics service reads

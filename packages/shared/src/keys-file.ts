@@ -28,7 +28,7 @@ export interface ApiKeyEntry {
 export interface KeysFileError {
   line: number;
   message: string;
-  /** The key id of the bad line when it could be read, so a reload can keep that key's last good entry. */
+  /** The key id of the bad line when it could be read, so that logs name the key. */
   keyId?: string;
 }
 
@@ -85,8 +85,16 @@ export function parseExpiry(text: string): Date {
     utc.getUTCSeconds() === fields[5];
   if (!valid) throw new LineError(`expires '${text}' is not a real date`);
   if (m[4] === undefined) return new Date(utc.getTime() + 86_400_000);
+  // Real offsets run from -12:00 to +14:00; one beyond (`+99:99`) is a typo, and `new Date` would
+  // make it an Invalid Date that compares as never expired.
+  const zone = offset ? /^([+-])(\d{2}):?(\d{2})$/.exec(offset) : null;
+  if (zone && (Number(zone[2]) > 14 || Number(zone[3]) > 59)) {
+    throw new LineError(`expires '${text}' has an offset that is not a real one (-12:00 to +14:00)`);
+  }
   const withZone = offset ? text : `${text}Z`;
-  return new Date(withZone.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+  const expires = new Date(withZone.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+  if (Number.isNaN(expires.getTime())) throw new LineError(`expires '${text}' is not a real date`);
+  return expires;
 }
 
 function parsePositiveInteger(name: string, text: string): number {

@@ -21,7 +21,9 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
+    // DEBUG SLEEP (hang) needs the debug command, from local clients only.
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    args.push('--enable-debug-command', 'local');
     this.proc = startProcess('redis-server', args);
     const proc = this.proc;
     await waitFor(`redis-server on port ${this.port}`, async () => {
@@ -35,6 +37,19 @@ export class PrivateRedis {
         client.disconnect();
       }
     });
+  }
+
+  /**
+   * Hangs the server for `seconds` (DEBUG SLEEP: up, connected, not answering), as a Redis stuck on
+   * a slow disk or a long command does; resolves once it answers again.
+   */
+  async hang(seconds: number): Promise<void> {
+    const client = new Redis(this.url, { maxRetriesPerRequest: 0 });
+    try {
+      await client.call('DEBUG', 'SLEEP', String(seconds));
+    } finally {
+      client.disconnect();
+    }
   }
 
   async kill(): Promise<void> {

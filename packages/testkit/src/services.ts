@@ -71,3 +71,9 @@ export function assertTestToolsInstalled(): void {
       `Install them with scripts/install-test-tools (Debian: apt-get install ${packages}).`,
   );
 }
+
+/**
+ * AUTH_INTERNAL_TOKEN of every auth instance the tests start, and what their gateways present: auth
+ * answers its decision endpoints only to a caller holding it.
+ */
+export const TEST_AUTH_INTERNAL_TOKEN = 'test-auth-internal-token-0123456789';

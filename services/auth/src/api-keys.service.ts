@@ -18,17 +18,22 @@ export type KeyLookup =
 const WELL_FORMED_KEY = /^[\x21-\x7e]{1,512}$/;
 
 /**
- * The loaded keys, swapped as a whole on each reload. A reload keeps, for every bad line whose key
- * id it can read, that key's last good entry (a typo never locks a user out), and keeps the whole
- * last good set when the file cannot be read or has errors and no valid key at all. A key whose
- * line is gone is gone: that is how a key is revoked.
+ * The loaded keys, swapped as a whole on each reload. A readable file is applied as it is: a key
+ * whose line is gone or no longer parses is gone (that is how a key is revoked, and a broken edit
+ * must not leave an old secret working). A file that cannot be read, or that has bad lines and not
+ * one good one (a write caught halfway), keeps the last good set for `graceMs` and then serves no
+ * key until it is fixed: a deleted file revokes every key, late but surely.
  */
 export class ApiKeysService {
   private bySecret = new Map<string, ApiKeyEntry>();
   private byKeyId = new Map<string, ApiKeyEntry>();
   private lastText: string | null = null;
+  /** The text whose bad lines were logged last, so a file re-read at every poll is not logged each time. */
+  private lastLoggedText: string | null = null;
   private lastResult: ReloadResult = { keys: 0, errors: [] };
   private readProblem: string | null = null;
+  /** When the file stopped giving a usable key set; null while it gives one. */
+  private unusableSince: number | null = null;
   private poller: NodeJS.Timeout | null = null;
   private reloading: Promise<ReloadResult> | null = null;
 
@@ -36,6 +41,8 @@ export class ApiKeysService {
     private readonly file: KeysFileRepository,
     private readonly logger: Logger,
     private readonly onLoaded: (count: number) => void = () => {},
+    /** KEYS_FILE_GRACE_MS. */
+    private readonly graceMs = 30_000,
   ) {}
 
   get count(): number {
@@ -49,7 +56,11 @@ export class ApiKeysService {
 
   /** Null when keys are loaded from a clean file; otherwise what a user should fix. */
   problem(): string | null {
-    if (this.readProblem) return `keys file: ${this.readProblem}; serving ${this.count} keys from the last good load`;
+    if (this.readProblem) {
+      return this.count > 0
+        ? `keys file: ${this.readProblem}; serving ${this.count} keys from the last good load for at most ${this.graceMs} ms (KEYS_FILE_GRACE_MS)`
+        : `keys file: ${this.readProblem}; no key is served until it is fixed`;
+    }
     if (this.count === 0) return 'no API keys are loaded: every request is refused';
     const { errors } = this.lastResult;
     if (errors.length === 0) return null;
@@ -91,38 +102,54 @@ export class ApiKeysService {
   private async readAndApply(force: boolean): Promise<ReloadResult> {
     const read = await this.file.read();
     if ('problem' in read) {
-      if (this.readProblem !== read.problem) this.logger.error({ file: this.file.path }, `keys file: ${read.problem}`);
-      this.readProblem = read.problem;
-      this.lastText = null;
+      this.unusable(read.problem);
       return { keys: this.count, errors: [{ line: 0, message: read.problem }] };
     }
-    this.readProblem = null;
     if (!force && read.text === this.lastText) return this.lastResult;
+    const parsed = parseKeysFile(read.text);
+    if (read.text !== this.lastLoggedText) {
+      for (const error of parsed.errors) {
+        this.logger.error(
+          { file: this.file.path, line: error.line, keyId: error.keyId },
+          `keys file: ${error.message}`,
+        );
+      }
+    }
+    this.lastLoggedText = read.text;
+    if (parsed.keys.length === 0 && parsed.errors.length > 0) {
+      // Read again at every poll (lastText stays null), so the grace period runs out even if the text stays.
+      this.lastText = null;
+      this.lastResult = { keys: this.count, errors: parsed.errors };
+      this.unusable(`has ${parsed.errors.length} bad line(s) and no valid one`);
+      return this.lastResult;
+    }
     this.lastText = read.text;
-    this.apply(parseKeysFile(read.text));
+    this.readProblem = null;
+    this.unusableSince = null;
+    this.apply(parsed.keys, parsed.errors);
     return this.lastResult;
   }
 
-  private apply({ keys, errors }: { keys: ApiKeyEntry[]; errors: KeysFileError[] }): void {
-    for (const error of errors) {
-      this.logger.error({ file: this.file.path, line: error.line, keyId: error.keyId }, `keys file: ${error.message}`);
+  /** The file gives no usable key set: the last good one serves until the grace period runs out. */
+  private unusable(problem: string): void {
+    if (this.readProblem !== problem) this.logger.error({ file: this.file.path }, `keys file: ${problem}`);
+    this.readProblem = problem;
+    this.lastText = null;
+    this.unusableSince ??= Date.now();
+    if (this.count > 0 && Date.now() - this.unusableSince >= this.graceMs) {
+      this.logger.error(
+        { file: this.file.path, graceMs: this.graceMs },
+        'keys file unusable for longer than KEYS_FILE_GRACE_MS: no key is served until it is fixed',
+      );
+      this.apply([], this.lastResult.errors);
     }
-    if (keys.length === 0 && errors.length > 0 && this.count > 0) {
-      this.logger.error('keys file has no valid key: keeping the last good keys');
-      this.lastResult = { keys: this.count, errors };
-      return;
-    }
-    const previousById = this.byKeyId;
-    const next = new Map(keys.map((k) => [k.secretSha256, k]));
-    const newIds = new Set(keys.map((k) => k.id));
-    for (const error of errors) {
-      const kept = error.keyId !== undefined && !newIds.has(error.keyId) ? previousById.get(error.keyId) : undefined;
-      if (kept && !next.has(kept.secretSha256)) next.set(kept.secretSha256, kept);
-    }
-    this.bySecret = next;
-    this.byKeyId = new Map([...next.values()].map((k) => [k.id, k]));
-    this.lastResult = { keys: next.size, errors };
-    this.onLoaded(next.size);
-    this.logger.info({ keys: next.size, badLines: errors.length }, 'keys loaded');
+  }
+
+  private apply(keys: ApiKeyEntry[], errors: KeysFileError[]): void {
+    this.bySecret = new Map(keys.map((k) => [k.secretSha256, k]));
+    this.byKeyId = new Map(keys.map((k) => [k.id, k]));
+    this.lastResult = { keys: keys.length, errors };
+    this.onLoaded(keys.length);
+    this.logger.info({ keys: keys.length, badLines: errors.length }, 'keys loaded');
   }
 }

@@ -19,16 +19,18 @@ export interface AuthAppDeps {
   redis: Redis;
   keys: ApiKeysService;
   authorizer: AuthorizeService;
+  /** AUTH_INTERNAL_TOKEN: what the decision endpoints require of their caller. */
+  internalToken: string;
 }
 
 /** The auth service: answers whether a request may run (keys, limits, quotas). */
-export function createApp({ logger, registry, redis, keys, authorizer }: AuthAppDeps): Express {
+export function createApp({ logger, registry, redis, keys, authorizer, internalToken }: AuthAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestIdMiddleware);
   app.use(createReadinessRouter(keys, redis));
   app.use(createHealthRouter({ checks: {}, registry }));
-  app.use(createAuthRouter(authorizer, keys));
+  app.use(createAuthRouter(authorizer, keys, internalToken));
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

@@ -1,65 +1,30 @@
 import { Router, json } from 'express';
-import {
-  badRequest,
-  notFound,
-  type AuthorizeRequest,
-  type AuthorizedRoute,
-  type SettleRequest,
-} from '@gguf-gateway/shared';
+import { notFound } from '@gguf-gateway/shared';
 import type { ApiKeysService } from './api-keys.service.js';
+import { authorizeRequestSchema, parseBody, renewRequestSchema, settleRequestSchema } from './auth.schemas.js';
 import type { AuthorizeService } from './authorize.service.js';
+import { requireInternalToken } from './internal-token.js';
 
-const ROUTES = new Set<AuthorizedRoute>(['chat', 'completions', 'embeddings', 'models', 'admin']);
-
-type Body = Record<string, unknown>;
-
-function text(body: Body, name: string, allowEmpty = true): string {
-  const value = body[name];
-  if (typeof value !== 'string' || (!allowEmpty && value === '')) throw badRequest(`'${name}' must be a string.`, name);
-  return value;
-}
-
-function tokens(body: Body, name: string): number {
-  const value = body[name];
-  if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw badRequest(`'${name}' must be a whole number of tokens.`, name);
-  }
-  return value as number;
-}
-
-function authorizeRequest(body: Body): AuthorizeRequest {
-  const route = text(body, 'route') as AuthorizedRoute;
-  if (!ROUTES.has(route)) throw badRequest(`'route' must be one of ${[...ROUTES].join(', ')}.`, 'route');
-  const model = body.model ?? null;
-  if (model !== null && typeof model !== 'string') throw badRequest("'model' must be a string or null.", 'model');
-  return { key: text(body, 'key'), model, route, ip: text(body, 'ip') };
-}
-
-function settleRequest(body: Body): SettleRequest {
-  return {
-    lease: text(body, 'lease', false),
-    promptTokens: tokens(body, 'promptTokens'),
-    completionTokens: tokens(body, 'completionTokens'),
-  };
-}
+const INTERNAL_PATHS = ['/v1/authorize', '/v1/settle', '/v1/renew', '/v1/keys/reload'];
 
 /** The internal API the gateway calls (DESIGN.md, the auth <-> gateway contract). */
-export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysService): Router {
+export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysService, internalToken: string): Router {
   const router = Router();
-  router.use(json({ limit: '16kb' }));
+  // The token is checked before a byte of the body is parsed.
+  router.use(INTERNAL_PATHS, requireInternalToken(internalToken), json({ limit: '16kb' }));
 
   router.post('/v1/authorize', async (req, res) => {
-    const { body, headers } = await authorizer.authorize(authorizeRequest((req.body ?? {}) as Body));
+    const { body, headers } = await authorizer.authorize(parseBody(authorizeRequestSchema, req.body));
     res.set(headers).json(body);
   });
 
   router.post('/v1/settle', async (req, res) => {
-    await authorizer.settle(settleRequest((req.body ?? {}) as Body));
+    await authorizer.settle(parseBody(settleRequestSchema, req.body));
     res.status(204).end();
   });
 
   router.post('/v1/renew', async (req, res) => {
-    const lease = text((req.body ?? {}) as Body, 'lease', false);
+    const { lease } = parseBody(renewRequestSchema, req.body);
     if (!(await authorizer.renew(lease)))
       throw notFound('No such lease: it was settled or has expired.', 'lease_not_found');
     res.status(204).end();

@@ -4,19 +4,21 @@ import {
   RPM_WINDOW_SEC,
   costUsd,
   matchesAnyGlob,
+  rateLimitHeaders,
+  retryAfterSeconds,
   type ApiKeyEntry,
   type AuthorizationGrant,
   type AuthorizeRequest,
   type AuthorizeResponse,
   type PriceTable,
   type SettleRequest,
+  type WindowFigures,
 } from '@gguf-gateway/shared';
 import type { ApiKeysService, KeyLookup } from './api-keys.service.js';
 import type { AuthMetrics, DecisionResult } from './auth.metrics.js';
 import { CHARGED_LIMITS, NANO_USD, TOKENS_PER_MINUTE } from './charged-limits.js';
 import type { LeaseStore } from './leases.repository.js';
 import type { CounterState, LimitsRepository } from './limits.repository.js';
-import { rateLimitHeaders, retryAfterSeconds, type WindowFigures } from './rate-limit-headers.js';
 
 export interface AuthorizeSettings {
   leaseTtlSec: number;

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { redisKey } from '@gguf-gateway/shared';
+import { redisKey, type Logger } from '@gguf-gateway/shared';
 
 /** What settle needs to know about an authorized request. */
 export interface LeaseRecord {
@@ -17,24 +16,7 @@ const RECORD_GRACE_SEC = 3600;
 
 // Slots are a sorted set per key scored by expiry (Redis clock, shared by every replica): expired
 // members are dropped before counting, so a crashed gateway leaks a slot for one TTL at most.
-/** A Lua script sent by its sha1 (EVALSHA), and in full only when Redis does not know it yet. */
-class Script {
-  private readonly sha: string;
-  constructor(private readonly lua: string) {
-    this.sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!(err as Error).message.startsWith('NOSCRIPT')) throw err;
-      return redis.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-}
-
-const ACQUIRE = new Script(`
+const ACQUIRE = `
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[1])
@@ -49,14 +31,19 @@ if limit > 0 then
   redis.call('pexpire', KEYS[1], ttl + 1000)
 end
 redis.call('set', KEYS[2], ARGV[4], 'PX', ttl + ARGV[5] * 1000)
-return {1, 0}`);
+return {1, 0}`;
 
-const TAKE = new Script(`
+// Record and slot go in one step: a take whose answer timed out on a hung Redis still frees the
+// slot when Redis runs it, and it runs after the acquire it follows (one connection, in order).
+const TAKE = `
 local record = redis.call('get', KEYS[1])
-if record then redis.call('del', KEYS[1]) end
-return record`);
+if not record then return nil end
+redis.call('del', KEYS[1])
+local lease = cjson.decode(record)
+if lease.holdsSlot then redis.call('zrem', ARGV[1] .. lease.keyId, ARGV[2]) end
+return record`;
 
-const RENEW = new Script(`
+const RENEW = `
 local record = redis.call('get', KEYS[1])
 if not record then return 0 end
 local t = redis.call('time')
@@ -66,7 +53,21 @@ redis.call('pexpire', KEYS[1], ttl + ARGV[3] * 1000)
 if redis.call('zadd', KEYS[2], 'XX', 'CH', now + ttl, ARGV[2]) == 1 then
   redis.call('pexpire', KEYS[2], ttl + 1000)
 end
-return 1`);
+return 1`;
+
+type WithScripts = Redis & {
+  leaseAcquire(
+    slotsKey: string,
+    recordKey: string,
+    ttlMs: number,
+    limit: number,
+    leaseId: string,
+    record: string,
+    graceSec: number,
+  ): Promise<[number, number]>;
+  leaseTake(recordKey: string, slotsKeyPrefix: string, leaseId: string): Promise<string | null>;
+  leaseRenew(recordKey: string, slotsKey: string, ttlMs: number, leaseId: string, graceSec: number): Promise<number>;
+};
 
 export interface LeaseStore {
   acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired>;
@@ -76,32 +77,44 @@ export interface LeaseStore {
 }
 
 export class RedisLeases implements LeaseStore {
+  private readonly redis: WithScripts;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    redis.defineCommand('leaseAcquire', { numberOfKeys: 2, lua: ACQUIRE });
+    redis.defineCommand('leaseTake', { numberOfKeys: 1, lua: TAKE });
+    redis.defineCommand('leaseRenew', { numberOfKeys: 2, lua: RENEW });
+    this.redis = redis as WithScripts;
+  }
 
   async acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired> {
-    const keys = [this.slotsKey(record.keyId), this.recordKey(leaseId)];
-    const args = [ttlMs, limit ?? 0, leaseId, JSON.stringify(record), RECORD_GRACE_SEC];
-    const [ok, wait] = (await ACQUIRE.run(this.redis, keys, args)) as [number, number];
+    const [ok, wait] = await this.redis.leaseAcquire(
+      this.slotsKey(record.keyId),
+      this.recordKey(leaseId),
+      ttlMs,
+      limit ?? 0,
+      leaseId,
+      JSON.stringify(record),
+      RECORD_GRACE_SEC,
+    );
     return ok === 1 ? { acquired: true } : { acquired: false, msBeforeFreeSlot: Math.max(wait, 0) };
   }
 
   async take(leaseId: string): Promise<LeaseRecord | null> {
-    const text = (await TAKE.run(this.redis, [this.recordKey(leaseId)], [])) as string | null;
-    if (!text) return null;
-    const record = JSON.parse(text) as LeaseRecord;
-    if (record.holdsSlot) await this.redis.zrem(this.slotsKey(record.keyId), leaseId);
-    return record;
+    const text = await this.redis.leaseTake(this.recordKey(leaseId), this.slotsKey(''), leaseId);
+    return text ? (JSON.parse(text) as LeaseRecord) : null;
   }
 
   async renew(leaseId: string, ttlMs: number): Promise<boolean> {
-    const text = (await this.redis.get(this.recordKey(leaseId))) as string | null;
+    const text = await this.redis.get(this.recordKey(leaseId));
     if (!text) return false;
     const { keyId } = JSON.parse(text) as LeaseRecord;
-    const keys = [this.recordKey(leaseId), this.slotsKey(keyId)];
-    return (await RENEW.run(this.redis, keys, [ttlMs, leaseId, RECORD_GRACE_SEC])) === 1;
+    return (
+      (await this.redis.leaseRenew(this.recordKey(leaseId), this.slotsKey(keyId), ttlMs, leaseId, RECORD_GRACE_SEC)) ===
+      1
+    );
   }
 
   private slotsKey(keyId: string): string {
@@ -145,29 +158,41 @@ export class MemoryLeases implements LeaseStore {
   }
 }
 
-/** Redis while it answers, memory while it does not; settle and renew look in both. */
+/**
+ * Redis while it answers, memory while it does not; settle and renew look in both. A command that
+ * timed out on a hung Redis may still run when Redis wakes: an acquire that fell back to memory may
+ * then hold a Redis slot too. Settle takes the lease from both, so that slot is freed with the
+ * other, and an acquire memory refused gives back at once what Redis may have taken.
+ */
 export class InsuredLeases implements LeaseStore {
   constructor(
     private readonly redis: Redis,
     private readonly shared: LeaseStore,
     private readonly local: LeaseStore,
+    private readonly logger?: Logger,
   ) {}
 
-  acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired> {
-    return this.insured(
-      () => this.shared.acquire(leaseId, record, limit, ttlMs),
-      () => this.local.acquire(leaseId, record, limit, ttlMs),
-    );
+  async acquire(leaseId: string, record: LeaseRecord, limit: number | null, ttlMs: number): Promise<Acquired> {
+    if (this.redis.status !== 'ready') return this.local.acquire(leaseId, record, limit, ttlMs);
+    try {
+      return await this.shared.acquire(leaseId, record, limit, ttlMs);
+    } catch {
+      const acquired = await this.local.acquire(leaseId, record, limit, ttlMs);
+      // No settle will come for a refused lease: free whatever the late acquire takes, now.
+      if (!acquired.acquired) this.shared.take(leaseId).catch((err: unknown) => this.forgotten(leaseId, err));
+      return acquired;
+    }
   }
 
   async take(leaseId: string): Promise<LeaseRecord | null> {
-    return (
-      (await this.local.take(leaseId)) ??
+    const [local, shared] = await Promise.all([
+      this.local.take(leaseId),
       this.insured(
         () => this.shared.take(leaseId),
         () => null,
-      )
-    );
+      ),
+    ]);
+    return local ?? shared;
   }
 
   async renew(leaseId: string, ttlMs: number): Promise<boolean> {
@@ -176,6 +201,12 @@ export class InsuredLeases implements LeaseStore {
       () => this.shared.renew(leaseId, ttlMs),
       () => false,
     );
+  }
+
+  private forgotten(leaseId: string, err: unknown): void {
+    // Redis runs the take after the acquire even when its answer times out; only a lost connection
+    // leaves the slot to expire with its TTL.
+    this.logger?.debug({ err, lease: leaseId }, 'releasing a refused lease in Redis got no answer');
   }
 
   private async insured<T>(shared: () => Promise<T>, local: () => Promise<T> | T): Promise<T> {

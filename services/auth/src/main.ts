@@ -10,10 +10,10 @@ import {
   loadConfigOrExit,
   loadPriceTable,
 } from '@gguf-gateway/shared';
-import { authConfigSchema } from './config.js';
+import { authConfigSchema, authFileVariables } from './config.js';
 import { buildAuth, REDIS_COMMAND_TIMEOUT_MS } from './wiring.js';
 
-const config = loadConfigOrExit(authConfigSchema);
+const config = loadConfigOrExit(authConfigSchema, { fileVariables: authFileVariables });
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
@@ -26,11 +26,13 @@ const auth = await buildAuth({
   redisKeyPrefix: config.REDIS_KEY_PREFIX,
   keysFile: config.API_KEYS_FILE,
   keysFilePollMs: config.KEYS_FILE_POLL_MS,
+  keysFileGraceMs: config.KEYS_FILE_GRACE_MS,
   prices: await loadPriceTable(config.PRICES_FILE),
   leaseTtlSec: config.LEASE_TTL_SEC,
   failedAuthMax: config.FAILED_AUTH_MAX,
   failedAuthWindowSec: config.FAILED_AUTH_WINDOW_SEC,
   grantTtlMs: config.GRANT_TTL_MS,
+  internalToken: config.AUTH_INTERNAL_TOKEN,
 });
 process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');

@@ -5,8 +5,8 @@ import type { ApiKeysService } from './api-keys.service.js';
 
 /**
  * `/readyz` for auth: ready with keys loaded and Redis up; still ready but `degraded` while the
- * insurance limiter serves or the keys file has bad lines (the last good keys keep serving);
- * not ready only with no key loaded at all.
+ * insurance limiter serves, the keys file has bad lines, or it cannot be read (the last good keys
+ * serve for KEYS_FILE_GRACE_MS); not ready with no key loaded at all.
  */
 export function createReadinessRouter(keys: ApiKeysService, redis: Redis): Router {
   const router = Router();

@@ -25,7 +25,11 @@ export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'gr
   redisKeyPrefix: string;
   keysFile: string;
   keysFilePollMs: number;
+  /** KEYS_FILE_GRACE_MS; 30 s when absent. */
+  keysFileGraceMs?: number;
   prices: PriceTable;
+  /** AUTH_INTERNAL_TOKEN. */
+  internalToken: string;
 }
 
 export interface AuthParts {
@@ -39,10 +43,15 @@ export interface AuthParts {
 export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
   const { logger, registry, redis, redisKeyPrefix: prefix } = wiring;
   const metrics = createAuthMetrics(registry, () => redis.status !== 'ready');
-  const keys = new ApiKeysService(new KeysFileRepository(wiring.keysFile), logger, metrics.keysLoaded);
+  const keys = new ApiKeysService(
+    new KeysFileRepository(wiring.keysFile),
+    logger,
+    metrics.keysLoaded,
+    wiring.keysFileGraceMs,
+  );
   await keys.reload();
   keys.watch(wiring.keysFilePollMs);
-  const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases());
+  const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases(), logger);
   const authorizer = new AuthorizeService(keys, new LimitsRepository(redis, prefix), leases, wiring.prices, metrics, {
     leaseTtlSec: wiring.leaseTtlSec,
     failedAuthMax: wiring.failedAuthMax,
@@ -50,6 +59,6 @@ export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
     grantTtlMs: wiring.grantTtlMs ?? 0,
     limitsShared: () => redis.status === 'ready',
   });
-  const app = createApp({ logger, registry, redis, keys, authorizer });
+  const app = createApp({ logger, registry, redis, keys, authorizer, internalToken: wiring.internalToken });
   return { app, keys, stop: () => keys.stop() };
 }

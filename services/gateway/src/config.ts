@@ -6,6 +6,8 @@ export const gatewayConfigSchema = {
   PORT_HEALTH: env.port(8081),
   REDIS_URL: env.url(),
   AUTH_URL: env.url(),
+  /** The secret auth requires on its decision endpoints (or AUTH_INTERNAL_TOKEN_FILE). */
+  AUTH_INTERNAL_TOKEN: env.secret(),
   BACKENDS_FILE: env.path(),
   /** Postgres with the usage tables, for GET /admin/v1/usage; without it that route answers 503. */
   DATABASE_URL: env.optionalUrl(),

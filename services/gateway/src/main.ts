@@ -9,7 +9,7 @@ import {
 import { gatewayConfigSchema } from './config.js';
 import { buildGateway, type Gateway } from './wiring.js';
 
-const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY'] });
+const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY', 'AUTH_INTERNAL_TOKEN'] });
 const logger = createLogger({ service: 'gateway', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 

@@ -102,7 +102,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
-  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS);
+  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
   const readiness = new ReadinessMonitor(
     {
       auth: () => auth.problem(),

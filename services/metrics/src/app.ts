@@ -13,14 +13,16 @@ export interface MetricsAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  /** Problems that leave the service serving: readiness says `degraded`. */
+  degradedBy?: Record<string, ReadinessCheck>;
 }
 
 /** The metrics service: usage stream consumer status and Prometheus business metrics. */
-export function createApp({ logger, registry, readiness }: MetricsAppDeps): Express {
+export function createApp({ logger, registry, readiness, degradedBy }: MetricsAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestIdMiddleware);
-  app.use(createHealthRouter({ checks: readiness, registry }));
+  app.use(createHealthRouter({ checks: readiness, degradedBy, registry }));
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

@@ -32,6 +32,31 @@ WITH inserted AS (
 )
 SELECT request_id FROM inserted`;
 
+// A stream entry is set aside once: written again after a crash before its ack, it stays one row.
+const INSERT_REJECTED = `
+INSERT INTO usage_rejected_events (stream_entry_id, request_id, event, reason)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (stream_entry_id) DO NOTHING`;
+
+/** A stream entry that will never be a usage_events row, and why. */
+export interface RejectedEvent {
+  streamEntryId: string;
+  requestId: string | null;
+  /** The entry's raw JSON, as the gateway wrote it (null when the entry had none). */
+  event: string | null;
+  reason: string;
+}
+
+/**
+ * Whether Postgres refused the rows themselves (SQLSTATE class 22, data exception: a value out of a
+ * column's range; class 23, a constraint), so that writing them again can only fail again; anything
+ * else (connection lost, shutdown, timeout) may pass on a retry.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
 const DELETE_OLD_BATCH = `
 DELETE FROM usage_events WHERE request_id IN (
   SELECT request_id FROM usage_events WHERE ts < now() - make_interval(days => $1) LIMIT $2
@@ -66,6 +91,17 @@ export class UsageEventsRepository {
     }
     const result = await this.pool.query<{ request_id: string }>(INSERT_BATCH, columns);
     return new Set(result.rows.map((r) => r.request_id));
+  }
+
+  /** Sets the entries aside in usage_rejected_events (an entry already there is kept as it is). */
+  async reject(rejected: RejectedEvent[]): Promise<void> {
+    if (rejected.length === 0) return;
+    await this.pool.query(INSERT_REJECTED, [
+      rejected.map((r) => r.streamEntryId),
+      rejected.map((r) => r.requestId),
+      rejected.map((r) => r.event),
+      rejected.map((r) => r.reason),
+    ]);
   }
 
   /** Deletes up to `limit` raw events older than `days`; returns how many. */

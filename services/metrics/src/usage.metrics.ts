@@ -36,7 +36,7 @@ export function createUsageMetrics(registry: Registry, stats: () => Promise<Grou
     }),
     invalid: new Counter({
       name: 'usage_events_invalid_total',
-      help: 'Stream entries that were not a valid usage event, acknowledged and skipped.',
+      help: 'Stream entries that were no valid usage event or that Postgres refused: set aside in usage_rejected_events.',
       registers: [registry],
     }),
     pending: new Gauge({

@@ -57,6 +57,7 @@ export async function buildMetrics(config: MetricsConfig, overrides: { logger?: 
     consumer: config.USAGE_CONSUMER_NAME,
     batchSize: config.USAGE_BATCH_SIZE,
     claimIdleMs: config.USAGE_CLAIM_IDLE_MS,
+    backlog: () => groupStats.stats(),
   });
   const retention = new UsageRetention({
     events,
@@ -76,6 +77,7 @@ export async function buildMetrics(config: MetricsConfig, overrides: { logger?: 
       migrations: () => (migrated ? null : 'database migrations not applied yet'),
       consumer: () => consumer.problem(),
     },
+    degradedBy: { usage: () => consumer.degradation() },
   });
 
   return {

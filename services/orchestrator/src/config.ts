@@ -52,6 +52,8 @@ export const orchestratorConfigSchema = {
   LLAMA_SERVER_BIN: z.string().min(1).default('llama-server'),
   /** The llama-server's own key, shared with the gateway; generated per start when unset. */
   INFERENCE_API_KEY: z.string().min(16).optional(),
+  /** What the gateway presents to auth's decision endpoints; generated per start when unset. */
+  AUTH_INTERNAL_TOKEN: env.secret().optional(),
   /** How long in-flight requests may take to finish after SIGTERM. */
   SHUTDOWN_GRACE_MS: env.millis(30_000),
   /** How long a started process may take to become ready. */
@@ -62,6 +64,6 @@ export const orchestratorConfigSchema = {
   RESTART_BACKOFF_MAX_MS: env.millis(30_000),
 };
 
-export const orchestratorFileVariables = ['INFERENCE_API_KEY'] as const;
+export const orchestratorFileVariables = ['INFERENCE_API_KEY', 'AUTH_INTERNAL_TOKEN'] as const;
 
 export type OrchestratorConfig = ConfigOf<typeof orchestratorConfigSchema>;

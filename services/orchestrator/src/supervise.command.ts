@@ -111,8 +111,13 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     await gates.run(DEPENDENCY_GATES, stopRequested.signal);
 
     const inferenceKey = c.INFERENCE_API_KEY ?? randomBytes(24).toString('base64url');
-    // The key is resolved here once; the _FILE twin would make the children's config loader refuse both.
-    const { INFERENCE_API_KEY_FILE: _resolved, ...inherited } = process.env;
+    const authToken = c.AUTH_INTERNAL_TOKEN ?? randomBytes(24).toString('base64url');
+    // The secrets are resolved here once; a _FILE twin would make the children's config loader refuse both.
+    const {
+      INFERENCE_API_KEY_FILE: _inferenceKeyFile,
+      AUTH_INTERNAL_TOKEN_FILE: _authTokenFile,
+      ...inherited
+    } = process.env;
     const env: NodeJS.ProcessEnv = {
       ...inherited,
       REDIS_URL: redisUrl,
@@ -123,6 +128,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       BACKENDS_FILE: c.BACKENDS_FILE,
       AUTH_URL: `http://127.0.0.1:${c.AUTH_PORT}`,
       INFERENCE_API_KEY: inferenceKey,
+      AUTH_INTERNAL_TOKEN: authToken,
       PORT_HEALTH: String(c.GATEWAY_HEALTH_PORT),
     };
     const serviceGrace = 10_000;

@@ -62,6 +62,13 @@ describe('keys file', () => {
       ['a zero rpm option', `alice:${SECRET} rpm=0`, /rpm must be a whole number of at least 1/],
       ['a bad date', `alice:${SECRET} expires=next-week`, /expires 'next-week' is not an ISO-8601 date/],
       ['an impossible date', `alice:${SECRET} expires=2030-02-30`, /is not a real date/],
+      [
+        'an impossible offset',
+        `alice:${SECRET} expires=2020-01-01T00:00:00+99:99`,
+        /expires '2020-01-01T00:00:00\+99:99' has an offset that is not a real one/,
+      ],
+      ['an offset with 60 minutes', `alice:${SECRET} expires=2030-01-01T00:00:00-0560`, /not a real one/],
+      ['an impossible positional offset', `alice:${SECRET}:60:2020-01-01T00:00:00+99:99`, /the expires field/],
       ['an unknown option', `alice:${SECRET} colour=blue`, /unknown option 'colour'/],
       ['an option without a value', `alice:${SECRET} tpm`, /option 1 after the secret is not name=value/],
       ['an option given twice', `alice:${SECRET}:60 rpm=30`, /rpm is given twice/],
@@ -124,6 +131,8 @@ describe('keys file', () => {
       assert.equal(parseExpiry('2030-01-01T00:00:00+05:30').toISOString(), '2029-12-31T18:30:00.000Z');
       assert.equal(parseExpiry('2030-01-01T00:00:00-0800').toISOString(), '2030-01-01T08:00:00.000Z');
       assert.equal(parseExpiry('2030-01-01T00:00:00Z').toISOString(), '2030-01-01T00:00:00.000Z');
+      assert.equal(parseExpiry('2030-01-01T00:00:00+14:00').toISOString(), '2029-12-31T10:00:00.000Z');
+      assert.equal(parseExpiry('2030-01-01T00:00:00-12:00').toISOString(), '2030-01-01T12:00:00.000Z');
     });
 
     it('reads an expiry without an offset as UTC', () => {

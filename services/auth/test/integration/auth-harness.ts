@@ -13,7 +13,7 @@ import {
   type AuthorizeRequest,
   type PriceTable,
 } from '@gguf-gateway/shared';
-import { LogCapture } from '@gguf-gateway/testkit';
+import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { buildAuth, REDIS_COMMAND_TIMEOUT_MS, type AuthParts } from '../../src/wiring.js';
 
 export interface AuthInstance {
@@ -32,6 +32,7 @@ export interface InstanceOptions {
   leaseTtlSec?: number;
   failedAuthMax?: number;
   grantTtlMs?: number;
+  keysFileGraceMs?: number;
 }
 
 /** A real auth app on a free port, on real Redis, logging into a capture. */
@@ -48,11 +49,13 @@ export async function startAuth(options: InstanceOptions): Promise<AuthInstance>
     redisKeyPrefix: options.prefix,
     keysFile: options.keysFile,
     keysFilePollMs: 250, // the production default (KEYS_FILE_POLL_MS)
+    keysFileGraceMs: options.keysFileGraceMs,
     prices: options.prices ?? [],
     leaseTtlSec: options.leaseTtlSec ?? 60,
     failedAuthMax: options.failedAuthMax ?? 1000,
     failedAuthWindowSec: 60,
     grantTtlMs: options.grantTtlMs,
+    internalToken: TEST_AUTH_INTERNAL_TOKEN,
   });
   const server: Server = await listen(parts.app, 0, '127.0.0.1');
   return {
@@ -90,10 +93,16 @@ export interface Answer {
   text: string;
 }
 
-export async function post(url: string, path: string, body: unknown): Promise<Answer> {
+/** A POST as the gateway makes it, holding the internal token unless `token` says otherwise (null: none). */
+export async function post(
+  url: string,
+  path: string,
+  body: unknown,
+  token: string | null = TEST_AUTH_INTERNAL_TOKEN,
+): Promise<Answer> {
   const res = await fetch(`${url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
     body: JSON.stringify(body),
   });
   const text = await res.text();

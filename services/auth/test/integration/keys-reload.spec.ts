@@ -60,12 +60,11 @@ describe('keys file reload', function () {
     assert.ok(took < 1000, `revoked after ${took} ms`);
   });
 
-  it('keeps the last good entry of a key whose line an edit broke, and reports the line on /readyz', async () => {
+  it('drops the key whose line an edit broke, keeps the others, and reports the line on /readyz', async () => {
     await keysFile.replace(`alice:${ALICE}:lots\nbob:${BOB}\ncarol:${CAROL}\n`);
     await msUntilStatus(auth, CAROL, 200);
-    const alice = await authorize(auth.url, { key: ALICE });
-    assert.equal(alice.status, 200, 'alice keeps working on her last good line');
-    assert.equal(alice.headers.get('x-ratelimit-limit-requests'), '100');
+    assert.equal((await authorize(auth.url, { key: ALICE })).status, 401, "alice's old secret stops working");
+    assert.equal((await authorize(auth.url, { key: BOB })).status, 200);
     const ready = await readyz(auth);
     assert.equal(ready.status, 200);
     assert.equal(ready.body.status, 'degraded');
@@ -77,19 +76,52 @@ describe('keys file reload', function () {
     );
   });
 
-  it('keeps every last good key when an edit leaves no valid line or the file disappears', async () => {
-    await keysFile.replace('this is not a keys file\n');
-    await new Promise((r) => setTimeout(r, 400));
-    assert.equal((await authorize(auth.url, { key: ALICE })).status, 200);
-    assert.equal((await authorize(auth.url, { key: BOB })).status, 200);
+  it('keeps the last good keys for KEYS_FILE_GRACE_MS when the file disappears, then serves none and says why', async () => {
+    await auth.close();
+    auth = await startAuth({
+      redisUrl: testSettings.TEST_REDIS_URL,
+      prefix,
+      keysFile: keysFile.path,
+      keysFileGraceMs: 800,
+    });
     await keysFile.remove();
     await new Promise((r) => setTimeout(r, 400));
-    assert.equal((await authorize(auth.url, { key: BOB })).status, 200);
+    assert.equal((await authorize(auth.url, { key: BOB })).status, 200, 'within the grace period');
     assert.match(
       (await readyz(auth)).body.checks.keys!,
-      /cannot read .* \(ENOENT\); serving 2 keys from the last good load/,
+      /cannot read .* \(ENOENT\); serving 2 keys from the last good load for at most 800 ms/,
     );
-    keysFile = await KeysFile.create('');
+    const took = await msUntilStatus(auth, BOB, 401);
+    assert.ok(took < 1000, `old keys served ${took} ms past the first look`);
+    const ready = await readyz(auth);
+    assert.equal(ready.status, 503);
+    assert.match(ready.body.checks.keys!, /cannot read .* \(ENOENT\); no key is served until it is fixed/);
+    keysFile = await KeysFile.create(`alice:${ALICE}\n`);
+  });
+
+  it('keeps the last good keys for KEYS_FILE_GRACE_MS when an edit leaves no valid line, then serves none', async () => {
+    await auth.close();
+    auth = await startAuth({
+      redisUrl: testSettings.TEST_REDIS_URL,
+      prefix,
+      keysFile: keysFile.path,
+      keysFileGraceMs: 800,
+    });
+    await keysFile.replace('this is not a keys file\n');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await authorize(auth.url, { key: ALICE })).status, 200, 'within the grace period');
+    await msUntilStatus(auth, ALICE, 401);
+    assert.match((await readyz(auth)).body.checks.keys!, /has 1 bad line\(s\) and no valid one; no key is served/);
+  });
+
+  it('refuses a key whose expiry has an impossible offset instead of loading it as never expiring', async () => {
+    await keysFile.replace(`alice:${ALICE}\ncarol:${CAROL} expires=2020-01-01T00:00:00+99:99\n`);
+    await msUntilStatus(auth, BOB, 401);
+    assert.equal((await authorize(auth.url, { key: CAROL })).status, 401);
+    assert.match(
+      (await readyz(auth)).body.checks.keys!,
+      /line 2: key 'carol': expires .* has an offset that is not a real one/,
+    );
   });
 
   it('reloads now on POST /v1/keys/reload and reports the bad lines', async () => {

@@ -8,6 +8,7 @@ import {
   stopProcess,
   testRedisPrefix,
   testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
 } from '@gguf-gateway/testkit';
@@ -33,6 +34,7 @@ describe('auth as a process (node services/auth/dist/main.js)', function () {
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
         API_KEYS_FILE: keysFile.path,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         // Long enough that only SIGHUP can explain a reload within this test.
         KEYS_FILE_POLL_MS: '600000',
         LOG_LEVEL: 'debug',

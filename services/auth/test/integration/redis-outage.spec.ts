@@ -92,3 +92,69 @@ describe('auth while Redis dies and comes back', function () {
     assert.equal(((await (await fetch(`${instances[1]!.url}/readyz`)).json()) as { status: string }).status, 'ready');
   });
 });
+
+describe('auth leases on a hung Redis', function () {
+  this.timeout(20_000);
+  const prefix = 'auth-hung:';
+  const ONE_SLOT = 'sk-oneslot-0000000000000004';
+  let redis: PrivateRedis;
+  let keysFile: KeysFile;
+  let auth: AuthInstance;
+
+  const slotsHeld = () => auth.redis.zcard(`${prefix}auth:slots:oneslot`);
+
+  before(async () => {
+    redis = await PrivateRedis.start();
+    keysFile = await KeysFile.create(`oneslot:${ONE_SLOT} concurrency=1`);
+    auth = await startAuth({ redisUrl: redis.url, prefix, keysFile: keysFile.path });
+    // One lease while Redis answers, so the scripts are loaded before it hangs.
+    const warm = await authorize(auth.url, { key: ONE_SLOT });
+    await post(auth.url, '/v1/settle', { lease: warm.body.lease, promptTokens: 1, completionTokens: 1 });
+  });
+
+  after(async () => {
+    await auth?.close();
+    await redis?.stop();
+    await keysFile?.remove();
+  });
+
+  it('frees the Redis slot of an acquire that timed out but ran late, when the lease is settled', async () => {
+    // Redis stops answering for longer than auth's command timeout: authorize answers from memory,
+    // and the acquire it sent runs once Redis wakes.
+    const hung = redis.hang(2);
+    await new Promise((r) => setTimeout(r, 50));
+    const during = await authorize(auth.url, { key: ONE_SLOT });
+    assert.equal(during.status, 200, during.text);
+    await hung;
+    await waitFor('the late acquire ran', async () => (await slotsHeld()) === 1, 3000);
+
+    const settled = await post(auth.url, '/v1/settle', {
+      lease: during.body.lease,
+      promptTokens: 1,
+      completionTokens: 1,
+    });
+    assert.equal(settled.status, 204);
+    assert.equal(await slotsHeld(), 0, 'no slot left held in Redis');
+    const after = await authorize(auth.url, { key: ONE_SLOT });
+    assert.equal(after.status, 200, `the key's one slot is free again: ${after.text}`);
+    await post(auth.url, '/v1/settle', { lease: after.body.lease, promptTokens: 1, completionTokens: 1 });
+  });
+
+  it('frees the Redis slot of a late acquire whose settle was sent while Redis still slept', async () => {
+    const hung = redis.hang(2);
+    await new Promise((r) => setTimeout(r, 50));
+    const during = await authorize(auth.url, { key: ONE_SLOT });
+    assert.equal(during.status, 200, during.text);
+    const settled = await post(auth.url, '/v1/settle', {
+      lease: during.body.lease,
+      promptTokens: 1,
+      completionTokens: 1,
+    });
+    assert.equal(settled.status, 204);
+    await hung;
+    await waitFor('Redis ran the acquire, then the take', async () => (await slotsHeld()) === 0, 3000);
+    const after = await authorize(auth.url, { key: ONE_SLOT });
+    assert.equal(after.status, 200, `the key's one slot is free again: ${after.text}`);
+    await post(auth.url, '/v1/settle', { lease: after.body.lease, promptTokens: 1, completionTokens: 1 });
+  });
+});

@@ -18,15 +18,18 @@ class FakeFile {
 
 describe('API keys service', () => {
   const logs = new LogCapture();
-  const setup = async (text: string) => {
+  const setup = async (text: string, graceMs?: number) => {
     const file = new FakeFile({ text });
     const keys = new ApiKeysService(
       file as unknown as KeysFileRepository,
       createLogger({ service: 'auth', destination: logs }),
+      undefined,
+      graceMs,
     );
     await keys.reload();
     return { file, keys };
   };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('tells missing, malformed and unknown keys apart', async () => {
     const { keys } = await setup(`alice:${ALICE}`);
@@ -44,24 +47,42 @@ describe('API keys service', () => {
     assert.equal(keys.lookup('').kind, 'no_keys_loaded');
   });
 
-  it('drops a key whose line is gone and keeps a key whose line broke', async () => {
+  it('drops a key whose line is gone, and a key whose line no longer parses', async () => {
     const { file, keys } = await setup(`alice:${ALICE}:10\nbob:${BOB}`);
     file.content = { text: `alice:${ALICE}:ten\ncarol:${CAROL}` };
     const result = await keys.reload();
-    assert.equal(result.keys, 2);
+    assert.equal(result.keys, 1);
     assert.equal(keys.lookup(CAROL).kind, 'found');
     assert.equal(keys.lookup(BOB).kind, 'unknown');
-    const alice = keys.lookup(ALICE);
-    assert.equal(alice.kind === 'found' && alice.key.limits.rpm, 10);
+    assert.equal(keys.lookup(ALICE).kind, 'unknown', "a broken line never keeps the key's old secret");
     assert.match(keys.problem()!, /line 1: key 'alice': the rpm field after the secret must be a whole number/);
   });
 
-  it('keeps the whole last good set when the file cannot be read', async () => {
-    const { file, keys } = await setup(`alice:${ALICE}`);
+  it('keeps the last good set while the file cannot be read, for the grace period only', async () => {
+    const { file, keys } = await setup(`alice:${ALICE}`, 100);
     file.content = { problem: 'cannot read /keys (EACCES)' };
     await keys.reload();
     assert.equal(keys.lookup(ALICE).kind, 'found');
-    assert.match(keys.problem()!, /EACCES/);
+    assert.match(keys.problem()!, /EACCES.*serving 1 keys from the last good load for at most 100 ms/);
+    await sleep(120);
+    await keys.reload();
+    assert.equal(keys.lookup(ALICE).kind, 'no_keys_loaded');
+    assert.match(keys.problem()!, /cannot read \/keys \(EACCES\); no key is served until it is fixed/);
+    file.content = { text: `alice:${ALICE}` };
+    await keys.reload();
+    assert.equal(keys.lookup(ALICE).kind, 'found', 'serves again once the file is back');
+    assert.equal(keys.problem(), null);
     assert.ok(!logs.text().includes(ALICE) && !logs.text().includes(BOB));
+  });
+
+  it('treats a file with bad lines and no good one like an unreadable file', async () => {
+    const { file, keys } = await setup(`alice:${ALICE}`, 100);
+    file.content = { text: 'this is not a keys file' };
+    await keys.reload(false);
+    assert.equal(keys.lookup(ALICE).kind, 'found', 'a write caught halfway does not lock everyone out at once');
+    await sleep(120);
+    await keys.reload(false);
+    assert.equal(keys.lookup(ALICE).kind, 'no_keys_loaded');
+    assert.match(keys.problem()!, /has 1 bad line\(s\) and no valid one; no key is served until it is fixed/);
   });
 });

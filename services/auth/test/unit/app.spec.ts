@@ -36,7 +36,8 @@ describe('auth app', () => {
     metrics,
     settings,
   );
-  const app = createApp({ logger, registry, redis, keys, authorizer });
+  const internalToken = 'unit-internal-token-0123456789';
+  const app = createApp({ logger, registry, redis, keys, authorizer, internalToken });
 
   after(() => redis.disconnect());
 
@@ -55,8 +56,31 @@ describe('auth app', () => {
   });
 
   it('answers an authorize body without a valid route with a 400 naming the field', async () => {
-    const res = await request(app).post('/v1/authorize').send({ key: 'x', model: null, route: 'teleport', ip: '::1' });
+    const res = await request(app)
+      .post('/v1/authorize')
+      .set('authorization', `Bearer ${internalToken}`)
+      .send({ key: 'x', model: null, route: 'teleport', ip: '::1' });
     assert.equal(res.status, 400);
     assert.equal(res.body.error.param, 'route');
+  });
+
+  it('answers a settle body with a negative or fractional token count with a 400 naming that field', async () => {
+    for (const [field, value] of [
+      ['promptTokens', -1],
+      ['completionTokens', 1.5],
+      ['completionTokens', '12'],
+    ] as const) {
+      const body = { lease: 'l-1', promptTokens: 1, completionTokens: 1, [field]: value };
+      const res = await request(app).post('/v1/settle').set('authorization', `Bearer ${internalToken}`).send(body);
+      assert.equal(res.status, 400, `${field}: ${value}`);
+      assert.equal(res.body.error.type, 'invalid_request_error');
+      assert.equal(res.body.error.param, field);
+    }
+  });
+
+  it('answers a renew body without a lease with a 400 naming the field', async () => {
+    const res = await request(app).post('/v1/renew').set('authorization', `Bearer ${internalToken}`).send({});
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.param, 'lease');
   });
 });

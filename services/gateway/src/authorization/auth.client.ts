@@ -39,6 +39,8 @@ export class AuthClient {
   constructor(
     private readonly baseUrl: URL,
     private readonly timeoutMs: number,
+    /** AUTH_INTERNAL_TOKEN: auth answers its decision endpoints only to a caller holding it. */
+    private readonly internalToken: string,
   ) {
     this.transport = baseUrl.protocol === 'https:' ? https : http;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
@@ -102,10 +104,15 @@ export class AuthClient {
 
   /** Auth's OpenAI-shaped refusal as is; anything else means auth itself is broken. */
   private relayedError(reply: AuthReply): ApiError {
-    if (reply.status >= 400 && reply.status < 500 && isOpenAIErrorBody(reply.body)) {
+    // Auth refusing the gateway itself is a deployment fault, not the client's key.
+    const refusedGateway = isOpenAIErrorBody(reply.body) && reply.body.error.code === 'invalid_internal_token';
+    if (reply.status >= 400 && reply.status < 500 && isOpenAIErrorBody(reply.body) && !refusedGateway) {
       return ApiError.fromBody(reply.status, reply.body, clientHeaders(reply.headers));
     }
-    return new ApiError(502, 'The auth service gave an unexpected answer.', {
+    const message = refusedGateway
+      ? 'The auth service refused the gateway: AUTH_INTERNAL_TOKEN differs between them.'
+      : 'The auth service gave an unexpected answer.';
+    return new ApiError(502, message, {
       code: 'auth_error',
       type: 'server_error',
     });
@@ -113,7 +120,7 @@ export class AuthClient {
 
   private call(method: string, path: string, body: unknown, requestId: string | undefined): Promise<AuthReply> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string | number> = {};
+    const headers: Record<string, string | number> = { authorization: `Bearer ${this.internalToken}` };
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = Buffer.byteLength(payload);

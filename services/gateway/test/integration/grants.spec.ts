@@ -16,7 +16,14 @@ import {
   redisKey,
   RPM_LIMITER_PREFIX,
 } from '@gguf-gateway/shared';
-import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
+import {
+  LogCapture,
+  TEST_AUTH_INTERNAL_TOKEN,
+  deleteRedisPrefix,
+  testRedisPrefix,
+  testSettings,
+  waitFor,
+} from '@gguf-gateway/testkit';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { GatewayHarness } from '../support/gateway-harness.js';
 
@@ -65,6 +72,7 @@ describe('gateways reusing auth grants', function () {
       failedAuthMax: 1000,
       failedAuthWindowSec: 60,
       grantTtlMs: GRANT_TTL_MS,
+      internalToken: TEST_AUTH_INTERNAL_TOKEN,
     });
     authServer = await listen(auth.app, 0, '127.0.0.1');
     fake = await FakeOpenAI.start({ apiKey: BACKEND_KEY });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, parseBackendsFile } from '@gguf-gateway/shared';
-import { LogCapture } from '@gguf-gateway/testkit';
+import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { AuthClient } from '../../src/authorization/auth.client.js';
 import { anyBackendProblem } from '../../src/routing/backend-health.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
@@ -23,7 +23,7 @@ describe('/ping on the health port', () => {
     fake = await FakeOpenAI.start();
     fake.healthStatus = 503;
     auth = await AuthStub.start({ keys: [] });
-    authClient = new AuthClient(new URL(auth.url), 1000);
+    authClient = new AuthClient(new URL(auth.url), 1000, TEST_AUTH_INTERNAL_TOKEN);
     const router = new ModelRouter(
       parseBackendsFile(`models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "${fake.url}"}}`),
       () => undefined,

@@ -4,7 +4,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, repoRoot, startProcess, stopProcess, testSettings, waitFor } from '@gguf-gateway/testkit';
+import {
+  freePort,
+  repoRoot,
+  startProcess,
+  stopProcess,
+  testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
+  waitFor,
+} from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
 import { GatewayHarness } from '../support/gateway-harness.js';
 
@@ -70,6 +78,7 @@ describe('dependency problems as clients see them', function () {
         PORT_HEALTH: String(await freePort()),
         REDIS_URL: testSettings.TEST_REDIS_URL,
         AUTH_URL: `http://127.0.0.1:${authPort}`,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         BACKENDS_FILE: join(dir, 'backends.yaml'),
         READINESS_POLL_MS: '100',
         LOG_LEVEL: 'info',

@@ -11,6 +11,7 @@ import {
   startProcess,
   stopProcess,
   testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
 } from '@gguf-gateway/testkit';
@@ -110,6 +111,7 @@ describe('BACKENDS_FILE reload', function () {
       PORT_HEALTH: String(healthPort),
       REDIS_URL: testSettings.TEST_REDIS_URL,
       AUTH_URL: auth.url,
+      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
       BACKENDS_FILE: file,
       BACKENDS_FILE_POLL_MS: '600000',
       LOG_LEVEL: 'info',

@@ -4,7 +4,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, repoRoot, startProcess, stopProcess, testSettings, waitFor } from '@gguf-gateway/testkit';
+import {
+  freePort,
+  repoRoot,
+  startProcess,
+  stopProcess,
+  testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
+  waitFor,
+} from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
 import { FAKE_PROMPT_TOKENS, FakeOpenAI } from '../support/fake-openai.js';
 
@@ -43,6 +51,7 @@ describe('gateway shutdown', function () {
         PORT_HEALTH: String(await freePort()),
         REDIS_URL: testSettings.TEST_REDIS_URL,
         AUTH_URL: auth.url,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         BACKENDS_FILE: join(dir, 'backends.yaml'),
         LOG_LEVEL: 'info',
       },

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { AuthorizeRequest, AuthorizeResponse, SettleRequest } from '@gguf-gateway/shared';
+import { TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 
 export interface StubKey {
   id: string;
@@ -90,7 +91,11 @@ export class AuthStub {
     const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown) : null;
     this.requestIds.push(String(req.headers['x-request-id'] ?? ''));
     let reply: Reply;
-    if (req.method === 'POST' && req.url === '/v1/authorize') reply = await this.authorize(body as AuthorizeRequest);
+    // Like the real service: everything but readiness needs the internal token.
+    if (req.url !== '/readyz' && req.headers.authorization !== `Bearer ${TEST_AUTH_INTERNAL_TOKEN}`) {
+      reply = error(401, 'invalid_internal_token', 'This endpoint is internal.');
+    } else if (req.method === 'POST' && req.url === '/v1/authorize')
+      reply = await this.authorize(body as AuthorizeRequest);
     else if (req.method === 'POST' && req.url === '/v1/settle') {
       if (this.settleDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.settleDelayMs));
       reply = this.settle(body as SettleRequest);

@@ -11,7 +11,14 @@ import {
   redisKey,
   type UsageEvent,
 } from '@gguf-gateway/shared';
-import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
+import {
+  LogCapture,
+  TEST_AUTH_INTERNAL_TOKEN,
+  deleteRedisPrefix,
+  testRedisPrefix,
+  testSettings,
+  waitFor,
+} from '@gguf-gateway/testkit';
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../../src/config.js';
 import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
@@ -82,6 +89,7 @@ export class GatewayHarness {
       UPSTREAM_FIRST_BYTE_TIMEOUT_MS: timeouts.firstByteMs,
       UPSTREAM_IDLE_TIMEOUT_MS: timeouts.idleMs,
       AUTH_TIMEOUT_MS: 2000,
+      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
       READINESS_POLL_MS: 60_000,
       SHUTDOWN_GRACE_MS: 1000,
       ROUTING_MAX_ATTEMPTS: options.maxAttempts ?? 3,

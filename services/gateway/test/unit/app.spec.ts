@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import { createLogger, createMetricsRegistry, parseBackendsFile } from '@gguf-gateway/shared';
-import { LogCapture } from '@gguf-gateway/testkit';
+import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { createApp } from '../../src/app.js';
 import { AuthClient } from '../../src/authorization/auth.client.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
 import type { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
 
 describe('gateway app', () => {
-  const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100);
+  const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100, TEST_AUTH_INTERNAL_TOKEN);
   const app = createApp({
     logger: createLogger({ service: 'gateway', destination: new LogCapture() }),
     registry: createMetricsRegistry('gateway'),

@@ -12,6 +12,7 @@ import {
   llamaServerBinary,
   testRedisPrefix,
   testSettings,
+  TEST_AUTH_INTERNAL_TOKEN,
   tinyModelPath,
   waitFor,
   writeTestGguf,
@@ -68,7 +69,12 @@ const NODE_SERVICES: {
   {
     name: 'auth',
     prefixes: ['auth_'],
-    env: (ctx) => ({ REDIS_URL: ctx.redisUrl, REDIS_KEY_PREFIX: ctx.prefix, API_KEYS_FILE: join(ctx.dir, 'keys') }),
+    env: (ctx) => ({
+      REDIS_URL: ctx.redisUrl,
+      REDIS_KEY_PREFIX: ctx.prefix,
+      API_KEYS_FILE: join(ctx.dir, 'keys'),
+      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
+    }),
   },
   {
     name: 'gateway',
@@ -77,6 +83,7 @@ const NODE_SERVICES: {
       REDIS_URL: ctx.redisUrl,
       REDIS_KEY_PREFIX: ctx.prefix,
       AUTH_URL: ctx.authUrl,
+      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
       BACKENDS_FILE: join(ctx.dir, 'backends.yaml'),
       DATABASE_URL: ctx.databaseUrl,
       PORT_HEALTH: '0',

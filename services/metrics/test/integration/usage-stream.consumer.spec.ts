@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
+import request from 'supertest';
 import {
   createLogger,
   createMetricsRegistry,
@@ -9,7 +10,9 @@ import {
   USAGE_STREAM,
   USAGE_STREAM_FIELD,
   type Pool,
+  type UsageEvent,
 } from '@gguf-gateway/shared';
+import type { Registry } from 'prom-client';
 import {
   createTestDatabase,
   deleteRedisPrefix,
@@ -21,6 +24,7 @@ import {
   xaddUsageEvents,
   type TestDatabase,
 } from '@gguf-gateway/testkit';
+import { createApp } from '../../src/app.js';
 import { UsageEventsRepository } from '../../src/usage-events.repository.js';
 import { UsageStreamConsumer } from '../../src/usage-stream.consumer.js';
 import { UsageStreamGroupRepository } from '../../src/usage-stream-group.repository.js';
@@ -38,12 +42,12 @@ describe('usage stream consumer', () => {
   let stream: UsageStreamGroupRepository;
   const consumers: UsageStreamConsumer[] = [];
 
-  function startConsumer(name = 'c1', claimIdleMs = 30_000) {
+  function startConsumer(name = 'c1', claimIdleMs = 30_000, events = new UsageEventsRepository(pool)) {
     const registry = createMetricsRegistry('metrics');
     const metrics = createUsageMetrics(registry, () => stream.stats());
     const consumer = new UsageStreamConsumer({
       stream: new UsageStreamGroupRepository(redis, prefix),
-      events: new UsageEventsRepository(pool),
+      events,
       prices,
       metrics,
       logger: createLogger({ service: 'metrics', destination: new LogCapture() }),
@@ -51,6 +55,8 @@ describe('usage stream consumer', () => {
       batchSize: 100,
       claimIdleMs,
       blockMs: 100,
+      backlog: () => stream.stats(),
+      backlogSampleMs: 1,
     });
     consumers.push(consumer);
     consumer.start();
@@ -68,7 +74,7 @@ describe('usage stream consumer', () => {
     prefix = testRedisPrefix();
     redis = new Redis(testSettings.TEST_REDIS_URL, { maxRetriesPerRequest: null });
     stream = new UsageStreamGroupRepository(redis, prefix);
-    await pool.query('TRUNCATE usage_events, usage_daily');
+    await pool.query('TRUNCATE usage_events, usage_daily, usage_rejected_events');
   });
 
   afterEach(async () => {
@@ -167,5 +173,101 @@ describe('usage stream consumer', () => {
     startConsumer('survivor', 200);
     await waitFor('reclaimed rows', async () => (await count('SELECT count(*) n FROM usage_events')) === 30);
     await waitFor('nothing pending', async () => (await stream.stats()).pending === 0);
+  });
+
+  describe('with one bad value among good events', () => {
+    const good = () => Array.from({ length: 10 }, (_, i) => fakeUsageEvent(i, { requestId: `good-${i}` }));
+
+    async function tenRowsOneRejected(bad: UsageEvent, registry: Registry) {
+      const events = good();
+      await xaddUsageEvents(prefix, [...events.slice(0, 5), bad, ...events.slice(5)]);
+      await waitFor('10 rows and 1 rejected', async () => {
+        const rows = await count('SELECT count(*) n FROM usage_events');
+        const rejected = await count('SELECT count(*) n FROM usage_rejected_events');
+        return rows === 10 && rejected === 1;
+      });
+      await waitFor('nothing pending', async () => (await stream.stats()).pending === 0);
+      const rollup = await pool.query(`SELECT sum(requests)::int AS requests FROM usage_daily`);
+      assert.deepEqual(rollup.rows[0], { requests: 10 });
+      const text = await registry.metrics();
+      assert.match(text, /^usage_write_failures_total\{service="metrics"\} 0$/m, 'no retry loop');
+      assert.match(text, /^usage_events_written_total\{service="metrics"\} 10$/m);
+      assert.match(text, /^usage_events_invalid_total\{service="metrics"\} 1$/m);
+      const { rows } = await pool.query<{ request_id: string | null; reason: string; event: string }>(
+        'SELECT request_id, reason, event FROM usage_rejected_events',
+      );
+      return rows[0]!;
+    }
+
+    it('writes the 10 good ones and sets aside a promptTokens beyond integer range, with the reason', async () => {
+      const { registry } = startConsumer();
+      const bad = fakeUsageEvent(99, { requestId: 'poisoned', promptTokens: 3e9 });
+      const rejected = await tenRowsOneRejected(bad, registry);
+      assert.match(rejected.reason, /promptTokens/);
+      assert.equal(JSON.parse(rejected.event).requestId, 'poisoned');
+    });
+
+    it('splits a batch Postgres refuses and sets aside only the refused row', async () => {
+      const { registry } = startConsumer();
+      // Valid to the parser, refused by Postgres (text cannot hold NUL): only Postgres can tell.
+      const bad = fakeUsageEvent(99, { requestId: 'refused', model: 'tiny\u0000llama' });
+      const rejected = await tenRowsOneRejected(bad, registry);
+      assert.equal(rejected.request_id, 'refused');
+      assert.match(rejected.reason, /^postgres refused the row: /);
+    });
+  });
+
+  describe('readiness', () => {
+    it('reports degraded once writes keep failing, while the events wait in Redis', async () => {
+      const unreachable = createPgPool('postgres://postgres@127.0.0.1:1/none');
+      try {
+        const { consumer, registry } = startConsumer('c1', 30_000, new UsageEventsRepository(unreachable));
+        const app = createApp({
+          logger: createLogger({ service: 'metrics', destination: new LogCapture() }),
+          registry,
+          readiness: {},
+          degradedBy: { usage: () => consumer.degradation() },
+        });
+        assert.equal((await request(app).get('/readyz')).body.status, 'ready');
+        await xaddUsageEvents(prefix, [fakeUsageEvent(1)]);
+        await waitFor('degraded', async () => (await request(app).get('/readyz')).body.status === 'degraded', 10_000);
+        const ready = await request(app).get('/readyz');
+        assert.equal(ready.status, 200);
+        assert.match(ready.body.checks.usage, /writing usage events failed \d+ times in a row .*they wait in Redis/);
+        assert.equal((await stream.stats()).pending, 1, 'the event is still pending, not lost');
+      } finally {
+        await Promise.all(consumers.splice(0).map((c) => c.stop()));
+        await unreachable.end();
+      }
+    });
+
+    it('reports degraded while the backlog grows at every look, and not once it shrinks', async () => {
+      await stream.ensureGroup();
+      const registry = createMetricsRegistry('metrics');
+      // Never started: nothing drains the stream, as with a consumer that cannot keep up.
+      const consumer = new UsageStreamConsumer({
+        stream,
+        events: new UsageEventsRepository(pool),
+        prices,
+        metrics: createUsageMetrics(registry, () => stream.stats()),
+        logger: createLogger({ service: 'metrics', destination: new LogCapture() }),
+        consumer: 'slow',
+        batchSize: 100,
+        claimIdleMs: 30_000,
+        backlog: () => stream.stats(),
+        backlogSampleMs: 1,
+      });
+      const looks: (string | null)[] = [];
+      for (let i = 0; i < 5; i++) {
+        await xaddUsageEvents(prefix, [fakeUsageEvent(i)]);
+        await new Promise((r) => setTimeout(r, 5));
+        looks.push(await consumer.degradation());
+      }
+      assert.deepEqual(looks.slice(0, 4), [null, null, null, null]);
+      assert.match(looks[4] ?? '', /the usage backlog keeps growing \(1 -> 5 events not yet written\)/);
+      await stream.ack((await stream.readNew('slow', 3, 10)).map((e) => e.id));
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(await consumer.degradation(), null);
+    });
   });
 });

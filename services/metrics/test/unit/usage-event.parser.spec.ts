@@ -16,6 +16,15 @@ describe('usage event parser', () => {
     assert.match(problem as string, /promptTokens: /);
   });
 
+  it('refuses a count or duration beyond the integer columns that store it, and a fractional one', () => {
+    for (const field of ['promptTokens', 'completionTokens', 'cachedTokens', 'ttftMs', 'durationMs'] as const) {
+      const tooLarge = parseUsageEvent(JSON.stringify({ ...fakeUsageEvent(1), [field]: 3e9 }));
+      assert.match(tooLarge as string, new RegExp(`^${field}: `), field);
+      assert.equal(typeof parseUsageEvent(JSON.stringify({ ...fakeUsageEvent(1), [field]: 2_147_483_647 })), 'object');
+      assert.equal(typeof parseUsageEvent(JSON.stringify({ ...fakeUsageEvent(1), [field]: 1.5 })), 'string');
+    }
+  });
+
   it('classes statuses as 2xx, 4xx, 5xx, or aborted when the client went away', () => {
     assert.equal(statusClass({ status: 200, errorCode: null }), '2xx');
     assert.equal(statusClass({ status: 429, errorCode: 'rate_limit_exceeded' }), '4xx');

@@ -116,9 +116,26 @@ describe('docker-compose.yml', function () {
       const env = Object.fromEntries(
         Object.entries(services[name]!.environment ?? {}).filter((e): e is [string, string] => e[1] !== null),
       );
+      // A secret given as NAME_FILE (a Docker secret) stands in for NAME; its content is not here to read.
+      for (const [variable, file] of Object.entries(env)) {
+        if (variable.endsWith('_FILE') && file.startsWith('/run/secrets/')) {
+          env[variable.slice(0, -'_FILE'.length)] = 'a-docker-secret-0123456789';
+        }
+      }
       const required = Object.keys(schema).filter((key) => !schema[key]!.safeParse(undefined).success);
       for (const key of required) assert.ok(env[key], `${name} lacks ${key}`);
       assert.doesNotThrow(() => loadConfig(schema, env), `${name}'s environment`);
+    }
+  });
+
+  it('gives auth and the gateway the internal token from one Docker secret, and no other service', () => {
+    const holders = Object.entries(services)
+      .filter(([, s]) => s.secrets?.some((x) => x.source === 'auth_internal_token'))
+      .map(([name]) => name)
+      .sort();
+    assert.deepEqual(holders, ['auth', 'gateway']);
+    for (const name of holders) {
+      assert.equal(services[name]!.environment?.AUTH_INTERNAL_TOKEN_FILE, '/run/secrets/auth_internal_token');
     }
   });
 
