@@ -5,6 +5,7 @@ import {
   notFound,
   parsePullJobData,
   pullJobId,
+  redactedSource,
   serviceUnavailable,
   type PullJobResult,
   type PullProgress,
@@ -133,7 +134,7 @@ export class ModelPullsService {
     return {
       id: job.id!,
       state,
-      source: job.data.source,
+      source: redactedSource(job.data.source),
       name: job.data.name ?? null,
       sha256: job.data.sha256 ?? null,
       progress: isProgress(job.progress) ? job.progress : null,
