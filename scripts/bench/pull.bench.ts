@@ -97,6 +97,7 @@ export const pullBench: BenchSuite = {
           MODELS_DIR: models,
           HF_ENDPOINT: hub.url,
           PULL_ALLOWED_HOSTS: hub.cdnHost,
+          PULL_ALLOW_HTTP: 'true',
           PULL_LOCK_MS: '1000',
         },
       });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -8,6 +8,7 @@ import { pullCancelKey } from '@gguf-gateway/shared';
 import {
   createTestDatabase,
   FakeHub,
+  mountSmallVolume,
   testSettings,
   waitFor,
   writeNotGguf,
@@ -18,6 +19,19 @@ import { startWorker, type RunningWorker } from './pull-harness.js';
 
 const TOKEN = 'hf_test_token_that_must_not_leak';
 const MB = 1024 * 1024;
+
+/** Writes zeros to `path` until its filesystem is full. */
+async function fillUp(path: string): Promise<void> {
+  const file = await open(path, 'w');
+  const zeros = Buffer.alloc(256 * 1024);
+  try {
+    for (;;) await file.write(zeros);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    await file.close();
+  }
+}
 
 describe('model pull worker', function () {
   this.timeout(60_000);
@@ -93,7 +107,18 @@ describe('model pull worker', function () {
 
     const hubHits = hub.requests.filter((r) => r.server === 'hub' && r.url.includes('big-f32'));
     assert.ok(hubHits.length > 0 && hubHits.every((r) => r.headers.authorization === `Bearer ${TOKEN}`));
-    assert.ok(blobGets(model.sha256).length === 1);
+    // Above PULL_PARALLEL_MIN_BYTES: ranges that tile the file exactly once, over PULL_CONNECTIONS connections.
+    const gets = blobGets(model.sha256);
+    const ranges = gets
+      .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.headers.range ?? '')!.slice(1).map(Number) as [number, number])
+      .sort((x, y) => x[0] - y[0]);
+    let tiled = 0;
+    for (const [from, to] of ranges) {
+      assert.equal(from, tiled);
+      tiled = to + 1;
+    }
+    assert.equal(tiled, model.size);
+    assert.equal(new Set(gets.map((r) => r.remotePort)).size, 8);
     assert.ok(
       hub.cdnRequests().every((r) => r.headers.authorization === undefined && !JSON.stringify(r).includes(TOKEN)),
     );
@@ -157,25 +182,58 @@ describe('model pull worker', function () {
     assert.match(history.rows[0].error, /sha256 mismatch/);
   });
 
-  it('fails the pull saying the disk is full when writing the download fails, and keeps the worker running', async () => {
-    await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
-    worker = await startWorker(env());
-    const partial = join(worker.modelsDir, '.partial', 'full.gguf');
-    await mkdir(dirname(partial), { recursive: true });
-    // Every write to /dev/full fails with ENOSPC, as a full disk does.
-    await symlink('/dev/full', partial);
-    const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
-    const { state, job: done } = await worker.finished(job.id!);
-    assert.equal(state, 'failed');
-    assert.equal(done.failedReason, `could not write ${partial}: disk full (ENOSPC)`);
-    assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+  it('fails a pull that fills the disk, saying how much space it needs, keeps no partial file, and keeps the worker running', async () => {
+    const volume = await mountSmallVolume(24 * MB);
+    if (!volume) {
+      // No root and no sudo: nothing can be mounted. /dev/full, where every write fails with ENOSPC as
+      // on a full disk, stands in for the volume, with a file small enough for one stream.
+      await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
+      worker = await startWorker(env());
+      const partial = join(worker.modelsDir, '.partial', 'full.gguf');
+      await mkdir(dirname(partial), { recursive: true });
+      await symlink('/dev/full', partial);
+      const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+      const { state, job: done } = await worker.finished(job.id!);
+      assert.equal(state, 'failed');
+      assert.match(done.failedReason, /^disk full \(ENOSPC\) writing full\.gguf: the pull needs \d+ bytes/);
+      assert.deepEqual(await readdir(dirname(partial)), []);
+      return;
+    }
+    try {
+      const model = await serve('acme/full-GGUF', 'full.gguf', 16 * MB);
+      hub.throttle(MB / 2);
+      worker = await startWorker(
+        env({ MODELS_DIR: volume.dir, PULL_FREE_SPACE_MARGIN_BYTES: '0', PULL_PARALLEL_MIN_BYTES: String(MB) }),
+      );
+      const partial = join(volume.dir, '.partial', 'full.gguf');
+      const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+      // Once the download is under way, another tenant of the volume takes all the space left.
+      await waitFor('bytes on disk', async () => existsSync(partial) && (await stat(partial)).blocks * 512 > 2 * MB);
+      const filler = join(dirname(volume.dir), 'filler');
+      await fillUp(filler);
+      const { state, job: done } = await worker.finished(job.id!);
+      assert.equal(state, 'failed');
+      assert.match(
+        done.failedReason,
+        new RegExp(
+          `^disk full \\(ENOSPC\\) writing full\\.gguf: the pull needs ${model.size} bytes for it plus 0 \\(PULL_FREE_SPACE_MARGIN_BYTES\\), and MODELS_DIR has \\d+ bytes free with the partial file removed$`,
+        ),
+      );
+      assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+      assert.deepEqual(await readdir(join(volume.dir, '.partial')), [], 'no partial file, no range state');
 
-    await rm(partial);
-    const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
-    const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
-    const second = await worker.finished(after.id!);
-    assert.equal(second.state, 'completed', second.job.failedReason);
-    assert.equal(second.job.returnvalue.sha256, next.sha256);
+      await rm(filler);
+      hub.throttle(null);
+      const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
+      const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
+      const second = await worker.finished(after.id!);
+      assert.equal(second.state, 'completed', second.job.failedReason);
+      assert.equal(second.job.returnvalue.sha256, next.sha256);
+    } finally {
+      await worker?.close();
+      worker = undefined;
+      await volume.unmount();
+    }
   });
 
   it('rejects a file that is not GGUF and keeps nothing of it', async () => {

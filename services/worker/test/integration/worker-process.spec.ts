@@ -52,6 +52,7 @@ describe('worker process', function () {
         MODELS_DIR: join(dir, 'models'),
         HF_ENDPOINT: hub.url,
         PULL_ALLOWED_HOSTS: hub.cdnHost,
+        PULL_ALLOW_HTTP: 'true',
         // A killed worker's job is handed on after this long (production default: 30 s).
         PULL_LOCK_MS: '1000',
       },
