@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type { Logger } from '@gguf-gateway/shared';
 import { isDone, pieceLength, type DownloadState, type Piece } from './download-state.js';
-import { DownloadAgents, openRange } from './http-download.js';
+import { DownloadAgents, openRange, type RangeResponse } from './http-download.js';
 import { AccessRefusedError, type HubClient } from './hub.client.js';
 import { DiskWriteError, type PartialFile } from './model-files.repository.js';
 import { Sha256Thread } from './sha256-thread.js';
@@ -182,42 +182,55 @@ export class RangedDownload {
     return this.refreshing;
   }
 
-  /** One request for the rest of a piece; true when the piece (of unknown size) ended with the file. */
-  private async stream(piece: Piece): Promise<boolean> {
+  /**
+   * Asks for the rest of a piece and checks the answer is of the same file. The first answer also
+   * lets the other connections start, with its validator to send.
+   */
+  private async open(piece: Piece): Promise<RangeResponse> {
     const { state, stallMs, hub, name } = this.options;
     const sequential = state.pieces.length === 1;
     const from = piece.start + piece.done;
-    const response = await openRange({
-      url: this.url,
-      start: from,
-      // One stream asks open-ended (`bytes=<on disk>-`); a piece for exactly its bytes.
-      end: sequential || piece.end === null ? null : piece.end - 1,
-      validator: state.validator,
-      stallMs,
-      signal: this.controller.signal,
-      hub,
-      agents: this.agents,
-    }).finally(() => this.confirmRanges());
-    const { body } = response;
-    const asked = from > 0 || !sequential;
-    if (!response.partial && asked) {
-      body.destroy();
-      if (state.validator !== null) {
-        throw new FileChangedError(`${name} changed on the server (If-Range ${state.validator} no longer matches)`);
+    try {
+      const response = await openRange({
+        url: this.url,
+        start: from,
+        // One stream asks open-ended (`bytes=<on disk>-`); a piece for exactly its bytes.
+        end: sequential || piece.end === null ? null : piece.end - 1,
+        validator: state.validator,
+        stallMs,
+        signal: this.controller.signal,
+        hub,
+        agents: this.agents,
+      });
+      const { body } = response;
+      if (!response.partial && (from > 0 || !sequential)) {
+        body.destroy();
+        if (state.validator !== null) {
+          throw new FileChangedError(`${name} changed on the server (If-Range ${state.validator} no longer matches)`);
+        }
+        throw new RangesIgnoredError(this.url.host);
       }
-      throw new RangesIgnoredError(this.url.host);
-    }
-    if (response.total !== null && state.size !== null && response.total !== state.size) {
-      body.destroy();
-      if (!response.partial && response.total > state.size) {
-        throw new SurplusBytesError(
-          `${name}: the server sent ${response.total} bytes, more than the ${state.size} it announced; the partial file was removed`,
-        );
+      if (response.total !== null && state.size !== null && response.total !== state.size) {
+        body.destroy();
+        if (!response.partial && response.total > state.size) {
+          throw new SurplusBytesError(
+            `${name}: the server sent ${response.total} bytes, more than the ${state.size} it announced; the partial file was removed`,
+          );
+        }
+        throw new FileChangedError(`${name} is now ${response.total} bytes on the server, not ${state.size}`);
       }
-      throw new FileChangedError(`${name} is now ${response.total} bytes on the server, not ${state.size}`);
+      if (state.validator === null && response.validator !== null) state.validator = response.validator;
+      return response;
+    } finally {
+      this.confirmRanges();
     }
-    if (state.validator === null && response.validator !== null) state.validator = response.validator;
+  }
 
+  /** One request for the rest of a piece; true when the piece (of unknown size) ended with the file. */
+  private async stream(piece: Piece): Promise<boolean> {
+    const { name } = this.options;
+    const from = piece.start + piece.done;
+    const { body } = await this.open(piece);
     const limit = piece.end ?? Infinity;
     let pos = from;
     let buffers: Buffer[] = [];

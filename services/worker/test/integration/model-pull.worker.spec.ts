@@ -153,6 +153,46 @@ describe('model pull worker', function () {
     assert.match(worker.logs.text(), /download interrupted, resuming/);
   });
 
+  it('fetches a dropped range again on its own, from where it stopped to the end of that range only', async () => {
+    const size = 16 * MB;
+    const dropAt = 5 * MB + MB / 2;
+    const model = await serve('acme/range-drop-GGUF', 'range-drop.gguf', size, { dropAtByte: dropAt });
+    const sentBefore = hub.bytesSent;
+    worker = await startWorker(env({ PULL_PARALLEL_MIN_BYTES: String(MB) }));
+    const job = await worker.enqueue({ source: { repo: 'acme/range-drop-GGUF', file: 'range-drop.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.equal(done.returnvalue.sha256, model.sha256);
+    assert.equal(done.attemptsMade, 1, 'resumed within the first attempt, not by a job retry');
+    // 1 MiB pieces: the one with the drop (5-6 MiB) is asked for again from what reached the disk.
+    const resumed = blobGets(model.sha256)
+      .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.headers.range ?? '')!.slice(1).map(Number) as [number, number])
+      .filter(([from, to]) => to === 6 * MB - 1 && from > 5 * MB);
+    assert.equal(resumed.length, 1);
+    const [from] = resumed[0]!;
+    assert.ok(from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
+    assert.equal(hub.bytesSent - sentBefore, model.size + (dropAt - from), 'nothing else fetched twice');
+    assert.ok(
+      blobGets(model.sha256)
+        .slice(1)
+        .every((r) => r.headers['if-range'] === `"${model.sha256}"`),
+      'every range after the first names the file it belongs to',
+    );
+  });
+
+  it('downloads over one connection, from byte 0, when the server ignores Range', async () => {
+    const model = await serve('acme/no-ranges-GGUF', 'no-ranges.gguf', 8 * MB, { noRanges: true });
+    worker = await startWorker(env({ PULL_PARALLEL_MIN_BYTES: String(MB) }));
+    const job = await worker.enqueue({ source: { repo: 'acme/no-ranges-GGUF', file: 'no-ranges.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.equal(done.returnvalue.sha256, model.sha256);
+    const gets = blobGets(model.sha256);
+    assert.equal(gets.length, 2, 'one ranged request finds out, then one stream');
+    assert.match(gets[0]!.headers.range ?? '', /^bytes=0-\d+$/);
+    assert.equal(gets[1]!.headers.range, undefined);
+  });
+
   it('drops a stalled connection after PULL_STALL_TIMEOUT_MS and resumes where it stopped', async () => {
     const size = 4 * MB;
     const stallAt = Math.floor(size / 2);
