@@ -220,7 +220,9 @@ export class FakeHub {
       return;
     }
     if (req.method === 'HEAD' && blob.spec.refuseHead) {
-      res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>SignatureDoesNotMatch</Code></Error>');
+      res
+        .writeHead(403, { 'content-type': 'application/xml' })
+        .end('<Error><Code>SignatureDoesNotMatch</Code></Error>');
       return;
     }
     const etag = `"${blob.sha256}"`;

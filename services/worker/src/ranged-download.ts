@@ -37,7 +37,7 @@ const WRITE_BYTES = MiB;
 /** Write back to disk every this many bytes while downloading, so the final fsync is short. */
 const SYNC_EVERY_BYTES = 32 * MiB;
 /** How stale the saved range state may get: what a SIGKILL makes the next worker fetch again, at most. */
-const SAVE_EVERY_MS = 1000;
+const SAVE_EVERY_MS = 250;
 /** A range that fails this many times in a row without progress fails the download (BullMQ retries it). */
 const MAX_STALLED_RESUMES = 3;
 
