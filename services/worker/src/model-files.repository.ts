@@ -1,4 +1,16 @@
-import { access, constants, mkdir, open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  access,
+  constants,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';

@@ -110,7 +110,13 @@ describe('model pull worker', function () {
     // Above PULL_PARALLEL_MIN_BYTES: ranges that tile the file exactly once, over PULL_CONNECTIONS connections.
     const gets = blobGets(model.sha256);
     const ranges = gets
-      .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.headers.range ?? '')!.slice(1).map(Number) as [number, number])
+      .map(
+        (r) =>
+          /^bytes=(\d+)-(\d+)$/
+            .exec(r.headers.range ?? '')!
+            .slice(1)
+            .map(Number) as [number, number],
+      )
       .sort((x, y) => x[0] - y[0]);
     let tiled = 0;
     for (const [from, to] of ranges) {
@@ -166,7 +172,13 @@ describe('model pull worker', function () {
     assert.equal(done.attemptsMade, 1, 'resumed within the first attempt, not by a job retry');
     // 1 MiB pieces: the one with the drop (5-6 MiB) is asked for again from what reached the disk.
     const resumed = blobGets(model.sha256)
-      .map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.headers.range ?? '')!.slice(1).map(Number) as [number, number])
+      .map(
+        (r) =>
+          /^bytes=(\d+)-(\d+)$/
+            .exec(r.headers.range ?? '')!
+            .slice(1)
+            .map(Number) as [number, number],
+      )
       .filter(([from, to]) => to === 6 * MB - 1 && from > 5 * MB);
     assert.equal(resumed.length, 1);
     const [from] = resumed[0]!;

@@ -66,7 +66,8 @@ describe('model pull hardening', function () {
     let replaced: Promise<{ sha256: string; size: number }> | null = null;
     hub.onRequest = (r) => {
       // Re-uploaded in place while the first download runs: same URL, same size, other bytes.
-      if (!replaced && r.server === 'cdn' && r.method === 'GET') replaced = hub.replaceBlob(first.sha256, { path: other });
+      if (!replaced && r.server === 'cdn' && r.method === 'GET')
+        replaced = hub.replaceBlob(first.sha256, { path: other });
     };
     worker = await startWorker(env());
     const job = await worker.enqueue({ source: { url: hub.blobUrl(first.sha256, 'replaced.gguf') } });
@@ -121,7 +122,10 @@ describe('model pull hardening', function () {
     const job = await worker.enqueue({ source: { url } });
     const { state, job: done } = await worker.finished(job.id!);
     assert.equal(state, 'completed', done.failedReason);
-    assert.ok(cdnGets(model.sha256).every((r) => r.url.includes('X-Amz-Signature=sig-secret-0123')), 'sent as given');
+    assert.ok(
+      cdnGets(model.sha256).every((r) => r.url.includes('X-Amz-Signature=sig-secret-0123')),
+      'sent as given',
+    );
     const history = await worker.pool.query('SELECT source::text FROM pull_jobs WHERE job_id = $1', [job.id]);
     const stored = await worker.pool.query('SELECT source::text FROM models WHERE name = $1', ['signed.gguf']);
     for (const text of [history.rows[0].source, stored.rows[0].source] as string[]) {

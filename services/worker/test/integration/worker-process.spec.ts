@@ -194,7 +194,9 @@ describe('worker process', function () {
       await redis.quit();
 
       startWorkerProcess();
-      await waitFor('BullMQ to fail the job', async () => ((await queue.getJobState(job.id!)) === 'failed' ? true : null));
+      await waitFor('BullMQ to fail the job', async () =>
+        (await queue.getJobState(job.id!)) === 'failed' ? true : null,
+      );
       const done = (await queue.getJob(job.id!))!;
       assert.equal(done.failedReason, 'job stalled more than allowable limit');
       const rows = await waitFor('pull_jobs to follow', async () => {
