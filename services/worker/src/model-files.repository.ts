@@ -1,3 +1,4 @@
+import { writev } from 'node:fs';
 import {
   access,
   constants,
@@ -46,7 +47,7 @@ export class PartialFile {
     let at = position;
     try {
       while (left.length > 0) {
-        const { bytesWritten } = await this.handle.writev(left, at);
+        const bytesWritten = await writevAt(this.handle.fd, left, at);
         at += bytesWritten;
         left = skipBytes(left, bytesWritten);
       }
@@ -71,6 +72,16 @@ export class PartialFile {
     await this.syncing;
     await this.handle.close();
   }
+}
+
+/**
+ * fs.writev with a callback: measured against FileHandle.writev on this path, it holds the event
+ * loop for a fraction of the time per call (no promise and handle bookkeeping), and it runs per MiB.
+ */
+function writevAt(fd: number, buffers: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten))),
+  );
 }
 
 /** `buffers` without their first `bytes` (for the rest of a short write). */
