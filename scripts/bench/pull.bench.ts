@@ -199,10 +199,15 @@ export const pullBench: BenchSuite = {
       const resumeMs = performance.now() - restarted;
       hub.throttle(null);
       const refetched = hub.bytesSent - sentBefore - size;
-      const resumedRanges = hub
+      const resumedGets = hub
         .cdnRequests()
         .slice(requestsBefore)
-        .filter((r) => r.method === 'GET').length;
+        .filter((r) => r.method === 'GET');
+      const resumedRanges = resumedGets.length;
+      const askedAgain = resumedGets.reduce((sum, r) => {
+        const [from, to] = (/^bytes=(\d+)-(\d+)$/.exec(r.headers.range ?? '') ?? []).slice(1).map(Number);
+        return sum + (to! - from! + 1);
+      }, 0);
 
       return [
         {
@@ -251,7 +256,11 @@ export const pullBench: BenchSuite = {
           case: `resume after SIGKILL at ~50%, CDN limited to ${LINK_BYTES_PER_SEC / MB} MB/s per connection`,
           'MB/s': mbps(size - keptByState, resumeMs),
           'vs plain': '',
-          notes: `${Math.round(sentToFirst / MB)} MiB received before the kill, ${Math.round(keptByState / MB)} MiB kept by the saved ranges; the new worker asked for ${resumedRanges} ranges, ${(refetched / MB).toFixed(1)} MiB fetched twice in all; done ${(resumeMs / 1000).toFixed(1)} s after its start (process start and 1 s lock handover included)`,
+          notes:
+            `${Math.round(keptByState / MB)} MiB kept by the saved ranges; the new worker asked for ${resumedRanges} ranges, ` +
+            `${(askedAgain / MB).toFixed(1)} MiB (the file less what was kept: ${((size - keptByState) / MB).toFixed(1)} MiB). ` +
+            `The CDN sent ${(refetched / MB).toFixed(1)} MiB more than the file in all (${Math.round(sentToFirst / MB)} MiB to the killed worker, ` +
+            `most of the surplus still in socket buffers, never read); done ${(resumeMs / 1000).toFixed(1)} s after the new worker's start (process start and 1 s lock handover included)`,
         },
       ];
     } finally {
