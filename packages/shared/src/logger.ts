@@ -33,6 +33,8 @@ const SECRET_PATTERNS: RegExp[] = [
   /\b(hf_)[A-Za-z0-9]{8,}/g,
   /\b(sk-)[A-Za-z0-9_-]{8,}/g,
   /([?&](?:token|key|api_key|access_token)=)[^&\s"']+/gi,
+  // Presigned URLs (S3, GCS, CloudFront, Azure SAS): the signature and credential in the query string.
+  /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential|Signature|Policy|Key-Pair-Id|sig)=)[^&\s"']+/gi,
 ];
 
 export function maskSecrets(text: string): string {

@@ -6,6 +6,7 @@ import {
   PULL_JOB_OPTIONS,
   pullCancelKey,
   pullQueuePrefix,
+  redactedSource,
   type PullJobResult,
 } from './pull-request.js';
 import { createRedis } from './redis.js';
@@ -148,7 +149,8 @@ export class PullQueue {
     return {
       id: job.id!,
       state,
-      source: job.data.source,
+      // A presigned URL's signature is a credential: the view (admin API, logs) never shows it.
+      source: redactedSource(job.data.source),
       name: job.data.name ?? null,
       sha256: job.data.sha256 ?? null,
       progress: isProgress(job.progress) ? job.progress : null,

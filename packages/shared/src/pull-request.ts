@@ -92,6 +92,27 @@ function parseSource(value: unknown): PullSource {
   return revision === undefined ? { repo, file } : { repo, file, revision };
 }
 
+/**
+ * A URL fit to log or store: every query value is replaced, since a presigned URL (S3, GCS, Azure,
+ * the hub's CDN) carries its signature, credential and policy there, and any of them lets whoever
+ * reads the log download the file until it expires. The parameter names stay, to show it was signed.
+ */
+export function redactUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return '[unparseable URL]';
+  }
+  for (const key of new Set(url.searchParams.keys())) url.searchParams.set(key, 'REDACTED');
+  return url.toString();
+}
+
+/** A pull's source as it may be logged and stored (pull_jobs, models): see redactUrl. */
+export function redactedSource(source: PullSource): PullSource {
+  return 'url' in source ? { url: redactUrl(source.url) } : source;
+}
+
 /** Validates an untrusted pull request body (or job data) into PullJobData, or throws InvalidPullError. */
 export function parsePullJobData(value: unknown): PullJobData {
   if (typeof value !== 'object' || value === null) throw new InvalidPullError('body must be an object', 'source');

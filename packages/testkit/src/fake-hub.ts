@@ -23,6 +23,10 @@ export interface FakeHubFile {
   corrupt?: boolean;
   /** Where the hub's 302 points instead of its CDN (to test a host that is not allowed). */
   redirectTo?: string;
+  /** The CDN answers HEAD with 403, as a presigned URL signed for GET only does. */
+  refuseHead?: boolean;
+  /** The CDN ignores Range and always sends the whole file with 200, as some servers do. */
+  noRanges?: boolean;
 }
 
 export interface HubRequest {
@@ -30,6 +34,8 @@ export interface HubRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
+  /** The client's port: requests on one kept-alive connection share it. */
+  remotePort: number;
 }
 
 interface Blob {
@@ -44,6 +50,11 @@ const listenLocal = async (server: Server): Promise<string> => {
   return `127.0.0.1:${(server.address() as AddressInfo).port}`;
 };
 
+/** In-memory files go out in 1 MiB writes, as files on disk do, so a throttle paces them too. */
+function* chunks(data: Buffer): Generator<Buffer> {
+  for (let at = 0; at < data.length; at += 1 << 20) yield data.subarray(at, at + (1 << 20));
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function sha256Of(spec: FakeHubFile): Promise<{ sha256: string; size: number }> {
@@ -56,7 +67,8 @@ async function sha256Of(spec: FakeHubFile): Promise<{ sha256: string; size: numb
 /**
  * A local stand-in for the Hugging Face hub: `GET/HEAD /<repo>/resolve/<revision>/<file>` answers 302
  * to a second server (the "CDN") with X-Linked-Etag (sha256) and X-Linked-Size, as the hub does for
- * LFS files. The CDN honours Range with 206 and can drop, stall or corrupt a transfer. Every request
+ * LFS files. The CDN honours Range (`bytes=a-`, `bytes=a-b`) with 206 and If-Range as S3 does, and can
+ * refuse HEAD, ignore ranges, change a file in place, drop, stall or corrupt a transfer. Every request
  * either server got is recorded, headers included.
  */
 export class FakeHub {
@@ -66,6 +78,9 @@ export class FakeHub {
   private readonly files = new Map<string, Blob>();
   private readonly blobs = new Map<string, Blob>();
   private bytesPerSec: number | null = null;
+  private hubHangs = false;
+  /** Body bytes the CDN has sent, over every response (to count what a resume fetched again). */
+  bytesSent = 0;
   /** The hub signs each CDN URL with a number; the CDN refuses (403) signatures below this one. */
   private signature = 0;
   private oldestValidSignature = 0;
@@ -113,9 +128,27 @@ export class FakeHub {
     return { sha256: blob.sha256, size: blob.size };
   }
 
-  /** Limits the CDN's sending rate (null: full speed), for tests that need time to act mid-download. */
+  /**
+   * Limits the CDN's sending rate of each response, so of each connection (null: full speed), as a
+   * CDN caps what one connection gets; also for tests that need time to act mid-download.
+   */
   throttle(bytesPerSec: number | null): void {
     this.bytesPerSec = bytesPerSec;
+  }
+
+  /** While on, the hub takes requests and never answers them (a hung resolve). */
+  hang(on: boolean): void {
+    this.hubHangs = on;
+  }
+
+  /**
+   * The file behind an existing CDN URL changes in place (new bytes and ETag, same URL), as a
+   * re-uploaded object does; returns the new sha256 and size.
+   */
+  async replaceBlob(sha256: string, spec: FakeHubFile): Promise<{ sha256: string; size: number }> {
+    const blob: Blob = { spec, ...(await sha256Of(spec)) };
+    this.blobs.set(sha256, blob);
+    return { sha256: blob.sha256, size: blob.size };
   }
 
   /** Every CDN URL the hub handed out so far now answers 403, as an expired signed URL does. */
@@ -140,6 +173,7 @@ export class FakeHub {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
       headers: { ...req.headers },
+      remotePort: req.socket.remotePort ?? 0,
     };
     this.requests.push(request);
     this.onRequest?.(request);
@@ -147,6 +181,7 @@ export class FakeHub {
 
   private onHub(req: IncomingMessage, res: ServerResponse): void {
     this.record('hub', req);
+    if (this.hubHangs) return;
     if (this.token && req.headers.authorization !== `Bearer ${this.token}`) {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"Invalid credentials"}');
       return;
@@ -184,27 +219,42 @@ export class FakeHub {
       res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>AccessDenied</Code></Error>');
       return;
     }
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (req.method === 'HEAD' && blob.spec.refuseHead) {
+      res
+        .writeHead(403, { 'content-type': 'application/xml' })
+        .end('<Error><Code>SignatureDoesNotMatch</Code></Error>');
+      return;
+    }
+    const etag = `"${blob.sha256}"`;
+    // If-Range naming another version of the file: the Range no longer applies, the whole new file is sent.
+    const ifRange = req.headers['if-range'];
+    const honoured = !blob.spec.noRanges && (ifRange === undefined || ifRange === etag);
+    const range = honoured ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '') : null;
     const start = range ? Number(range[1]) : 0;
-    if (start > blob.size || (range && start === blob.size)) {
+    const end = range && range[2] ? Math.min(Number(range[2]), blob.size - 1) : blob.size - 1;
+    if (start > blob.size || (range && (start === blob.size || end < start))) {
       res.writeHead(416, { 'content-range': `bytes */${blob.size}` }).end();
       return;
     }
-    const headers = { 'content-length': String(blob.size - start), 'accept-ranges': 'bytes', etag: `"${blob.sha256}"` };
-    if (range) res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${blob.size - 1}/${blob.size}` });
+    const headers = {
+      'content-length': String(end + 1 - start),
+      ...(blob.spec.noRanges ? {} : { 'accept-ranges': 'bytes' }),
+      etag,
+    };
+    if (range) res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${blob.size}` });
     else res.writeHead(200, headers);
     if (req.method === 'HEAD') {
       res.end();
       return;
     }
-    await this.send(blob, start, res);
+    await this.send(blob, start, end, res);
   }
 
-  private async send(blob: Blob, start: number, res: ServerResponse): Promise<void> {
+  private async send(blob: Blob, start: number, end: number, res: ServerResponse): Promise<void> {
     const { spec } = blob;
     const source = spec.data
-      ? [spec.data.subarray(start)]
-      : createReadStream(spec.path!, { start, highWaterMark: 1 << 20 });
+      ? chunks(spec.data.subarray(start, end + 1))
+      : createReadStream(spec.path!, { start, end, highWaterMark: 1 << 20 });
     const began = Date.now();
     let offset = start;
     try {
@@ -216,6 +266,7 @@ export class FakeHub {
         if (cut !== undefined) chunk = chunk.subarray(0, cut - offset);
         if (spec.corrupt) chunk = Buffer.from(chunk.map((b, i) => ((offset + i) % 4096 === 100 ? b ^ 0xff : b)));
         offset += chunk.length;
+        this.bytesSent += chunk.length;
         if (cut !== undefined && cut === spec.dropAtByte) {
           // Flushed first, so the client holds exactly the bytes up to the drop.
           await new Promise((resolve) => res.write(chunk, resolve));

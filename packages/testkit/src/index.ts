@@ -10,4 +10,5 @@ export * from './processes.js';
 export * from './redis.js';
 export * from './services.js';
 export * from './settings.js';
+export * from './small-volume.js';
 export * from './usage-events.js';

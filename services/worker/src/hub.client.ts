@@ -14,10 +14,24 @@ export interface HubClientOptions {
   endpoint: string;
   token: string | undefined;
   allowedHosts: AllowedHosts;
+  /** Plain `http:` downloads are refused unless allowed (HF_ENDPOINT itself is trusted as configured). */
+  allowHttp: boolean;
+  /** A resolve that gets no answer within this long fails (and is retried like a network fault). */
+  resolveTimeoutMs: number;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const MAX_REDIRECTS = 5;
+/** What a host answers to HEAD when it serves the URL only to GET: S3-style presigned URLs sign the method. */
+const HEAD_REFUSED = new Set([403, 405, 501]);
+
+/** The hub did not answer in time: a network fault, retried like one. */
+export class ResolveTimeoutError extends Error {
+  constructor(url: URL, ms: number) {
+    super(`${url.host}${url.pathname} did not answer within ${ms} ms (PULL_RESOLVE_TIMEOUT_MS)`);
+    this.name = 'ResolveTimeoutError';
+  }
+}
 
 /** Talks to the Hugging Face hub (or a plain URL): where a file is, how big, and its sha256. */
 export class HubClient {
@@ -49,21 +63,42 @@ export class HubClient {
     return url.origin === this.endpoint.origin;
   }
 
-  /** A host that is neither the hub nor allowed is a hard stop: retrying would not change it. */
+  /** A host that is neither the hub nor allowed, or plain HTTP not allowed, is a hard stop: retrying would not change it. */
   checkHost(url: URL): void {
-    if (url.origin === this.endpoint.origin || this.options.allowedHosts.allows(url)) return;
-    throw new UnrecoverableError(`download host ${url.host} is not in PULL_ALLOWED_HOSTS`);
+    if (url.origin === this.endpoint.origin) return;
+    if (!this.options.allowedHosts.allows(url)) {
+      throw new UnrecoverableError(`download host ${url.host} is not in PULL_ALLOWED_HOSTS`);
+    }
+    if (url.protocol !== 'https:' && !this.options.allowHttp) {
+      throw new UnrecoverableError(
+        `refusing to download over plain HTTP from ${url.host} (anyone on the path could change the model): use https, or set PULL_ALLOW_HTTP=true`,
+      );
+    }
   }
 
   /**
    * HEAD without following redirects: the hub answers a 302 carrying X-Linked-Etag and X-Linked-Size;
-   * redirects within the hub are followed, the first one off it is where the bytes are.
+   * redirects within the hub are followed, the first one off it is where the bytes are. A host that
+   * refuses HEAD (a presigned URL) is asked with a GET of its first byte instead. Gives up after
+   * PULL_RESOLVE_TIMEOUT_MS, and at once when `signal` aborts (a cancel).
    */
-  async resolve(start: URL): Promise<ResolvedFile> {
+  async resolve(start: URL, signal: AbortSignal): Promise<ResolvedFile> {
+    const timeout = AbortSignal.timeout(this.options.resolveTimeoutMs);
+    const both = AbortSignal.any([signal, timeout]);
+    try {
+      return await this.follow(start, both);
+    } catch (err) {
+      if (timeout.aborted && !signal.aborted) throw new ResolveTimeoutError(start, this.options.resolveTimeoutMs);
+      throw err;
+    }
+  }
+
+  private async follow(start: URL, signal: AbortSignal): Promise<ResolvedFile> {
     let url = start;
     this.checkHost(url);
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: this.headersFor(url) });
+      let res = await this.ask(url, 'HEAD', signal);
+      if (HEAD_REFUSED.has(res.status) && !this.isHub(url)) res = await this.ask(url, 'GET', signal);
       const sha256 = linkedEtag(res.headers);
       const linkedSize = res.headers.get('x-linked-size');
       if (res.status >= 300 && res.status < 400) {
@@ -78,12 +113,22 @@ export class HubClient {
         continue;
       }
       if (res.ok) {
-        const length = res.headers.get('content-length');
+        const total = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1];
+        const length = res.status === 206 ? total : res.headers.get('content-length');
         return { url: url.toString(), sha256, size: linkedSize ? Number(linkedSize) : length ? Number(length) : null };
       }
       throw httpError(res.status, url, this.isHub(url));
     }
     throw new UnrecoverableError(`more than ${MAX_REDIRECTS} redirects resolving ${start.host}${start.pathname}`);
+  }
+
+  /** A GET asks for the first byte only, and its body is never read. */
+  private async ask(url: URL, method: 'HEAD' | 'GET', signal: AbortSignal): Promise<Response> {
+    const headers = this.headersFor(url);
+    if (method === 'GET') headers.range = 'bytes=0-0';
+    const res = await fetch(url, { method, redirect: 'manual', headers, signal });
+    if (method === 'GET') await res.body?.cancel();
+    return res;
   }
 }
 

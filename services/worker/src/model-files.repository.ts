@@ -1,11 +1,103 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { fdatasync } from 'node:fs';
-import { access, constants, mkdir, open, rename, rm, stat, statfs, truncate } from 'node:fs/promises';
+import { writev } from 'node:fs';
+import {
+  access,
+  constants,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  stat,
+  statfs,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
 
 const PARTIAL_DIR = '.partial';
+
+/** A write to the models volume failed: the disk, not the network (ENOSPC, EIO, ...). */
+export class DiskWriteError extends Error {
+  constructor(
+    readonly path: string,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DiskWriteError';
+  }
+}
+
+/**
+ * An open partial file written at positions: the ranges of a download land side by side in it.
+ * Each write is whole (a short write is continued) or fails with DiskWriteError.
+ */
+export class PartialFile {
+  private syncing: Promise<void> | null = null;
+
+  constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  async writeAt(buffers: Buffer[], position: number): Promise<void> {
+    let left = buffers;
+    let at = position;
+    try {
+      while (left.length > 0) {
+        const bytesWritten = await writevAt(this.handle.fd, left, at);
+        at += bytesWritten;
+        left = skipBytes(left, bytesWritten);
+      }
+    } catch (err) {
+      const { code, message } = err as NodeJS.ErrnoException;
+      throw new DiskWriteError(this.path, code, message);
+    }
+  }
+
+  /**
+   * Starts writing back what is written so far, without blocking the writers: the fsync before the
+   * rename then has little left to flush. A failure here only leaves that work to the final fsync.
+   */
+  syncInBackground(): void {
+    this.syncing ??= this.handle.datasync().then(
+      () => void (this.syncing = null),
+      () => void (this.syncing = null),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.syncing;
+    await this.handle.close();
+  }
+}
+
+/**
+ * fs.writev with a callback: measured against FileHandle.writev on this path, it holds the event
+ * loop for a fraction of the time per call (no promise and handle bookkeeping), and it runs per MiB.
+ */
+function writevAt(fd: number, buffers: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten))),
+  );
+}
+
+/** `buffers` without their first `bytes` (for the rest of a short write). */
+function skipBytes(buffers: Buffer[], bytes: number): Buffer[] {
+  let skip = bytes;
+  const rest: Buffer[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
+}
 
 /**
  * The models directory on disk. Files are written only under `.partial/` and move into place with
@@ -33,6 +125,14 @@ export class ModelFilesRepository {
 
   finalPath(name: string): string {
     return this.inside(this.dir, name);
+  }
+
+  /**
+   * Beside each partial file, `.<name>.ranges`: which byte ranges of it are on disk. No model name
+   * starts with a dot, so this never meets a partial file.
+   */
+  private statePath(name: string): string {
+    return join(dirname(this.partialPath(name)), `.${name}.ranges`);
   }
 
   async prepare(): Promise<void> {
@@ -64,25 +164,43 @@ export class ModelFilesRepository {
     return fs.bavail * fs.bsize;
   }
 
-  async truncatePartial(name: string, size: number): Promise<void> {
-    await truncate(this.partialPath(name), size);
-  }
-
   /**
-   * Starts writing back what `out` has written so far, without blocking it: the fsync before the
-   * rename then has little left to flush. A failure here only leaves that work to the final fsync.
+   * Opens the partial file for positional writes. `size` (a download in parallel ranges) sets its
+   * length up front, so every range has its place; null keeps it as it is (one sequential stream).
+   * `fresh` drops what was there.
    */
-  flushInBackground(out: WriteStream): Promise<void> {
-    // fs.WriteStream has its descriptor once open; @types/node does not declare it.
-    const { fd } = out as unknown as { fd: number | null };
-    return new Promise((resolve) => {
-      if (typeof fd !== 'number') return resolve();
-      fdatasync(fd, () => resolve());
+  async openPartial(name: string, options: { size: number | null; fresh: boolean }): Promise<PartialFile> {
+    const path = this.partialPath(name);
+    const handle = await open(path, options.fresh ? 'w' : 'a+').then(async (h) => {
+      // 'a+' only creates the file: positional writes need a mode that does not force appends.
+      if (options.fresh) return h;
+      await h.close();
+      return open(path, 'r+');
     });
+    try {
+      if (options.size !== null) await handle.truncate(options.size);
+      return new PartialFile(path, handle);
+    } catch (err) {
+      await handle.close();
+      const { code, message } = err as NodeJS.ErrnoException;
+      throw new DiskWriteError(path, code, message);
+    }
   }
 
-  appendTo(name: string): WriteStream {
-    return createWriteStream(this.partialPath(name), { flags: 'a', highWaterMark: 1 << 20 });
+  /** The saved range state of a download, or null when there is none (or it is unreadable). */
+  async readState(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(this.statePath(name), 'utf8')) as unknown;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Replaces the state in one rename, so a SIGKILL leaves the old state or the new, never half of one. */
+  async saveState(name: string, state: unknown): Promise<void> {
+    const path = this.statePath(name);
+    await writeFile(`${path}.tmp`, JSON.stringify(state));
+    await rename(`${path}.tmp`, path);
   }
 
   async readHeader(path: string): Promise<GgufInfo> {
@@ -109,7 +227,14 @@ export class ModelFilesRepository {
     return to;
   }
 
+  /** The partial file and its range state. */
   async removePartial(name: string): Promise<void> {
     await rm(this.partialPath(name), { force: true });
+    await this.removeState(name);
+  }
+
+  async removeState(name: string): Promise<void> {
+    await rm(this.statePath(name), { force: true });
+    await rm(`${this.statePath(name)}.tmp`, { force: true });
   }
 }

@@ -1,5 +1,3 @@
-import { Transform } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import {
@@ -13,11 +11,12 @@ import {
   type PullProgress,
 } from '@gguf-gateway/shared';
 import { GgufError, type GgufInfo } from '@gguf-gateway/gguf';
+import { bytesDone, parallelState, parseState, sequentialState, type DownloadState } from './download-state.js';
 import { AccessRefusedError, type HubClient, type ResolvedFile } from './hub.client.js';
-import { openRange } from './http-download.js';
-import type { ModelFilesRepository } from './model-files.repository.js';
+import { DiskWriteError, type ModelFilesRepository } from './model-files.repository.js';
 import type { ModelsRepository } from './models.repository.js';
 import { ProgressMeter } from './progress-meter.js';
+import { FileChangedError, RangedDownload, RangesIgnoredError, SurplusBytesError } from './ranged-download.js';
 import { Sha256Thread } from './sha256-thread.js';
 
 export class PullCancelledError extends UnrecoverableError {
@@ -44,6 +43,9 @@ export interface ModelPullOptions {
   stallMs: number;
   freeSpaceMarginBytes: number;
   progressIntervalMs: number;
+  /** Concurrent ranges for a file above `parallelMinBytes`. */
+  connections: number;
+  parallelMinBytes: number;
   /** Counts downloaded bytes (model_pull_bytes_total). */
   onBytes?: (bytes: number) => void;
 }
@@ -56,8 +58,19 @@ interface PlannedFile extends PullFile {
 
 /** A network fault that made no progress this many times in a row goes back to BullMQ's retry. */
 const MAX_STALLED_RESUMES = 3;
-/** Write back to disk every this many bytes while downloading, so the final fsync is short. */
-const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
+
+/** The file the pull planned is not the one the hub serves now: its partial file is of no use. */
+class ChangedOnHubError extends UnrecoverableError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ChangedOnHubError';
+  }
+}
+
+/** How a download of one file starts: over one stream, or in parallel ranges where the server allows. */
+interface DownloadMode {
+  sequentialOnly: boolean;
+}
 
 /** One pull, start to finish: resolve, check space, download with resume, verify, land, record. */
 export class ModelPullService {
@@ -69,9 +82,17 @@ export class ModelPullService {
       await job.progress(progress);
       if (await job.cancelled()) throw new PullCancelledError();
     });
+    // Between progress reports too (a resolve that hangs, a stalled connection), a cancel stops the pull.
+    const cancel = new AbortController();
+    const watch = setInterval(() => {
+      job.cancelled().then(
+        (cancelled) => cancelled && cancel.abort(new PullCancelledError()),
+        () => undefined,
+      );
+    }, this.options.progressIntervalMs);
     try {
       await meter.enter('resolving');
-      const plan = await this.plan(data);
+      const plan = await this.plan(data, cancel.signal);
       meter.bytesTotal = plan.reduce((sum, f) => sum + (f.resolved.size ?? 0), 0);
       await this.checkFreeSpace(plan);
       const landed: { file: PlannedFile; sha256: string; gguf: GgufInfo; path: string }[] = [];
@@ -83,7 +104,7 @@ export class ModelPullService {
           continue;
         }
         await meter.enter('downloading');
-        const sha256 = await this.download(data, file, meter);
+        const sha256 = await this.download(data, file, meter, cancel.signal);
         await meter.enter('verifying');
         landed.push({ file, sha256, ...(await this.verifyAndLand(file, sha256, job)) });
       }
@@ -113,14 +134,16 @@ export class ModelPullService {
         await Promise.all(pullFiles(data).map((f) => this.options.files.removePartial(f.name)));
       }
       throw err;
+    } finally {
+      clearInterval(watch);
     }
   }
 
-  private async plan(data: PullJobData): Promise<PlannedFile[]> {
+  private async plan(data: PullJobData, cancel: AbortSignal): Promise<PlannedFile[]> {
     const { files } = this.options;
     const plan: PlannedFile[] = [];
     for (const file of pullFiles(data)) {
-      const resolved = await this.resolve(data, file);
+      const resolved = await this.resolve(data, file, cancel);
       if (data.sha256 && resolved.sha256 && data.sha256 !== resolved.sha256) {
         throw new UnrecoverableError(
           `sha256 given does not match the hub's: want ${data.sha256} got ${resolved.sha256}`,
@@ -157,11 +180,12 @@ export class ModelPullService {
   }
 
   /** Where the file is now; a refusal here is final (the hub's own says to set HF_TOKEN). */
-  private async resolve(data: PullJobData, file: PullFile): Promise<ResolvedFile> {
+  private async resolve(data: PullJobData, file: PullFile, cancel: AbortSignal): Promise<ResolvedFile> {
     const { hub } = this.options;
     try {
-      return await hub.resolve(hub.fileUrl(data.source, file.repoFile));
+      return await hub.resolve(hub.fileUrl(data.source, file.repoFile), cancel);
     } catch (err) {
+      if (cancel.aborted) throw new PullCancelledError();
       if (err instanceof AccessRefusedError) throw new UnrecoverableError(err.message);
       throw err;
     }
@@ -171,130 +195,162 @@ export class ModelPullService {
    * Asks the hub again where a planned file is, since a signed CDN URL expires: the file itself must
    * be the one planned, or the bytes on disk belong to another file.
    */
-  private async resolveAgain(data: PullJobData, file: PlannedFile): Promise<URL> {
-    const now = await this.resolve(data, file);
+  private async resolveAgain(data: PullJobData, file: PlannedFile, cancel: AbortSignal): Promise<URL> {
+    const now = await this.resolve(data, file, cancel);
     const was = file.resolved;
     if (now.size !== was.size || now.sha256 !== was.sha256) {
-      await this.options.files.removePartial(file.name);
-      throw new UnrecoverableError(
+      throw new ChangedOnHubError(
         `${file.name} changed on the server during the pull (size ${was.size} -> ${now.size}, sha256 ${was.sha256} -> ${now.sha256}); the partial file was removed: pull again`,
       );
     }
     return new URL(now.url);
   }
 
-  /** Downloads into the partial file, resuming after drops and stalls; returns the sha256 of the whole file. */
-  private async download(data: PullJobData, file: PlannedFile, meter: ProgressMeter): Promise<string> {
-    const { logger } = this.options;
+  /**
+   * Downloads into the partial file, resuming after drops and stalls (each range on its own, and
+   * the whole download with a fresh URL after a refusal); returns the sha256 of the whole file.
+   */
+  private async download(
+    data: PullJobData,
+    file: PlannedFile,
+    meter: ProgressMeter,
+    cancel: AbortSignal,
+  ): Promise<string> {
+    const { files, logger } = this.options;
     const startedWith = meter.bytesDone;
-    // Resolved right before its download: the URL from the plan may have expired while earlier parts downloaded.
-    let url = await this.resolveAgain(data, file);
+    const mode: DownloadMode = { sequentialOnly: false };
     let failures = 0;
     let refusedLast = false;
-    for (;;) {
-      const before = meter.bytesDone;
-      try {
-        return await this.downloadOnce(url, file, meter, startedWith);
-      } catch (err) {
-        if (err instanceof UnrecoverableError) throw err;
-        const refused = err instanceof AccessRefusedError;
-        // An expired signed URL gets one fresh URL; refused again right after, it is not the URL.
-        if (refused && refusedLast) throw new UnrecoverableError(`${(err as Error).message}, even with a fresh URL`);
-        refusedLast = refused;
-        failures = meter.bytesDone > before ? 1 : failures + 1;
-        if (failures > MAX_STALLED_RESUMES) throw err;
-        logger.warn(
-          { file: file.name, bytesDone: meter.bytesDone, reason: (err as Error).message },
-          'download interrupted, resuming',
-        );
-        await sleep(Math.min(250 * 2 ** (failures - 1), 5000));
-        url = await this.resolveAgain(data, file);
+    let changed = false;
+    try {
+      // Resolved right before its download: the URL from the plan may have expired while earlier parts downloaded.
+      let url = await this.resolveAgain(data, file, cancel);
+      for (;;) {
+        const before = meter.bytesDone;
+        try {
+          return await this.downloadOnce(url, data, file, meter, startedWith, mode, cancel);
+        } catch (err) {
+          if (cancel.aborted) throw new PullCancelledError();
+          if (err instanceof RangesIgnoredError) {
+            logger.info({ file: file.name, reason: err.message }, 'no ranges: one connection');
+            mode.sequentialOnly = true;
+            await files.removePartial(file.name);
+            continue;
+          }
+          if (err instanceof FileChangedError) {
+            // Started over once; a file that changes again while downloading is not one file to land.
+            if (changed) throw new ChangedOnHubError(`${err.message}, again: the partial file was removed: pull again`);
+            changed = true;
+            logger.warn({ file: file.name, reason: err.message }, 'file changed on the server, starting over');
+            await files.removePartial(file.name);
+            url = await this.resolveAgain(data, file, cancel);
+            continue;
+          }
+          if (err instanceof UnrecoverableError || err instanceof DiskWriteError) throw err;
+          const refused = err instanceof AccessRefusedError;
+          // An expired signed URL gets one fresh URL; refused again right after, it is not the URL.
+          if (refused && refusedLast) throw new UnrecoverableError(`${(err as Error).message}, even with a fresh URL`);
+          refusedLast = refused;
+          failures = meter.bytesDone > before ? 1 : failures + 1;
+          if (failures > MAX_STALLED_RESUMES) throw err;
+          logger.warn(
+            { file: file.name, bytesDone: meter.bytesDone, reason: (err as Error).message },
+            'download interrupted, resuming',
+          );
+          await sleep(Math.min(250 * 2 ** (failures - 1), 5000), undefined, { signal: cancel });
+          url = await this.resolveAgain(data, file, cancel);
+        }
       }
+    } catch (err) {
+      if (cancel.aborted) throw new PullCancelledError();
+      if (err instanceof DiskWriteError) throw await this.diskFailure(file, err);
+      if (err instanceof ChangedOnHubError || err instanceof SurplusBytesError) await files.removePartial(file.name);
+      throw err;
     }
   }
 
-  private async downloadOnce(url: URL, file: PlannedFile, meter: ProgressMeter, fileStartsAt: number): Promise<string> {
-    const { files, hub, stallMs } = this.options;
-    const partial = files.partialPath(file.name);
+  /** What is on disk of a file (its saved ranges, or a partial from one stream), or a fresh plan. */
+  private async startState(file: PlannedFile, mode: DownloadMode): Promise<{ state: DownloadState; fresh: boolean }> {
+    const { files, connections, parallelMinBytes } = this.options;
     const size = file.resolved.size;
-    let offset = (await files.sizeOf(partial)) ?? 0;
-    if (size !== null && offset > size) {
-      await files.truncatePartial(file.name, 0);
-      offset = 0;
+    const onDisk = await files.sizeOf(files.partialPath(file.name));
+    const saved = parseState(await files.readState(file.name), size);
+    if (saved && onDisk !== null && (!mode.sequentialOnly || saved.pieces.length === 1)) {
+      // One stream writes in order: the file's own length is what is on disk, to the byte.
+      if (saved.pieces.length === 1) saved.pieces[0]!.done = Math.min(onDisk, size ?? onDisk);
+      if (saved.pieces.length === 1 || onDisk === size) return { state: saved, fresh: false };
     }
-    meter.bytesDone = fileStartsAt + offset;
-    if (size !== null && offset === size) return sha256OfFile(partial, offset);
-    const controller = new AbortController();
-    let hash = new Sha256Thread();
-    try {
-      // Resuming: the bytes already on disk are hashed before the range is asked for, so the sha256
-      // still covers the whole file and the connection never waits on (or buffers behind) that work.
-      if (offset > 0) await hash.addFile(partial, offset);
-      const { start, body } = await openRange({ url, offset, stallMs, signal: controller.signal, hub });
-      if (start !== offset) {
-        await files.truncatePartial(file.name, 0);
-        meter.bytesDone = fileStartsAt;
-        await hash.close();
-        hash = new Sha256Thread();
-      }
-      meter.restartClock();
-      // Piped straight to the file; the hash and the meter only watch the chunks go by, so the
-      // download runs as fast as a plain one. A report in flight is not awaited per chunk.
-      let reporting = false;
-      const out = files.appendTo(file.name);
-      // Listened to at once: a write error (disk full) stops the body and fails the pull instead of
-      // surfacing later as an unhandled rejection that takes the whole worker down.
-      const written = finished(out).catch((err: unknown) => {
-        body.destroy(err as Error);
-        throw writeFailure(partial, err);
-      });
-      const tap = hashingTap(hash);
-      let unflushed = 0;
-      let flushing: Promise<void> | null = null;
-      body.on('data', (chunk: Buffer) => {
-        unflushed += chunk.length;
-        if (unflushed >= FLUSH_EVERY_BYTES && !flushing) {
-          unflushed = 0;
-          flushing = files.flushInBackground(out).then(() => {
-            flushing = null;
-          });
-        }
-        this.options.onBytes?.(chunk.length);
-        if (meter.add(chunk.length) && !reporting) {
+    if (!saved && onDisk !== null && onDisk > 0 && (size === null || onDisk <= size)) {
+      return { state: sequentialState(size, onDisk), fresh: false };
+    }
+    const parallel = !mode.sequentialOnly && connections > 1 && size !== null && size > parallelMinBytes;
+    return { state: parallel ? parallelState(size, connections) : sequentialState(size), fresh: true };
+  }
+
+  private async downloadOnce(
+    url: URL,
+    data: PullJobData,
+    file: PlannedFile,
+    meter: ProgressMeter,
+    fileStartsAt: number,
+    mode: DownloadMode,
+    cancel: AbortSignal,
+  ): Promise<string> {
+    const { files, hub, stallMs, logger, connections } = this.options;
+    const { state, fresh } = await this.startState(file, mode);
+    // Saved before the file is made its full length: a file of that length without its state is never taken as done.
+    if (fresh) await files.saveState(file.name, state);
+    const parallel = state.pieces.length > 1;
+    const partial = await files.openPartial(file.name, { size: parallel ? file.resolved.size : null, fresh });
+    meter.bytesDone = fileStartsAt + bytesDone(state);
+    meter.restartClock();
+    // A report in flight is not awaited per write; a failed one (a cancel) stops the download.
+    let reporting = false;
+    const download: RangedDownload = new RangedDownload({
+      name: file.name,
+      file: partial,
+      state,
+      saveState: (s) => files.saveState(file.name, s),
+      connections: parallel ? connections : 1,
+      url,
+      refreshUrl: () => this.resolveAgain(data, file, cancel),
+      hub,
+      stallMs,
+      signal: cancel,
+      logger,
+      onBytes: (bytes) => {
+        this.options.onBytes?.(bytes);
+        if (meter.add(bytes) && !reporting) {
           reporting = true;
           meter.report().then(
             () => (reporting = false),
-            (err: unknown) => body.destroy(err as Error),
+            (err: unknown) => download.fail(err as Error),
           );
         }
-      });
-      body.pipe(tap).pipe(out);
-      try {
-        await finished(body);
-      } catch (err) {
-        // Every byte received still goes to disk, so the resume asks for exactly what is missing.
-        controller.abort();
-        body.unpipe(tap);
-        tap.end();
-        // A write error is the cause when there is one: it wins over the body's.
-        await written;
-        throw err;
-      }
-      await written;
-      await flushing;
-      const got = meter.bytesDone - fileStartsAt;
-      if (size !== null && got > size) {
-        // Downloading again would only get the same surplus: the server is not serving the file it announced.
-        await files.removePartial(file.name);
-        throw new UnrecoverableError(
-          `${file.name}: the server sent ${got} bytes, more than the ${size} it announced; the partial file was removed`,
-        );
-      }
-      if (size !== null && got !== size) throw new Error(`connection closed at byte ${got} of ${size}`);
-      return await hash.digest();
+      },
+    });
+    try {
+      return await download.run();
     } finally {
-      await hash.close();
+      await partial.close();
     }
+  }
+
+  /** The disk, not the network, failed: retrying would only fail the same way, and half a file helps nobody. */
+  private async diskFailure(file: PlannedFile, err: DiskWriteError): Promise<UnrecoverableError> {
+    const { files, freeSpaceMarginBytes } = this.options;
+    await files.removePartial(file.name);
+    if (err.code !== 'ENOSPC' && err.code !== 'EDQUOT') {
+      const why = err.code === 'EIO' ? 'I/O error' : err.message;
+      return new UnrecoverableError(`could not write ${err.path}: ${why}${err.code ? ` (${err.code})` : ''}`);
+    }
+    const free = await files.freeBytes();
+    const size = file.resolved.size;
+    return new UnrecoverableError(
+      `disk full (${err.code}) writing ${file.name}: the pull needs ${size ?? 'an unknown number of'} bytes for it` +
+        ` plus ${freeSpaceMarginBytes} (PULL_FREE_SPACE_MARGIN_BYTES), and MODELS_DIR has ${free} bytes free` +
+        ` with the partial file removed`,
+    );
   }
 
   private async verifyAndLand(
@@ -319,7 +375,9 @@ export class ModelPullService {
     }
     // Last look before the file becomes visible: a cancel that came in while verifying lands nothing.
     if (await job.cancelled()) throw new PullCancelledError();
-    return { gguf, path: await files.promote(file.name) };
+    const path = await files.promote(file.name);
+    await files.removeState(file.name);
+    return { gguf, path };
   }
 }
 
@@ -330,31 +388,6 @@ function validated(data: unknown): PullJobData {
     if (err instanceof InvalidPullError) throw new UnrecoverableError(`invalid pull: ${err.message}`);
     throw err;
   }
-}
-
-/** The disk, not the network, failed: retrying the download would only fail the same way. */
-function writeFailure(path: string, err: unknown): UnrecoverableError {
-  const { code, message } = err as NodeJS.ErrnoException;
-  const why = code === 'ENOSPC' ? 'disk full' : code === 'EIO' ? 'I/O error' : message;
-  return new UnrecoverableError(`could not write ${path}: ${why}${code ? ` (${code})` : ''}`);
-}
-
-/**
- * Passes the download through while feeding the hash; holds it while the hash thread is behind, so
- * what waits to be hashed stays bounded however fast the bytes arrive. A hashing failure does not
- * stop the download: the bytes still land, and digest() reports the failure.
- */
-function hashingTap(hash: Sha256Thread): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      if (!hash.full) return done(null, chunk);
-      hash.whenRoom().then(
-        () => done(null, chunk),
-        () => done(null, chunk),
-      );
-    },
-  });
 }
 
 async function sha256OfFile(path: string, bytes: number): Promise<string> {

@@ -1,5 +1,4 @@
-import type { Pool } from '@gguf-gateway/shared';
-import type { PullSource } from '@gguf-gateway/shared';
+import { redactedSource, type Pool, type PullSource } from '@gguf-gateway/shared';
 import type { GgufInfo } from '@gguf-gateway/gguf';
 
 export interface ModelRecord {
@@ -43,7 +42,7 @@ export class ModelsRepository {
         model.path,
         model.bytes,
         model.sha256,
-        JSON.stringify(model.source),
+        JSON.stringify(redactedSource(model.source)),
         model.gguf.architecture,
         model.gguf.quantization,
         model.gguf.contextLength,
@@ -62,7 +61,7 @@ export class ModelsRepository {
     if (open.rows[0]) return open.rows[0].id;
     const inserted = await this.pool.query<{ id: number }>(
       `INSERT INTO pull_jobs (job_id, source, model_name, state, started_at) VALUES ($1, $2, $3, 'active', now()) RETURNING id`,
-      [jobId, JSON.stringify(source), modelName],
+      [jobId, JSON.stringify(redactedSource(source)), modelName],
     );
     return inserted.rows[0]!.id;
   }
@@ -82,6 +81,18 @@ export class ModelsRepository {
         outcome.error ?? null,
         finished,
       ],
+    );
+  }
+
+  /**
+   * The open row of a job that BullMQ moved on without its processor: stalled (its worker died; the
+   * job waits for another) or failed (stalled too often). Rows already finished are left as they are.
+   */
+  async followJob(jobId: string, state: 'queued' | 'failed', error: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE pull_jobs SET state = $2, error = $3, finished_at = CASE WHEN $2 = 'failed' THEN now() ELSE NULL END
+       WHERE job_id = $1 AND finished_at IS NULL`,
+      [jobId, state, error],
     );
   }
 }

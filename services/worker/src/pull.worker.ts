@@ -6,6 +6,7 @@ import {
   PullCancelMarks,
   pullFiles,
   pullQueuePrefix,
+  redactedSource,
   type Logger,
   type Pool,
   type PullJobData,
@@ -27,6 +28,15 @@ export interface PullWorkerDeps {
   /** A `worker` role connection (maxRetriesPerRequest null); the caller closes it after the worker. */
   redis: Redis;
   files: ModelFilesRepository;
+}
+
+/** The source as it may be logged (a presigned URL's signature redacted), or what the job data held. */
+function loggableSource(data: unknown): unknown {
+  try {
+    return redactedSource(parsePullJobData(data).source);
+  } catch {
+    return '[invalid source]';
+  }
 }
 
 function modelNameOf(data: unknown): string | null {
@@ -54,6 +64,8 @@ export function createPullWorker({
       endpoint: config.HF_ENDPOINT,
       token: config.HF_TOKEN,
       allowedHosts: new AllowedHosts(config.PULL_ALLOWED_HOSTS),
+      allowHttp: config.PULL_ALLOW_HTTP,
+      resolveTimeoutMs: config.PULL_RESOLVE_TIMEOUT_MS,
     }),
     files,
     models,
@@ -61,6 +73,8 @@ export function createPullWorker({
     stallMs: config.PULL_STALL_TIMEOUT_MS,
     freeSpaceMarginBytes: config.PULL_FREE_SPACE_MARGIN_BYTES,
     progressIntervalMs: config.PULL_PROGRESS_INTERVAL_MS,
+    connections: config.PULL_CONNECTIONS,
+    parallelMinBytes: config.PULL_PARALLEL_MIN_BYTES,
     onBytes: (bytes) => metrics.bytes.inc(bytes),
   });
 
@@ -73,7 +87,7 @@ export function createPullWorker({
     try {
       await files.prepare();
       historyId = await models.startPull(jobId, job.data?.source ?? {}, modelNameOf(job.data) ?? 'invalid');
-      log.info({ source: job.data?.source, attempt: job.attemptsMade + 1 }, 'pull started');
+      log.info({ source: loggableSource(job.data), attempt: job.attemptsMade + 1 }, 'pull started');
       const result = await service.pull({
         id: jobId,
         data: job.data,
@@ -118,5 +132,23 @@ export function createPullWorker({
     maxStalledCount: 3,
   });
   worker.on('error', (err) => logger.error({ err }, 'pull worker error'));
+  // BullMQ moves a job on without its processor when the worker running it died (stalled: back to
+  // waiting) or died too often (failed when next picked up): pull_jobs follows, so no row stays active.
+  const follow = (jobId: string, state: 'queued' | 'failed', reason: string) =>
+    models
+      .followJob(jobId, state, reason)
+      .catch((err: unknown) => logger.error({ err, jobId }, 'could not record the pull in pull_jobs'));
+  worker.on('stalled', (jobId) => {
+    logger.warn({ jobId }, 'pull stalled (its worker stopped), handed to the next worker');
+    void follow(jobId, 'queued', 'stalled: the worker running it stopped; resumed by the next worker');
+  });
+  worker.on('failed', (job, err) => {
+    if (!job?.id) return;
+    const jobId = job.id;
+    void job.getState().then(
+      (state) => (state === 'failed' ? follow(jobId, 'failed', err.message) : undefined),
+      () => undefined,
+    );
+  });
   return worker;
 }

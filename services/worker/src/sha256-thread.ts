@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 
-// Runs in the thread: hashes the chunks it is sent, or a file it is told to read, in order, and
+// Runs in the thread: hashes the chunks it is sent, or a part of a file it is told to read, in order, and
 // answers every message once it is done with it (so the sender knows what is still in memory).
 // After the first failure it hashes nothing more: a digest of incomplete data would be a lie.
 const THREAD_SOURCE = `
@@ -14,14 +14,14 @@ parentPort.on('message', (message) => {
   queue = queue.then(async () => {
     if (failed) return;
     if (message.type === 'data') hash.update(message.data);
-    if (message.type === 'file' && message.bytes > 0) {
-      const file = createReadStream(message.path, { end: message.bytes - 1, highWaterMark: 1 << 20 });
+    if (message.type === 'file' && message.end > message.start) {
+      const file = createReadStream(message.path, { start: message.start, end: message.end - 1, highWaterMark: 1 << 20 });
       let read = 0;
       for await (const chunk of file) {
         hash.update(chunk);
         read += chunk.length;
       }
-      if (read !== message.bytes) throw new Error(message.path + ' has ' + read + ' bytes, not ' + message.bytes);
+      if (message.start + read !== message.end) throw new Error(message.path + ' has ' + (message.start + read) + ' bytes, not ' + message.end);
     }
     parentPort.postMessage({ type: 'done', digest: message.type === 'digest' ? hash.digest('hex') : undefined });
   }).catch((err) => {
@@ -70,10 +70,19 @@ export class Sha256Thread {
     this.thread.on('exit', () => this.fail(new Error(this.closed ? 'sha256: closed' : 'sha256: the thread exited')));
   }
 
-  /** Hashes the first `bytes` of a file (the part of a download already on disk, or a whole model). */
+  /** Hashes the first `bytes` of a file (a whole model on disk). */
   async addFile(path: string, bytes: number): Promise<void> {
     this.flush();
-    await this.post({ type: 'file', path, bytes }, 0);
+    await this.post({ type: 'file', path, start: 0, end: bytes }, 0);
+  }
+
+  /**
+   * The same without waiting: bytes [start, end) of a file come next in the hash, read by the thread
+   * while the caller goes on. A read failure surfaces in digest().
+   */
+  queueFile(path: string, start: number, end: number): void {
+    this.flush();
+    this.post({ type: 'file', path, start, end }, 0).catch(() => undefined);
   }
 
   update(chunk: Buffer): void {

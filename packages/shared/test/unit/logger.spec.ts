@@ -26,6 +26,17 @@ describe('logger', () => {
     assert.ok(!text.includes('hf_abcdefghijklmnop'), text);
   });
 
+  it('masks the signature and credential of a presigned URL inside messages and errors', () => {
+    const capture = new LogCapture();
+    const logger = createLogger({ service: 'test', destination: capture });
+    const url = 'https://b.s3.amazonaws.com/m.gguf?X-Amz-Credential=AKIA-cred-1&X-Amz-Signature=f00dfeed&sig=azure-sas';
+    logger.warn(`download of ${url} interrupted`);
+    logger.error({ err: new Error(`GET ${url} failed`) }, 'failed');
+    const text = capture.text();
+    for (const secret of ['AKIA-cred-1', 'f00dfeed', 'azure-sas']) assert.ok(!text.includes(secret), text);
+    assert.match(text, /X-Amz-Signature=\[REDACTED\]/);
+  });
+
   it('stamps every line with the service and the current request id', () => {
     const capture = new LogCapture();
     const logger = createLogger({ service: 'gateway', destination: capture });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { InvalidPullError, parsePullJobData, pullFiles } from '../../src/pull-request.js';
+import { InvalidPullError, parsePullJobData, pullFiles, redactedSource, redactUrl } from '../../src/pull-request.js';
 
 describe('pull requests', () => {
   it('accepts a repository file in a folder and lands it under its own file name', () => {
@@ -64,5 +64,14 @@ describe('pull requests', () => {
         JSON.stringify(source),
       );
     }
+  });
+
+  it('redacts every query value of a URL source for logs and storage, and leaves a repository source as it is', () => {
+    const url = 'https://cdn.example/m.gguf?X-Amz-Signature=abc&X-Amz-Signature=def&download=1';
+    assert.deepEqual(redactedSource({ url }), {
+      url: 'https://cdn.example/m.gguf?X-Amz-Signature=REDACTED&download=REDACTED',
+    });
+    assert.equal(redactUrl('https://cdn.example/m.gguf'), 'https://cdn.example/m.gguf');
+    assert.deepEqual(redactedSource({ repo: 'a/b', file: 'c.gguf' }), { repo: 'a/b', file: 'c.gguf' });
   });
 });

@@ -130,6 +130,16 @@ describe('admin model pull routes', () => {
     assert.equal(missing.body.error.code, 'job_not_found');
   });
 
+  it('shows a presigned source URL with its signature redacted', async () => {
+    const url = 'https://bucket.s3.amazonaws.com/m.gguf?X-Amz-Credential=AKIA-secret&X-Amz-Signature=sig-secret';
+    const { body } = await pull({ source: { url } });
+    const res = await request(app).get(`/admin/v1/jobs/${body.jobId}`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body.source, {
+      url: 'https://bucket.s3.amazonaws.com/m.gguf?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED',
+    });
+  });
+
   it('marks a job cancelled for the worker on DELETE', async () => {
     const { body } = await pull({ source: { repo: 'acme/m-GGUF', file: 'm.gguf' } });
     const res = await request(app).delete(`/admin/v1/jobs/${body.jobId}`);

@@ -34,13 +34,21 @@ describe('model pull service', function () {
     await files.prepare();
     const saved: unknown[] = [];
     const service = new ModelPullService({
-      hub: new HubClient({ endpoint: hub.url, token: undefined, allowedHosts: new AllowedHosts([hub.cdnHost]) }),
+      hub: new HubClient({
+        endpoint: hub.url,
+        token: undefined,
+        allowedHosts: new AllowedHosts([hub.cdnHost]),
+        allowHttp: true,
+        resolveTimeoutMs: 5_000,
+      }),
       files,
       models: { saveModel: async (model: unknown) => void saved.push(model) } as unknown as ModelsRepository,
       logger: createLogger({ service: 'worker', destination: new LogCapture() }),
       stallMs: 5_000,
       freeSpaceMarginBytes: 0,
       progressIntervalMs: 100,
+      connections: 8,
+      parallelMinBytes: 64 * 1024 * 1024,
     });
     // The cancel mark lands just after the check that comes with the 'verifying' report.
     let checksSinceVerifying: number | null = null;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -8,6 +8,7 @@ import { pullCancelKey } from '@gguf-gateway/shared';
 import {
   createTestDatabase,
   FakeHub,
+  mountSmallVolume,
   testSettings,
   waitFor,
   writeNotGguf,
@@ -18,6 +19,19 @@ import { startWorker, type RunningWorker } from './pull-harness.js';
 
 const TOKEN = 'hf_test_token_that_must_not_leak';
 const MB = 1024 * 1024;
+
+/** Writes zeros to `path` until its filesystem is full. */
+async function fillUp(path: string): Promise<void> {
+  const file = await open(path, 'w');
+  const zeros = Buffer.alloc(256 * 1024);
+  try {
+    for (;;) await file.write(zeros);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    await file.close();
+  }
+}
 
 describe('model pull worker', function () {
   this.timeout(60_000);
@@ -93,7 +107,24 @@ describe('model pull worker', function () {
 
     const hubHits = hub.requests.filter((r) => r.server === 'hub' && r.url.includes('big-f32'));
     assert.ok(hubHits.length > 0 && hubHits.every((r) => r.headers.authorization === `Bearer ${TOKEN}`));
-    assert.ok(blobGets(model.sha256).length === 1);
+    // Above PULL_PARALLEL_MIN_BYTES: ranges that tile the file exactly once, over PULL_CONNECTIONS connections.
+    const gets = blobGets(model.sha256);
+    const ranges = gets
+      .map(
+        (r) =>
+          /^bytes=(\d+)-(\d+)$/
+            .exec(r.headers.range ?? '')!
+            .slice(1)
+            .map(Number) as [number, number],
+      )
+      .sort((x, y) => x[0] - y[0]);
+    let tiled = 0;
+    for (const [from, to] of ranges) {
+      assert.equal(from, tiled);
+      tiled = to + 1;
+    }
+    assert.equal(tiled, model.size);
+    assert.equal(new Set(gets.map((r) => r.remotePort)).size, 8);
     assert.ok(
       hub.cdnRequests().every((r) => r.headers.authorization === undefined && !JSON.stringify(r).includes(TOKEN)),
     );
@@ -128,6 +159,52 @@ describe('model pull worker', function () {
     assert.match(worker.logs.text(), /download interrupted, resuming/);
   });
 
+  it('fetches a dropped range again on its own, from where it stopped to the end of that range only', async () => {
+    const size = 16 * MB;
+    const dropAt = 5 * MB + MB / 2;
+    const model = await serve('acme/range-drop-GGUF', 'range-drop.gguf', size, { dropAtByte: dropAt });
+    const sentBefore = hub.bytesSent;
+    worker = await startWorker(env({ PULL_PARALLEL_MIN_BYTES: String(MB) }));
+    const job = await worker.enqueue({ source: { repo: 'acme/range-drop-GGUF', file: 'range-drop.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.equal(done.returnvalue.sha256, model.sha256);
+    assert.equal(done.attemptsMade, 1, 'resumed within the first attempt, not by a job retry');
+    // 1 MiB pieces: the one with the drop (5-6 MiB) is asked for again from what reached the disk.
+    const resumed = blobGets(model.sha256)
+      .map(
+        (r) =>
+          /^bytes=(\d+)-(\d+)$/
+            .exec(r.headers.range ?? '')!
+            .slice(1)
+            .map(Number) as [number, number],
+      )
+      .filter(([from, to]) => to === 6 * MB - 1 && from > 5 * MB);
+    assert.equal(resumed.length, 1);
+    const [from] = resumed[0]!;
+    assert.ok(from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
+    assert.equal(hub.bytesSent - sentBefore, model.size + (dropAt - from), 'nothing else fetched twice');
+    assert.ok(
+      blobGets(model.sha256)
+        .slice(1)
+        .every((r) => r.headers['if-range'] === `"${model.sha256}"`),
+      'every range after the first names the file it belongs to',
+    );
+  });
+
+  it('downloads over one connection, from byte 0, when the server ignores Range', async () => {
+    const model = await serve('acme/no-ranges-GGUF', 'no-ranges.gguf', 8 * MB, { noRanges: true });
+    worker = await startWorker(env({ PULL_PARALLEL_MIN_BYTES: String(MB) }));
+    const job = await worker.enqueue({ source: { repo: 'acme/no-ranges-GGUF', file: 'no-ranges.gguf' } });
+    const { state, job: done } = await worker.finished(job.id!);
+    assert.equal(state, 'completed', done.failedReason);
+    assert.equal(done.returnvalue.sha256, model.sha256);
+    const gets = blobGets(model.sha256);
+    assert.equal(gets.length, 2, 'one ranged request finds out, then one stream');
+    assert.match(gets[0]!.headers.range ?? '', /^bytes=0-\d+$/);
+    assert.equal(gets[1]!.headers.range, undefined);
+  });
+
   it('drops a stalled connection after PULL_STALL_TIMEOUT_MS and resumes where it stopped', async () => {
     const size = 4 * MB;
     const stallAt = Math.floor(size / 2);
@@ -157,25 +234,58 @@ describe('model pull worker', function () {
     assert.match(history.rows[0].error, /sha256 mismatch/);
   });
 
-  it('fails the pull saying the disk is full when writing the download fails, and keeps the worker running', async () => {
-    await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
-    worker = await startWorker(env());
-    const partial = join(worker.modelsDir, '.partial', 'full.gguf');
-    await mkdir(dirname(partial), { recursive: true });
-    // Every write to /dev/full fails with ENOSPC, as a full disk does.
-    await symlink('/dev/full', partial);
-    const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
-    const { state, job: done } = await worker.finished(job.id!);
-    assert.equal(state, 'failed');
-    assert.equal(done.failedReason, `could not write ${partial}: disk full (ENOSPC)`);
-    assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+  it('fails a pull that fills the disk, saying how much space it needs, keeps no partial file, and keeps the worker running', async () => {
+    const volume = await mountSmallVolume(24 * MB);
+    if (!volume) {
+      // No root and no sudo: nothing can be mounted. /dev/full, where every write fails with ENOSPC as
+      // on a full disk, stands in for the volume, with a file small enough for one stream.
+      await serve('acme/full-GGUF', 'full.gguf', 4 * MB);
+      worker = await startWorker(env());
+      const partial = join(worker.modelsDir, '.partial', 'full.gguf');
+      await mkdir(dirname(partial), { recursive: true });
+      await symlink('/dev/full', partial);
+      const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+      const { state, job: done } = await worker.finished(job.id!);
+      assert.equal(state, 'failed');
+      assert.match(done.failedReason, /^disk full \(ENOSPC\) writing full\.gguf: the pull needs \d+ bytes/);
+      assert.deepEqual(await readdir(dirname(partial)), []);
+      return;
+    }
+    try {
+      const model = await serve('acme/full-GGUF', 'full.gguf', 16 * MB);
+      hub.throttle(MB / 2);
+      worker = await startWorker(
+        env({ MODELS_DIR: volume.dir, PULL_FREE_SPACE_MARGIN_BYTES: '0', PULL_PARALLEL_MIN_BYTES: String(MB) }),
+      );
+      const partial = join(volume.dir, '.partial', 'full.gguf');
+      const job = await worker.enqueue({ source: { repo: 'acme/full-GGUF', file: 'full.gguf' } });
+      // Once the download is under way, another tenant of the volume takes all the space left.
+      await waitFor('bytes on disk', async () => existsSync(partial) && (await stat(partial)).blocks * 512 > 2 * MB);
+      const filler = join(dirname(volume.dir), 'filler');
+      await fillUp(filler);
+      const { state, job: done } = await worker.finished(job.id!);
+      assert.equal(state, 'failed');
+      assert.match(
+        done.failedReason,
+        new RegExp(
+          `^disk full \\(ENOSPC\\) writing full\\.gguf: the pull needs ${model.size} bytes for it plus 0 \\(PULL_FREE_SPACE_MARGIN_BYTES\\), and MODELS_DIR has \\d+ bytes free with the partial file removed$`,
+        ),
+      );
+      assert.equal(done.attemptsMade, 1, 'a full disk is not retried');
+      assert.deepEqual(await readdir(join(volume.dir, '.partial')), [], 'no partial file, no range state');
 
-    await rm(partial);
-    const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
-    const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
-    const second = await worker.finished(after.id!);
-    assert.equal(second.state, 'completed', second.job.failedReason);
-    assert.equal(second.job.returnvalue.sha256, next.sha256);
+      await rm(filler);
+      hub.throttle(null);
+      const next = await serve('acme/after-full-GGUF', 'after-full.gguf', 1 * MB);
+      const after = await worker.enqueue({ source: { repo: 'acme/after-full-GGUF', file: 'after-full.gguf' } });
+      const second = await worker.finished(after.id!);
+      assert.equal(second.state, 'completed', second.job.failedReason);
+      assert.equal(second.job.returnvalue.sha256, next.sha256);
+    } finally {
+      await worker?.close();
+      worker = undefined;
+      await volume.unmount();
+    }
   });
 
   it('rejects a file that is not GGUF and keeps nothing of it', async () => {

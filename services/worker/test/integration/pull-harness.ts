@@ -40,6 +40,8 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
     REDIS_URL: testSettings.TEST_REDIS_URL,
     REDIS_KEY_PREFIX: prefix,
     PULL_PROGRESS_INTERVAL_MS: '100',
+    // The fake hub's CDN is plain HTTP on loopback.
+    PULL_ALLOW_HTTP: 'true',
     ...env,
     MODELS_DIR: modelsDir,
   });
