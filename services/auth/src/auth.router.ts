@@ -1,5 +1,6 @@
 import { Router, json } from 'express';
 import {
+  API_ROUTES,
   badRequest,
   notFound,
   type AuthorizeRequest,
@@ -9,7 +10,7 @@ import {
 import type { ApiKeysService } from './api-keys.service.js';
 import type { AuthorizeService } from './authorize.service.js';
 
-const ROUTES = new Set<AuthorizedRoute>(['chat', 'completions', 'embeddings', 'models', 'admin']);
+const ROUTES = new Set<AuthorizedRoute>([...API_ROUTES, 'models', 'admin']);
 
 type Body = Record<string, unknown>;
 
