@@ -143,6 +143,7 @@ const app = createApp({
   corsOrigins: config.CORS_ORIGINS,
   trustProxyHops: config.TRUST_PROXY_HOPS,
   adminRouters,
+  isReady: () => monitor.ready,
 });
 
 monitor.start();

@@ -50,6 +50,8 @@ export interface HarnessOptions {
   redisPrefix?: string;
   /** Reuse auth's grants, counting rpm in the shared window, as main.ts does. */
   grants?: boolean;
+  /** What /ping and /health on the API port say (default: ready). */
+  isReady?: () => boolean;
 }
 
 export class GatewayHarness {
@@ -110,6 +112,7 @@ export class GatewayHarness {
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
       corsOrigins: options.corsOrigins,
       adminRouters: options.adminRouters,
+      isReady: options.isReady ?? (() => true),
     });
     const server = await listen(app, 0, '127.0.0.1');
     const harness = new GatewayHarness(
