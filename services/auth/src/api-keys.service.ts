@@ -36,6 +36,8 @@ export class ApiKeysService {
     private readonly file: KeysFileRepository,
     private readonly logger: Logger,
     private readonly onLoaded: (count: number) => void = () => {},
+    /** The rpm of a key whose line sets none (DEFAULT_KEY_RPM); null: such a key has no rpm limit. */
+    private readonly defaultRpm: number | null = null,
   ) {}
 
   get count(): number {
@@ -99,7 +101,14 @@ export class ApiKeysService {
     this.readProblem = null;
     if (!force && read.text === this.lastText) return this.lastResult;
     this.lastText = read.text;
-    this.apply(parseKeysFile(read.text));
+    const parsed = parseKeysFile(read.text);
+    const { defaultRpm } = this;
+    if (defaultRpm !== null) {
+      parsed.keys = parsed.keys.map((k) =>
+        k.limits.rpm === null ? { ...k, limits: { ...k.limits, rpm: defaultRpm } } : k,
+      );
+    }
+    this.apply(parsed);
     return this.lastResult;
   }
 

@@ -1,4 +1,4 @@
-import { commonConfig, env, type ConfigOf } from '@gguf-gateway/shared';
+import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
 
 export const authConfigSchema = {
   ...commonConfig,
@@ -18,6 +18,8 @@ export const authConfigSchema = {
   /** How long a gateway may reuse an allowed decision of an rpm-only key (0: ask auth every time).
    *  A removed key stops working within KEYS_FILE_POLL_MS plus this. */
   GRANT_TTL_MS: env.int(250, 0),
+  /** Requests per minute of a key whose line sets no rpm (the seed's MAX_REQUESTS_PER_MINUTE); none when unset. */
+  DEFAULT_KEY_RPM: z.coerce.number().int().min(1).optional(),
 };
 
 export type AuthConfig = ConfigOf<typeof authConfigSchema>;

@@ -31,6 +31,7 @@ const auth = await buildAuth({
   failedAuthMax: config.FAILED_AUTH_MAX,
   failedAuthWindowSec: config.FAILED_AUTH_WINDOW_SEC,
   grantTtlMs: config.GRANT_TTL_MS,
+  defaultKeyRpm: config.DEFAULT_KEY_RPM,
 });
 process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');

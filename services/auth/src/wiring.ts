@@ -26,6 +26,8 @@ export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'gr
   keysFile: string;
   keysFilePollMs: number;
   prices: PriceTable;
+  /** DEFAULT_KEY_RPM: the rpm of a key whose line sets none. */
+  defaultKeyRpm?: number;
 }
 
 export interface AuthParts {
@@ -39,7 +41,12 @@ export interface AuthParts {
 export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
   const { logger, registry, redis, redisKeyPrefix: prefix } = wiring;
   const metrics = createAuthMetrics(registry, () => redis.status !== 'ready');
-  const keys = new ApiKeysService(new KeysFileRepository(wiring.keysFile), logger, metrics.keysLoaded);
+  const keys = new ApiKeysService(
+    new KeysFileRepository(wiring.keysFile),
+    logger,
+    metrics.keysLoaded,
+    wiring.defaultKeyRpm ?? null,
+  );
   await keys.reload();
   keys.watch(wiring.keysFilePollMs);
   const leases = new InsuredLeases(redis, new RedisLeases(redis, prefix), new MemoryLeases());

@@ -124,6 +124,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       AUTH_URL: `http://127.0.0.1:${c.AUTH_PORT}`,
       INFERENCE_API_KEY: inferenceKey,
       PORT_HEALTH: String(c.GATEWAY_HEALTH_PORT),
+      ...(c.DEFAULT_KEY_RPM === undefined ? {} : { DEFAULT_KEY_RPM: String(c.DEFAULT_KEY_RPM) }),
     };
     const serviceGrace = 10_000;
     await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace));
