@@ -64,4 +64,16 @@ describe('API keys service', () => {
     assert.match(keys.problem()!, /EACCES/);
     assert.ok(!logs.text().includes(ALICE) && !logs.text().includes(BOB));
   });
+
+  it("gives a key whose line sets no rpm the DEFAULT_KEY_RPM (the seed's MAX_REQUESTS_PER_MINUTE)", async () => {
+    const keys = new ApiKeysService(
+      new FakeFile({ text: `alice:${ALICE}\nbob:${BOB}:5` }) as unknown as KeysFileRepository,
+      createLogger({ service: 'auth', destination: logs }),
+      () => undefined,
+      120,
+    );
+    await keys.reload();
+    assert.equal(keys.byId('alice')?.limits.rpm, 120);
+    assert.equal(keys.byId('bob')?.limits.rpm, 5);
+  });
 });
