@@ -73,7 +73,7 @@ export class InferenceService {
     const clientRequestId = req.get('x-request-id') === requestId ? requestId : undefined;
     const usageId = clientRequestId === undefined ? requestId : randomUUID();
     if (usageId !== requestId) res.locals.usageId = usageId;
-    const models = router.models();
+    const models = router.models().filter((m) => m.aliasOf === null);
     const input = validateInferenceBody(route, req.body, models.length === 1 ? models[0]!.id : null);
     const target = router.resolve(input.model);
     res.locals.model = target?.model ?? 'unknown';
@@ -87,7 +87,7 @@ export class InferenceService {
     }
     // Backends of a kind that does not serve the route are never tried.
     const unfit = new Set(target.tiers.flat().filter((b) => !route.kinds.includes(b.backend.kind)));
-    if (unfit.size === target.tiers.flat().length) {
+    if (target.tiers.flat().every((b) => unfit.has(b))) {
       authorizer.settle(decision.lease, requestId);
       throw new ApiError(
         404,
