@@ -44,8 +44,17 @@ describe("the seed project's variables in the all-in-one image", () => {
   });
 
   it("finds the seed's $DATA_DIR/api_keys.txt when our api_keys is not there", () => {
-    assert.equal(defaultKeysFile('/data', (p) => p === '/data/api_keys.txt'), '/data/api_keys.txt');
-    assert.equal(defaultKeysFile('/data', () => true), '/data/api_keys');
-    assert.equal(defaultKeysFile('/data', () => false), '/data/api_keys');
+    assert.equal(
+      defaultKeysFile('/data', (p) => p === '/data/api_keys.txt'),
+      '/data/api_keys.txt',
+    );
+    assert.equal(
+      defaultKeysFile('/data', () => true),
+      '/data/api_keys',
+    );
+    assert.equal(
+      defaultKeysFile('/data', () => false),
+      '/data/api_keys',
+    );
   });
 });
