@@ -130,7 +130,11 @@ export class InferenceService {
     res.locals.status = outcome.status;
 
     // A request no backend took on (down, refused, timed out before answering) costs the key nothing.
-    const reported = outcome.accepted ? combineUsage(route.usage, outcome.reports) : null;
+    // A stream cut short (client gone, backend failed) may have reported its prompt and not yet its
+    // output (Anthropic's message_start): the output is then counted from the streamed events.
+    const cutShort = outcome.accepted && input.stream && outcome.errorCode !== null;
+    const whole = outcome.accepted ? combineUsage(route.usage, outcome.reports) : null;
+    const reported = whole && cutShort && whole.completionTokens < outcome.contentEvents ? null : whole;
     const usage =
       reported && served.backend && outcome.status < 400
         ? await chargeEveryOutput(input.outputs, {
@@ -143,7 +147,11 @@ export class InferenceService {
           })
         : (reported ??
           (outcome.accepted
-            ? estimateUsage(Buffer.byteLength(JSON.stringify(upstreamBody)), outcome.contentEvents)
+            ? estimateUsage(
+                whole?.promptTokens ??
+                  Math.ceil(Buffer.byteLength(JSON.stringify(upstreamBody)) / BYTES_PER_TOKEN_ESTIMATE),
+                outcome.contentEvents,
+              )
             : NO_USAGE));
     authorizer.settle(decision.lease, requestId, usage.promptTokens, usage.completionTokens);
     metrics.tokens.inc({ model: target.model, kind: 'prompt' }, usage.promptTokens);
@@ -304,9 +312,9 @@ function coolingReasons(target: ModelRoute): string {
     : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
 }
 
-function estimateUsage(requestBytes: number, contentEvents: number): UpstreamUsage {
+function estimateUsage(promptTokens: number, contentEvents: number): UpstreamUsage {
   return {
-    promptTokens: Math.ceil(requestBytes / BYTES_PER_TOKEN_ESTIMATE),
+    promptTokens,
     completionTokens: contentEvents,
     cachedTokens: 0,
   };
