@@ -129,10 +129,8 @@ export const API_ROUTE_TABLE: readonly ApiRoute[] = [
   }),
   row('rerank', ['/v1/rerank', '/v1/reranking', '/rerank'], '/v1/rerank', {
     usage: 'openai',
-    required: [
-      { param: 'query', check: isText, expected: 'a string' },
-      { param: 'documents', check: (v) => Array.isArray(v) && v.length > 0, expected: 'a non-empty array' },
-    ],
+    // `documents` (Jina / Cohere) or `texts` (TEI): the backend judges which it got.
+    required: [{ param: 'query', check: isText, expected: 'a string' }],
     modelOptional: true,
   }),
   row('tokenize', ['/tokenize'], '/tokenize', {
