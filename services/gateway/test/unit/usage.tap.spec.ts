@@ -101,7 +101,7 @@ describe('usage tap', () => {
 
   it('finds event ends in many small events of one chunk in linear time', () => {
     const tap = new SseUsageTap({ dialect: 'openai', stripUsage: false, model: null });
-    const stream = ':\r\n\r\n'.repeat(200_000);
+    const stream = ':\r\n\r\n'.repeat(50_000);
     const started = performance.now();
     const out = tap.push(Buffer.from(stream));
     assert.ok(performance.now() - started < 1000);
