@@ -46,7 +46,15 @@ interface Vocab {
   control: number[];
 }
 
-function buildVocab(): Vocab {
+/** Fill-in-the-middle control tokens (Qwen's names), for llama-server's /infill. */
+const FIM_TOKENS = ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'] as const;
+
+export interface TinyLlamaOptions {
+  /** Add fill-in-the-middle tokens, so that llama-server serves /infill with it. */
+  fim?: boolean;
+}
+
+function buildVocab(fim: boolean): Vocab {
   const tokens: string[] = [];
   const scores: number[] = [];
   const types: number[] = [];
@@ -60,6 +68,8 @@ function buildVocab(): Vocab {
   for (let b = 0; b < 256; b++) add(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, TOKEN_TYPE.byte);
   WORDS.forEach((word, i) => add(word, TOKEN_TYPE.normal, -i));
   control.push(add('<|im_start|>', TOKEN_TYPE.control), add('<|im_end|>', TOKEN_TYPE.control));
+  // Last, so that a model without them has the same vocabulary (and weights) as before.
+  if (fim) control.push(...FIM_TOKENS.map((t) => add(t, TOKEN_TYPE.control)));
   return { tokens, scores, types, control };
 }
 
@@ -75,9 +85,9 @@ function random(seed: number): () => number {
   };
 }
 
-export function encodeTinyLlama(seed = 42): Buffer {
+export function encodeTinyLlama(seed = 42, options: TinyLlamaOptions = {}): Buffer {
   const { embeddingLength: n, blockCount, feedForwardLength: ff, headCount, headCountKv, contextLength } = TINY_LLAMA;
-  const vocab = buildVocab();
+  const vocab = buildVocab(options.fim === true);
   const rand = random(seed);
   // Uniform weights scaled by fan-in keep activations finite through the layers.
   const matrix = (name: string, cols: number, rows: number): F32Tensor => {
@@ -133,9 +143,15 @@ export function encodeTinyLlama(seed = 42): Buffer {
     'tokenizer.ggml.eos_token_id': u32(2),
     'tokenizer.chat_template': str(CHATML_TEMPLATE),
   };
+  if (options.fim) {
+    const id = (token: string) => u32(vocab.tokens.indexOf(token));
+    metadata['tokenizer.ggml.fim_pre_token_id'] = id(FIM_TOKENS[0]);
+    metadata['tokenizer.ggml.fim_suf_token_id'] = id(FIM_TOKENS[1]);
+    metadata['tokenizer.ggml.fim_mid_token_id'] = id(FIM_TOKENS[2]);
+  }
   return encodeGguf(metadata, tensors);
 }
 
-export async function writeTinyLlama(path: string, seed = 42): Promise<void> {
-  await writeFile(path, encodeTinyLlama(seed));
+export async function writeTinyLlama(path: string, seed = 42, options: TinyLlamaOptions = {}): Promise<void> {
+  await writeFile(path, encodeTinyLlama(seed, options));
 }

@@ -66,9 +66,10 @@ export function loadConfig<T extends z.ZodRawShape>(
 export function loadConfigOrExit<T extends z.ZodRawShape>(
   shape: T,
   options: LoadConfigOptions = {},
+  env: () => Env = () => process.env,
 ): z.infer<z.ZodObject<T>> {
   try {
-    return loadConfig(shape, process.env, options);
+    return loadConfig(shape, env(), options);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

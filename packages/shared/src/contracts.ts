@@ -84,7 +84,28 @@ export interface PullProgress {
   etaSec: number | null;
 }
 
-export type AuthorizedRoute = 'chat' | 'completions' | 'embeddings' | 'models' | 'admin';
+/**
+ * The inference routes, by the name a usage event, a metric and a key's `routes=` list use. The
+ * gateway's route table (services/gateway/src/inference/api-routes.ts) maps each to its paths.
+ */
+export const API_ROUTES = [
+  'chat',
+  'completions',
+  'embeddings',
+  'messages',
+  'count_tokens',
+  'responses',
+  'chat_input_tokens',
+  'responses_input_tokens',
+  'rerank',
+  'tokenize',
+  'detokenize',
+  'apply_template',
+  'infill',
+] as const;
+export type ApiRouteName = (typeof API_ROUTES)[number];
+
+export type AuthorizedRoute = ApiRouteName | 'models' | 'admin';
 
 export interface AuthorizeRequest {
   key: string;

@@ -101,7 +101,12 @@ export function sendApiError(res: Parameters<RequestHandler>[1], error: ApiError
     res.end();
     return;
   }
-  res.status(error.status).set(error.headers).json(error.toBody());
+  // A route whose clients parse another error shape (the gateway's Anthropic routes) sets its renderer.
+  const render = res.locals.renderError as ((error: ApiError) => unknown) | undefined;
+  res
+    .status(error.status)
+    .set(error.headers)
+    .json(render ? render(error) : error.toBody());
 }
 
 /** The one error middleware: known errors keep their status; anything else is a logged 500. */

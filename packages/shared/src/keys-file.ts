@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { globToRegExp } from './glob.js';
-import type { KeyLimits } from './contracts.js';
+import { API_ROUTES, type KeyLimits } from './contracts.js';
 
 // The API keys file (DESIGN.md), read by the auth service, written by the CLI and checked by the
 // orchestrator. One key per line:
 //
 //   key_id:secret[:rpm[:expires]] [rpm=N] [tpm=N] [concurrency=N] [daily_tokens=N]
 //       [budget_usd_day=X] [budget_usd_month=X] [models=glob|glob] [scope=admin] [expires=ISO-8601]
+//       [routes=chat|embeddings|...]   (the inference routes the key may call; default: all)
 //
 // `secret` is the plaintext key or `sha256$<64 hex>`. `#` starts a comment line. A bad line is
 // reported by line number and key id, never with its secret.
@@ -20,6 +21,8 @@ export interface ApiKeyEntry {
   models: string[];
   modelMatchers: RegExp[];
   scopes: string[];
+  /** Inference routes (API_ROUTES names) the key may call; empty means every route. */
+  routes: string[];
   expiresAt: Date | null;
   /** 1-based line number in the file it came from. */
   line: number;
@@ -53,7 +56,15 @@ const INTEGER_OPTIONS: Record<string, IntegerLimit> = {
   daily_tokens: 'dailyTokens',
 };
 const USD_OPTIONS: Record<string, UsdLimit> = { budget_usd_day: 'budgetUsdDay', budget_usd_month: 'budgetUsdMonth' };
-const OPTION_NAMES = [...Object.keys(INTEGER_OPTIONS), ...Object.keys(USD_OPTIONS), 'models', 'scope', 'expires'];
+const OPTION_NAMES = [
+  ...Object.keys(INTEGER_OPTIONS),
+  ...Object.keys(USD_OPTIONS),
+  'models',
+  'scope',
+  'routes',
+  'expires',
+];
+const ROUTE_NAMES = new Set<string>(API_ROUTES);
 
 class LineError extends Error {}
 
@@ -117,6 +128,7 @@ interface Draft {
   limits: KeyLimits;
   models: string[];
   scopes: string[];
+  routes: string[];
   expiresAt: Date | null;
   seen: Set<string>;
 }
@@ -137,12 +149,22 @@ function applyOption(draft: Draft, name: string, value: string): void {
     if (unknown !== undefined || draft.scopes.length === 0) {
       throw new LineError(`scope '${value}' is not one of: ${[...SCOPES].join(', ')}`);
     }
-  } else if (name === 'expires') draft.expiresAt = parseExpiry(value);
+  } else if (name === 'routes') draft.routes = parseRoutes(value);
+  else if (name === 'expires') draft.expiresAt = parseExpiry(value);
   else {
     // Named only when it looks like an option name, never when it could be a piece of a secret.
     const shown = /^[a-z_]{1,24}$/.test(name) ? ` '${name}'` : '';
     throw new LineError(`unknown option${shown} (known: ${OPTION_NAMES.join(', ')})`);
   }
+}
+
+function parseRoutes(value: string): string[] {
+  const routes = value.split('|').filter(Boolean);
+  const unknown = routes.find((r) => !ROUTE_NAMES.has(r));
+  if (unknown !== undefined || routes.length === 0) {
+    throw new LineError(`routes '${value}' is not a list of: ${API_ROUTES.join(', ')}`);
+  }
+  return routes;
 }
 
 function parseSecret(secret: string): string {
@@ -182,7 +204,14 @@ function parseLine(text: string, line: number, setId: (id: string) => void): Api
   // its secret where the id should be.
   const secretSha256 = parseSecret(secret);
   setId(id);
-  const draft: Draft = { limits: emptyLimits(), models: [], scopes: [], expiresAt: null, seen: new Set() };
+  const draft: Draft = {
+    limits: emptyLimits(),
+    models: [],
+    scopes: [],
+    routes: [],
+    expiresAt: null,
+    seen: new Set(),
+  };
   if (rpm !== undefined && rpm !== '') positional('rpm', () => applyOption(draft, 'rpm', rpm));
   const expires = expiresParts.join(':');
   if (expiresParts.length > 0) positional('expires', () => applyOption(draft, 'expires', expires));
@@ -200,6 +229,7 @@ function parseLine(text: string, line: number, setId: (id: string) => void): Api
     models: draft.models,
     modelMatchers: draft.models.map(globToRegExp),
     scopes: draft.scopes,
+    routes: draft.routes,
     expiresAt: draft.expiresAt,
     line,
   };
@@ -243,6 +273,7 @@ export interface KeyLineFields {
   limits?: Partial<KeyLimits>;
   models?: string[];
   scopes?: string[];
+  routes?: string[];
   expiresAt?: Date | null;
 }
 
@@ -256,7 +287,15 @@ const LIMIT_OPTIONS: [keyof KeyLimits, string][] = [
 ];
 
 /** One keys-file line, secret always hashed, options in a fixed order. */
-export function formatKeyLine({ id, secret, limits = {}, models = [], scopes = [], expiresAt }: KeyLineFields): string {
+export function formatKeyLine({
+  id,
+  secret,
+  limits = {},
+  models = [],
+  scopes = [],
+  routes = [],
+  expiresAt,
+}: KeyLineFields): string {
   const stored = SHA256_SECRET.test(secret) ? secret : hashSecret(secret);
   const parts = [`${id}:${stored}`];
   for (const [field, option] of LIMIT_OPTIONS) {
@@ -265,6 +304,7 @@ export function formatKeyLine({ id, secret, limits = {}, models = [], scopes = [
   }
   if (models.length > 0) parts.push(`models=${models.join('|')}`);
   if (scopes.length > 0) parts.push(`scope=${scopes.join('|')}`);
+  if (routes.length > 0) parts.push(`routes=${routes.join('|')}`);
   if (expiresAt) parts.push(`expires=${expiresAt.toISOString()}`);
   return parts.join(' ');
 }
@@ -277,6 +317,7 @@ export function entryLineFields(entry: ApiKeyEntry): KeyLineFields {
     limits: entry.limits,
     models: entry.models,
     scopes: entry.scopes,
+    routes: entry.routes,
     expiresAt: entry.expiresAt,
   };
 }

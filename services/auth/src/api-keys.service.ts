@@ -43,6 +43,8 @@ export class ApiKeysService {
     private readonly onLoaded: (count: number) => void = () => {},
     /** KEYS_FILE_GRACE_MS. */
     private readonly graceMs = 30_000,
+    /** The rpm of a key whose line sets none (DEFAULT_KEY_RPM); null: such a key has no rpm limit. */
+    private readonly defaultRpm: number | null = null,
   ) {}
 
   get count(): number {
@@ -126,7 +128,12 @@ export class ApiKeysService {
     this.lastText = read.text;
     this.readProblem = null;
     this.unusableSince = null;
-    this.apply(parsed.keys, parsed.errors);
+    const { defaultRpm } = this;
+    const keys =
+      defaultRpm === null
+        ? parsed.keys
+        : parsed.keys.map((k) => (k.limits.rpm === null ? { ...k, limits: { ...k.limits, rpm: defaultRpm } } : k));
+    this.apply(keys, parsed.errors);
     return this.lastResult;
   }
 

@@ -1,8 +1,15 @@
-import { badRequest, z, type AuthorizeRequest, type AuthorizedRoute, type SettleRequest } from '@gguf-gateway/shared';
+import {
+  API_ROUTES,
+  badRequest,
+  z,
+  type AuthorizeRequest,
+  type AuthorizedRoute,
+  type SettleRequest,
+} from '@gguf-gateway/shared';
 
 // The bodies of auth's internal API (DESIGN.md, the auth <-> gateway contract), checked at the door.
 
-const ROUTES = ['chat', 'completions', 'embeddings', 'models', 'admin'] as const satisfies readonly AuthorizedRoute[];
+const ROUTES = [...API_ROUTES, 'models', 'admin'] as const satisfies readonly AuthorizedRoute[];
 
 const tokens = z.number({ message: 'must be a whole number of tokens' }).int().nonnegative().safe();
 const lease = z.string({ message: 'must be a string' }).min(1, 'must not be empty');

@@ -111,6 +111,15 @@ export class AuthorizeService {
         code: 'insufficient_scope',
       });
     }
+    if (route !== 'admin' && route !== 'models' && key.routes.length > 0 && !key.routes.includes(route)) {
+      throw new ApiError(
+        403,
+        `The API key '${key.id}' may not call the ${route} route (routes=${key.routes.join('|')}).`,
+        {
+          code: 'insufficient_scope',
+        },
+      );
+    }
     if (model !== null && key.modelMatchers.length > 0 && !matchesAnyGlob(model, key.modelMatchers)) {
       throw new ApiError(403, `The API key '${key.id}' is not allowed to use the model '${model}'.`, {
         code: 'model_not_allowed',

@@ -1,4 +1,4 @@
-import { commonConfig, env, type ConfigOf } from '@gguf-gateway/shared';
+import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
 
 export const authConfigSchema = {
   ...commonConfig,
@@ -24,6 +24,8 @@ export const authConfigSchema = {
   /** The secret the gateway presents on /v1/authorize, /v1/settle, /v1/renew and /v1/keys/reload
    *  (or AUTH_INTERNAL_TOKEN_FILE); without it those endpoints answer 401. */
   AUTH_INTERNAL_TOKEN: env.secret(),
+  /** Requests per minute of a key whose line sets no rpm (the seed's MAX_REQUESTS_PER_MINUTE); none when unset. */
+  DEFAULT_KEY_RPM: z.coerce.number().int().min(1).optional(),
 };
 
 export const authFileVariables = ['AUTH_INTERNAL_TOKEN'] as const;

@@ -33,6 +33,7 @@ const auth = await buildAuth({
   failedAuthWindowSec: config.FAILED_AUTH_WINDOW_SEC,
   grantTtlMs: config.GRANT_TTL_MS,
   internalToken: config.AUTH_INTERNAL_TOKEN,
+  defaultKeyRpm: config.DEFAULT_KEY_RPM,
 });
 process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');

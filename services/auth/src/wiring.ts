@@ -30,6 +30,8 @@ export interface AuthWiring extends Omit<AuthorizeSettings, 'limitsShared' | 'gr
   prices: PriceTable;
   /** AUTH_INTERNAL_TOKEN. */
   internalToken: string;
+  /** DEFAULT_KEY_RPM: the rpm of a key whose line sets none. */
+  defaultKeyRpm?: number;
 }
 
 export interface AuthParts {
@@ -48,6 +50,7 @@ export async function buildAuth(wiring: AuthWiring): Promise<AuthParts> {
     logger,
     metrics.keysLoaded,
     wiring.keysFileGraceMs,
+    wiring.defaultKeyRpm ?? null,
   );
   await keys.reload();
   keys.watch(wiring.keysFilePollMs);

@@ -17,7 +17,10 @@ import { corsAllowlist } from './http/cors.middleware.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
 import { InferenceService } from './inference/inference.service.js';
 import type { ModelRouter } from './routing/model-router.js';
-import { createOpenAIRouter } from './inference/openai.router.js';
+import { createModelsRouter } from './inference/models.router.js';
+import { createInferenceRouter } from './inference/api.router.js';
+import { API_ROUTE_TABLE } from './inference/api-routes.js';
+import { answerProbe } from './http/ping.server.js';
 import { RequestAuthorizer } from './authorization/request-authorizer.js';
 import { requestLog } from './http/request-log.middleware.js';
 import { requestMetrics } from './http/request-metrics.middleware.js';
@@ -46,9 +49,16 @@ export interface GatewayAppDeps {
   /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
   pulls?: ModelPullsService | null;
   usage?: UsageService | null;
+  /** Whether the gateway is ready (the background poll's answer), for `/ping` and `/health`. */
+  isReady: () => boolean;
 }
 
-/** The public OpenAI-compatible API. */
+/** Where request metrics are counted: /v1 and llama-server's own paths of the route table. */
+function meteredPaths(): string[] {
+  return ['/v1', ...API_ROUTE_TABLE.flatMap((r) => r.paths).filter((p) => !p.startsWith('/v1/'))];
+}
+
+/** The public API: OpenAI, Anthropic and llama-server routes. */
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes } = deps;
   const metrics = createGatewayMetrics(registry, router);
@@ -67,12 +77,18 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('trust proxy', deps.trustProxyHops ?? 0);
+  // The seed project's probes on the API port: no key, no backend call, before any other work.
+  app.use((req, res, next) => {
+    if (!answerProbe(req, res, deps.isReady)) next();
+  });
   app.use(requestIdMiddleware);
   app.use(requestLog(logger));
   app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
   app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
-  app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
+  app.use(meteredPaths(), requestMetrics(metrics));
+  app.use(createInferenceRouter(inference, bodyLimitBytes));
+  app.use('/v1', createModelsRouter({ router, authorizer }));
   app.use(
     '/admin/v1',
     createAdminRouter({ auth, authorizer, bodyLimitBytes, pulls: deps.pulls ?? null, usage: deps.usage ?? null }),

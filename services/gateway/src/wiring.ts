@@ -47,6 +47,8 @@ export interface GatewayOverrides {
   readBackendKey?: (name: string) => string;
   /** Reuse auth's grants, counting rpm in the shared window (default: on). */
   grants?: boolean;
+  /** Whether `/ping` and `/health` say ready (default: the readiness monitor's answer). */
+  isReady?: () => boolean;
 }
 
 export interface Gateway {
@@ -133,6 +135,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     (overrides.grants ?? true)
       ? new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger)
       : undefined;
+  const isReady = overrides.isReady ?? (() => readiness.ready);
   const app = createApp({
     logger,
     registry,
@@ -167,8 +170,9 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     trustProxyHops: config.TRUST_PROXY_HOPS,
     pulls,
     usage,
+    isReady,
   });
-  const pingServer = createPingServer(() => readiness.ready);
+  const pingServer = createPingServer(isReady);
 
   return {
     app,

@@ -34,6 +34,8 @@ export const orchestratorConfigSchema = {
   LLAMA_CTX_SIZE: optionalCount(256),
   LLAMA_PARALLEL: optionalCount(1),
   LLAMA_THREADS: optionalCount(1),
+  /** Passed to auth: the rpm of a key whose line sets none (the seed's MAX_REQUESTS_PER_MINUTE). */
+  DEFAULT_KEY_RPM: optionalCount(1),
 
   // supervise only
   /** RunPod-style `/ping`: 204 while starting, 200 once the gateway is ready. */

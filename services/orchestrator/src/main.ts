@@ -4,6 +4,7 @@ import { runPrepare } from './prepare.command.js';
 import { resolveDirs } from './start-context.js';
 import { createStatusMetrics } from './status.metrics.js';
 import { runSupervise } from './supervise.command.js';
+import { withSeedAliases } from './seed-aliases.js';
 
 const COMMANDS = { prepare: runPrepare, supervise: runSupervise } as const;
 
@@ -13,7 +14,9 @@ if (!(mode in COMMANDS)) {
   process.exit(2);
 }
 
-const config = loadConfigOrExit(orchestratorConfigSchema, { fileVariables: orchestratorFileVariables });
+const config = loadConfigOrExit(orchestratorConfigSchema, { fileVariables: orchestratorFileVariables }, () =>
+  withSeedAliases(process.env, mode),
+);
 const logger = createLogger({ service: 'orchestrator', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from '@gguf-gateway/shared';
 import type { Registry } from 'prom-client';
 import type { OrchestratorConfig } from './config.js';
-import { resolveDataDir } from './data-dir.js';
+import { defaultKeysFile, resolveDataDir } from './data-dir.js';
 import type { StartSettings } from './gates/start-gates.js';
 import type { StatusMetrics } from './status.metrics.js';
 
@@ -26,7 +26,7 @@ export function resolveDirs(
     dataDir,
     modelsDir: config.MODELS_DIR ?? join(dataDir, 'models'),
     llamaArgsFile: config.LLAMA_ARGS_FILE ?? join(dataDir, 'llama-server.args'),
-    keysFile: config.API_KEYS_FILE ?? join(dataDir, 'api_keys'),
+    keysFile: config.API_KEYS_FILE ?? defaultKeysFile(dataDir),
   };
 }
 

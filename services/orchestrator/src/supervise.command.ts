@@ -130,6 +130,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       INFERENCE_API_KEY: inferenceKey,
       AUTH_INTERNAL_TOKEN: authToken,
       PORT_HEALTH: String(c.GATEWAY_HEALTH_PORT),
+      ...(c.DEFAULT_KEY_RPM === undefined ? {} : { DEFAULT_KEY_RPM: String(c.DEFAULT_KEY_RPM) }),
     };
     const serviceGrace = 10_000;
     await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace));

@@ -46,6 +46,19 @@ describe('GGUF reader', () => {
     assert.deepEqual(info.metadata['tokenizer.ggml.tokens'], { arrayOf: 'STRING', length: 277 });
   });
 
+  it('writes fill-in-the-middle token ids only when asked, keeping the default model as it was', async () => {
+    const fim = await readGgufFile(fileWith('tiny-fim.gguf', encodeTinyLlama(42, { fim: true })));
+    assert.deepEqual(fim.metadata['tokenizer.ggml.tokens'], { arrayOf: 'STRING', length: 280 });
+    assert.deepEqual(
+      ['pre', 'suf', 'mid'].map((k) => fim.metadata[`tokenizer.ggml.fim_${k}_token_id`]),
+      [277, 278, 279],
+    );
+    assert.equal(
+      (await readGgufFile(fileWith('tiny-plain.gguf', tiny))).metadata['tokenizer.ggml.fim_pre_token_id'],
+      undefined,
+    );
+  });
+
   it('rejects a file truncated inside its tensor data', async () => {
     const path = fileWith('cut-data.gguf', tiny.subarray(0, tiny.length - 1000));
     await assert.rejects(readGgufFile(path), rejectsWith('truncated', /truncated: its tensors need \d+ bytes/));

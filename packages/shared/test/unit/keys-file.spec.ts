@@ -171,4 +171,17 @@ describe('keys file', () => {
     assert.equal(keys[0]!.secretSha256, sha256Hex(SECRET));
     assert.equal(keys[0]!.limits.budgetUsdMonth, 2.5);
   });
+
+  it('reads routes= as the inference routes a key may call, and refuses an unknown route name', () => {
+    const { keys, errors } = parseKeysFile(
+      [`a:${SECRET} routes=chat|embeddings`, `b:${hashSecret('another-secret-0123456')} routes=chat|nope`].join('\n'),
+    );
+    assert.deepEqual(keys[0]!.routes, ['chat', 'embeddings']);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /routes 'chat\|nope' is not a list of: chat, completions/);
+    assert.equal(
+      formatKeyLine({ id: 'a', secret: SECRET, routes: ['messages'] }),
+      `a:${hashSecret(SECRET)} routes=messages`,
+    );
+  });
 });

@@ -15,6 +15,7 @@ const SECRETS = {
   models: 'sk-models-00000000000000009',
   ttl: 'sk-ttl-00000000000000000010',
   monthly: 'sk-monthly-000000000000011',
+  routes: 'sk-routes-00000000000000012',
 };
 
 const KEYS = [
@@ -29,6 +30,7 @@ const KEYS = [
   `models:${SECRETS.models} models=tiny*|qwen2`,
   `ttl:${SECRETS.ttl} concurrency=1`,
   `monthly:${SECRETS.monthly} budget_usd_month=0.0005`,
+  `routes:${SECRETS.routes} routes=chat|embeddings`,
 ].join('\n');
 
 describe('auth service against real Redis', function () {
@@ -98,6 +100,17 @@ describe('auth service against real Redis', function () {
     const allowed = await ask(SECRETS.admin, { route: 'admin', model: null });
     assert.equal(allowed.status, 200);
     assert.deepEqual(allowed.body.scopes, ['admin']);
+  });
+
+  it("returns 403 insufficient_scope for an inference route outside the key's routes=, and serves the others", async () => {
+    assert.equal((await ask(SECRETS.routes, { route: 'chat' })).status, 200);
+    assert.equal((await ask(SECRETS.routes, { route: 'embeddings' })).status, 200);
+    assert.equal((await ask(SECRETS.routes, { route: 'models', model: null })).status, 200);
+    const refused = await ask(SECRETS.routes, { route: 'messages' });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error!.code, 'insufficient_scope');
+    assert.match(refused.body.error!.message, /messages route/);
+    assert.equal((await ask(SECRETS.plain, { route: 'rerank' })).status, 200);
   });
 
   it("returns 403 model_not_allowed for a model outside the key's globs", async () => {
@@ -233,7 +246,7 @@ describe('auth service against real Redis', function () {
     const text = await (await fetch(`${auth.url}/metrics`)).text();
     assert.match(text, /auth_decisions_total\{result="allowed",service="auth"\} \d+/);
     assert.match(text, /auth_decisions_total\{result="invalid_api_key",service="auth"\} \d+/);
-    assert.match(text, /auth_keys_loaded\{service="auth"\} 11/);
+    assert.match(text, /auth_keys_loaded\{service="auth"\} 12/);
     assert.match(text, /auth_redis_degraded\{service="auth"\} 0/);
   });
 
@@ -241,7 +254,7 @@ describe('auth service against real Redis', function () {
     const res = await fetch(`${auth.url}/readyz`);
     const body = (await res.json()) as { status: string; checks: Record<string, string> };
     assert.equal(res.status, 200);
-    assert.deepEqual(body, { status: 'ready', checks: { keys: 'ok (11 keys)', redis: 'ok' } });
+    assert.deepEqual(body, { status: 'ready', checks: { keys: 'ok (12 keys)', redis: 'ok' } });
   });
 
   it('never puts a secret from the keys file in a log line or an error body', () => {

@@ -134,7 +134,7 @@ describe('keys file reload', function () {
         {
           line: 2,
           message:
-            "key 'carol': unknown option 'colour' (known: rpm, tpm, concurrency, daily_tokens, budget_usd_day, budget_usd_month, models, scope, expires)",
+            "key 'carol': unknown option 'colour' (known: rpm, tpm, concurrency, daily_tokens, budget_usd_day, budget_usd_month, models, scope, routes, expires)",
         },
       ],
     });

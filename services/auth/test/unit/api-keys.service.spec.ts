@@ -85,4 +85,17 @@ describe('API keys service', () => {
     assert.equal(keys.lookup(ALICE).kind, 'no_keys_loaded');
     assert.match(keys.problem()!, /has 1 bad line\(s\) and no valid one; no key is served until it is fixed/);
   });
+
+  it("gives a key whose line sets no rpm the DEFAULT_KEY_RPM (the seed's MAX_REQUESTS_PER_MINUTE)", async () => {
+    const keys = new ApiKeysService(
+      new FakeFile({ text: `alice:${ALICE}\nbob:${BOB}:5` }) as unknown as KeysFileRepository,
+      createLogger({ service: 'auth', destination: logs }),
+      () => undefined,
+      30_000,
+      120,
+    );
+    await keys.reload();
+    assert.equal(keys.byId('alice')?.limits.rpm, 120);
+    assert.equal(keys.byId('bob')?.limits.rpm, 5);
+  });
 });

@@ -15,11 +15,19 @@ const BEARER = /^Bearer\s+(.+)$/i;
 /** Far longer than any real key: such a header is refused here, without a call to auth. */
 const MAX_AUTHORIZATION_LENGTH = 1024;
 
-/** What the client sent as its key: the Bearer token, the raw header when malformed, "" when none. */
+/**
+ * What the client sent as its key: the Bearer token, the raw header when malformed, else the
+ * `x-api-key` header (Anthropic's SDKs send the key so), "" when none.
+ */
 export function clientKey(req: Request): string {
   const header = req.headers.authorization;
-  if (!header) return '';
+  if (!header) return apiKeyHeader(req);
   return BEARER.exec(header)?.[1]?.trim() ?? header;
+}
+
+function apiKeyHeader(req: Request): string {
+  const value = req.headers['x-api-key'];
+  return (Array.isArray(value) ? value[0] : value)?.trim() ?? '';
 }
 
 interface Decided {
@@ -55,7 +63,7 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
-    if ((req.headers.authorization?.length ?? 0) > MAX_AUTHORIZATION_LENGTH) {
+    if (Math.max(req.headers.authorization?.length ?? 0, apiKeyHeader(req).length) > MAX_AUTHORIZATION_LENGTH) {
       throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
     }
     const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };

@@ -1,20 +1,38 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-/**
- * PORT_HEALTH: `GET /ping` with RunPod load-balancer semantics: 204 while initializing, 200 once
- * ready. It reads the background poll's answer and never calls a backend.
- */
+// `GET /ping` with RunPod load-balancer semantics: 204 while initializing, 200 once ready; `GET
+// /health` says the same as JSON (200 ready, 503 initializing). Both read the background poll's
+// answer and never call a backend, so a probe every second keeps scale-to-zero working. The
+// health port (PORT_HEALTH) serves them, and the API port too, as the seed project's gateway did.
+
+const NOT_FOUND = JSON.stringify({
+  error: { message: 'Not found.', type: 'not_found_error', param: null, code: 'unknown_route' },
+});
+
+/** Answers a ping or health probe; false when the request is neither. */
+export function answerProbe(req: IncomingMessage, res: ServerResponse, isReady: () => boolean): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const path = (req.url ?? '').split('?')[0];
+  const body = (text: string) => (req.method === 'GET' ? text : undefined);
+  const ready = isReady();
+  if (path === '/ping') {
+    res.writeHead(ready ? 200 : 204, ready ? { 'content-type': 'application/json' } : {});
+    res.end(ready ? body('{"status":"ready"}') : undefined);
+    return true;
+  }
+  if (path === '/health') {
+    res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(body(JSON.stringify({ status: ready ? 'ready' : 'initializing', ready })));
+    return true;
+  }
+  return false;
+}
+
+/** PORT_HEALTH: the probes and nothing else. */
 export function createPingServer(isReady: () => boolean): Server {
   return createServer((req, res) => {
-    if (req.url === '/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
-      const ready = isReady();
-      res.writeHead(ready ? 200 : 204, ready ? { 'content-type': 'application/json' } : {});
-      res.end(ready && req.method === 'GET' ? '{"status":"ready"}' : undefined);
-      return;
-    }
+    if (answerProbe(req, res, isReady)) return;
     res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({ error: { message: 'Not found.', type: 'not_found_error', param: null, code: 'unknown_route' } }),
-    );
+    res.end(NOT_FOUND);
   });
 }

@@ -3,7 +3,10 @@ import https from 'node:https';
 import type { Response } from 'express';
 import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
 import type { Backend } from '../routing/backend-state.js';
-import { JsonUsageTap, SseUsageTap, type UpstreamUsage } from './usage.tap.js';
+import { backendErrorBody, renderError, type ErrorShape } from './error-shapes.js';
+import { JsonBodyTap } from './json-body.tap.js';
+import { SseUsageTap } from './usage.tap.js';
+import type { UsageDialect, UsageReport } from './usage-readers.js';
 
 // Sends one request to a backend and streams its answer to the client as it arrives, reading the
 // token usage on the way. The client's Authorization never goes upstream: the backend's own key does.
@@ -19,8 +22,18 @@ export interface ProxyRequest {
   path: string;
   body: Buffer;
   requestId: string;
+  /** Headers the client sent that the backend should see (anthropic-version). */
+  forwardHeaders: Record<string, string>;
   /** Remove usage from the streamed answer: the client did not ask for it. */
   stripUsage: boolean;
+  /** How the route's answers report usage. */
+  dialect: UsageDialect;
+  /** The shape of the route's errors, also of a backend's error relayed on it. */
+  errorShape: ErrorShape;
+  /** The model name the client asked for: every answer and stream event carries it. */
+  model: string;
+  /** Keep a JSON answer's `choices` up to this many bytes (to meter every choice); 0: not needed. */
+  keepChoicesBytes: number;
   /**
    * Another backend could take the request: a failure before any byte reached the client (connect,
    * reset, 5xx, 429, refused key) is then returned as `retry` instead of being answered.
@@ -35,7 +48,10 @@ export type UpstreamFailure =
 export interface ProxyOutcome {
   /** What the client got; 499 when it went away first. */
   status: number;
-  usage: UpstreamUsage | null;
+  /** Usage as the answer reported it, piece by piece (a stream reports per event). */
+  reports: UsageReport[];
+  /** A JSON answer's `choices`, when asked for. */
+  choices: unknown[] | null;
   contentEvents: number;
   /** From sending the request to the first byte of the backend's body. */
   ttftMs: number | null;
@@ -50,7 +66,8 @@ export interface ProxyOutcome {
 /** The outcome of a request whose client left before any backend was called. */
 export const CLIENT_GONE: ProxyOutcome = {
   status: 499,
-  usage: null,
+  reports: [],
+  choices: null,
   contentEvents: 0,
   ttftMs: null,
   errorCode: 'client_aborted',
@@ -105,9 +122,14 @@ function parseJson(body: Buffer): unknown {
   }
 }
 
-/** The SSE event that ends a stream cut after it started: the status line is gone already. */
-function sseError(error: ApiError): string {
-  return `data: ${JSON.stringify(error.toBody())}\n\n`;
+/**
+ * The SSE event that ends a stream cut after it started: the status line is gone already. It is in
+ * the route's shape (Anthropic streams name it `event: error`) and starts on a fresh line when the
+ * client has part of an event.
+ */
+function sseError(error: ApiError, shape: ErrorShape, midEvent: boolean): string {
+  const named = shape === 'anthropic' ? 'event: error\n' : '';
+  return `${midEvent ? '\n\n' : ''}${named}data: ${JSON.stringify(renderError(shape, error))}\n\n`;
 }
 
 export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts): Promise<ProxyOutcome> {
@@ -117,6 +139,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     'content-type': 'application/json',
     'content-length': request.body.length,
     'x-request-id': request.requestId,
+    ...request.forwardHeaders,
   };
   if (backend.apiKey) headers.authorization = `Bearer ${backend.apiKey}`;
   const started = performance.now();
@@ -124,7 +147,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
   return new Promise((resolve) => {
     let done = false;
     let ttftMs: number | null = null;
-    let tap: SseUsageTap | JsonUsageTap | null = null;
+    let tap: SseUsageTap | JsonBodyTap | null = null;
     let upstreamRes: IncomingMessage | null = null;
     let accepted = false;
 
@@ -151,7 +174,8 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       clearTimeout(timer);
       resolve({
         status,
-        usage: tap?.usage ?? null,
+        reports: tap instanceof SseUsageTap ? tap.reports : tap?.usage ? [tap.usage] : [],
+        choices: tap instanceof JsonBodyTap ? tap.choices : null,
         contentEvents: tap instanceof SseUsageTap ? tap.contentEvents : 0,
         ttftMs,
         errorCode,
@@ -178,7 +202,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         sendApiError(res, error);
       } else if (tap instanceof SseUsageTap) {
         // Mid-stream: the client has text already, so it gets an error event, never a second answer.
-        res.end(sseError(error));
+        res.end(sseError(error, request.errorShape, tap.midEvent));
       } else {
         res.destroy();
       }
@@ -215,6 +239,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         return;
       }
       if (refusal) return relayRefusal(incoming, status);
+      if (status >= 400 && request.errorShape !== 'openai') return relayError(incoming, status, null);
       accepted = status < 400;
       arm('idle_timeout', timeouts.idleMs);
       const contentType = incoming.headers['content-type'] ?? 'application/json';
@@ -225,11 +250,14 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         res.setHeader('cache-control', 'no-cache');
         res.setHeader('x-accel-buffering', 'no');
         res.flushHeaders();
-        tap = new SseUsageTap(request.stripUsage);
+        tap = new SseUsageTap({ dialect: request.dialect, stripUsage: request.stripUsage, model: request.model });
       } else {
-        const length = incoming.headers['content-length'];
-        if (length !== undefined) res.setHeader('content-length', length);
-        tap = new JsonUsageTap();
+        // The model name is rewritten on the way, so the length changes: the answer goes out chunked.
+        tap = new JsonBodyTap({
+          dialect: request.dialect,
+          model: request.model,
+          keepChoicesBytes: request.keepChoicesBytes,
+        });
       }
       const sink = tap;
       incoming.on('data', (chunk: Buffer) => {
@@ -264,8 +292,12 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
      * else (an HTML page, a proxy's text) the gateway words it in the OpenAI shape.
      */
     function relayRefusal(incoming: IncomingMessage, status: number) {
+      relayError(incoming, status, status === 429 ? 'status_429' : 'status_5xx');
+    }
+
+    /** A backend's error answer, in the route's error shape; a refusal (429, 5xx) counts as a failure. */
+    function relayError(incoming: IncomingMessage, status: number, failure: UpstreamFailure | null) {
       arm('timeout', timeouts.idleMs);
-      const failure = status === 429 ? 'status_429' : 'status_5xx';
       const retryAfter = incoming.headers['retry-after'];
       const chunks: Buffer[] = [];
       let size = 0;
@@ -277,10 +309,14 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         if (done) return;
         const body = Buffer.concat(chunks);
         if (retryAfter !== undefined) res.setHeader('retry-after', retryAfter);
-        if (size <= MAX_ERROR_BODY_BYTES && isOpenAIErrorBody(parseJson(body))) {
-          res.status(status).setHeader('content-type', 'application/json');
-          res.end(body);
+        const json = size <= MAX_ERROR_BODY_BYTES ? parseJson(body) : null;
+        if (isOpenAIErrorBody(json) || (failure === null && json !== null)) {
+          res.status(status).json(backendErrorBody(request.errorShape, status, json));
           return finish(status, `backend_status_${status}`, failure);
+        }
+        if (failure === null) {
+          sendApiError(res, new ApiError(status, 'The model backend refused the request.', { code: 'backend_error' }));
+          return finish(status, `backend_status_${status}`, null);
         }
         const error =
           status === 429

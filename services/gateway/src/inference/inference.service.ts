@@ -6,15 +6,16 @@ import type { BackendState } from '../routing/backend-state.js';
 import type { GatewayMetrics } from '../gateway.metrics.js';
 import type { ModelRoute, ModelRouter } from '../routing/model-router.js';
 import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
-import { validateInferenceBody, type InferenceRoute } from './request-validation.js';
+import type { ApiRoute } from './api-routes.js';
+import { chargeEveryOutput, outputCount } from './multi-output.metering.js';
+import { validateInferenceBody, type InferenceBody } from './request-validation.js';
 import type { UsageEventsPublisher } from './usage-events.publisher.js';
-import type { UpstreamUsage } from './usage.tap.js';
+import { combineUsage, type UpstreamUsage } from './usage-readers.js';
 
-const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
-  chat: '/v1/chat/completions',
-  completions: '/v1/completions',
-  embeddings: '/v1/embeddings',
-};
+/** Client headers the backend needs to read the request as the client meant it. */
+const FORWARDED_HEADERS = ['anthropic-version', 'anthropic-beta'];
+/** The choices of an `n` > 1 answer are kept up to this size to meter each; past it they are estimated. */
+const MAX_CHOICES_BYTES = 4 * 1024 * 1024;
 
 // When a backend took a request on and never reported usage (client abort, backend failure), count about four bytes of
 // request per prompt token and one streamed event per completion token.
@@ -33,6 +34,25 @@ export interface InferenceDeps {
   maxAttempts: number;
 }
 
+/** One request on its way to a backend. */
+interface Call {
+  route: ApiRoute;
+  input: InferenceBody;
+  body: Record<string, unknown>;
+  requestId: string;
+  forwardHeaders: Record<string, string>;
+  res: Response;
+}
+
+function forwardedHeaders(req: Request): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = req.get(name);
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+}
+
 interface ServedBy {
   outcome: ProxyOutcome;
   /** The backend of the last attempt; null when none could be tried. */
@@ -44,18 +64,20 @@ interface ServedBy {
 export class InferenceService {
   constructor(private readonly deps: InferenceDeps) {}
 
-  async handle(route: InferenceRoute, req: Request, res: Response): Promise<void> {
+  async handle(route: ApiRoute, req: Request, res: Response): Promise<void> {
     const { router, authorizer, metrics } = this.deps;
+    res.locals.route = route.name;
     const started = performance.now();
     const requestId = res.getHeader('x-request-id') as string;
     // The usage row's key: a client may reuse its own id, so one it sent is not unique enough.
     const clientRequestId = req.get('x-request-id') === requestId ? requestId : undefined;
     const usageId = clientRequestId === undefined ? requestId : randomUUID();
     if (usageId !== requestId) res.locals.usageId = usageId;
-    const input = validateInferenceBody(route, req.body);
+    const models = router.models().filter((m) => m.aliasOf === null);
+    const input = validateInferenceBody(route, req.body, models.length === 1 ? models[0]!.id : null);
     const target = router.resolve(input.model);
     res.locals.model = target?.model ?? 'unknown';
-    const decision = await authorizer.authorize(req, res, route, target?.model ?? input.model);
+    const decision = await authorizer.authorize(req, res, route.name, target?.model ?? input.model);
     if (!target) {
       authorizer.settle(decision.lease, requestId);
       throw new ApiError(404, `The model '${input.model}' does not exist.`, {
@@ -63,9 +85,22 @@ export class InferenceService {
         param: 'model',
       });
     }
+    // Backends of a kind that does not serve the route are never tried.
+    const unfit = new Set(target.tiers.flat().filter((b) => !route.kinds.includes(b.backend.kind)));
+    if (target.tiers.flat().every((b) => unfit.has(b))) {
+      authorizer.settle(decision.lease, requestId);
+      throw new ApiError(
+        404,
+        `The model '${input.model}' is not served on ${route.paths[0]}: its backends do not offer it.`,
+        {
+          code: 'route_not_supported',
+          param: 'model',
+        },
+      );
+    }
 
-    const upstreamBody: Record<string, unknown> = { ...input.body };
-    if (input.stream) {
+    const upstreamBody: Record<string, unknown> = { ...input.body, model: input.model };
+    if (input.stream && route.streamUsageOption) {
       // Always ask for usage so the request can be metered; the chunk is removed again below
       // unless the client asked for it too.
       upstreamBody.stream_options = { ...(input.body.stream_options as object | undefined), include_usage: true };
@@ -79,7 +114,14 @@ export class InferenceService {
     metrics.inFlight.inc({ model: target.model });
     let served: ServedBy;
     try {
-      served = await this.proxyWithRetries(target, route, upstreamBody, requestId, !input.wantsUsage, res);
+      served = await this.proxyWithRetries(target, unfit, {
+        route,
+        input,
+        body: upstreamBody,
+        requestId,
+        forwardHeaders: forwardedHeaders(req),
+        res,
+      });
     } finally {
       stopRenewing();
       metrics.inFlight.dec({ model: target.model });
@@ -88,11 +130,29 @@ export class InferenceService {
     res.locals.status = outcome.status;
 
     // A request no backend took on (down, refused, timed out before answering) costs the key nothing.
+    // A stream cut short (client gone, backend failed) may have reported its prompt and not yet its
+    // output (Anthropic's message_start): the output is then counted from the streamed events.
+    const cutShort = outcome.accepted && input.stream && outcome.errorCode !== null;
+    const whole = outcome.accepted ? combineUsage(route.usage, outcome.reports) : null;
+    const reported = whole && cutShort && whole.completionTokens < outcome.contentEvents ? null : whole;
     const usage =
-      outcome.usage ??
-      (outcome.accepted
-        ? estimateUsage(Buffer.byteLength(JSON.stringify(upstreamBody)), outcome.contentEvents)
-        : NO_USAGE);
+      reported && served.backend && outcome.status < 400
+        ? await chargeEveryOutput(input.outputs, {
+            usage: reported,
+            reportCount: outcome.reports.length,
+            choices: outcome.choices,
+            body: upstreamBody,
+            backend: served.backend.backend,
+            timeoutMs: this.deps.timeouts.connectMs + this.deps.timeouts.firstByteMs,
+          })
+        : (reported ??
+          (outcome.accepted
+            ? estimateUsage(
+                whole?.promptTokens ??
+                  Math.ceil(Buffer.byteLength(JSON.stringify(upstreamBody)) / BYTES_PER_TOKEN_ESTIMATE),
+                outcome.contentEvents,
+              )
+            : NO_USAGE));
     authorizer.settle(decision.lease, requestId, usage.promptTokens, usage.completionTokens);
     metrics.tokens.inc({ model: target.model, kind: 'prompt' }, usage.promptTokens);
     metrics.tokens.inc({ model: target.model, kind: 'completion' }, usage.completionTokens);
@@ -105,7 +165,7 @@ export class InferenceService {
       keyId: decision.keyId,
       model: target.model,
       backend: served.backend?.name ?? '',
-      route,
+      route: route.name,
       status: outcome.status,
       stream: input.stream,
       promptTokens: usage.promptTokens,
@@ -114,7 +174,7 @@ export class InferenceService {
       ttftMs: outcome.ttftMs === null ? null : Math.round(outcome.ttftMs),
       durationMs: Math.round(performance.now() - started),
       errorCode: outcome.errorCode,
-      usageSource: outcome.usage ? 'upstream' : 'estimated',
+      usageSource: reported ? 'upstream' : 'estimated',
     });
   }
 
@@ -123,18 +183,14 @@ export class InferenceService {
    * next) until one answers or the budget is spent. An attempt is retried only while nothing has
    * reached the client; the body is rebuilt per backend, since each may expect its own model name.
    */
-  private async proxyWithRetries(
-    target: ModelRoute,
-    route: InferenceRoute,
-    body: Record<string, unknown>,
-    requestId: string,
-    stripUsage: boolean,
-    res: Response,
-  ): Promise<ServedBy> {
+  private async proxyWithRetries(target: ModelRoute, unfit: ReadonlySet<BackendState>, call: Call): Promise<ServedBy> {
     const { router, metrics, timeouts, maxAttempts } = this.deps;
-    const tried = new Set<BackendState>();
+    const { route, input, body, requestId, res } = call;
+    // Backends that cannot serve the route count as tried from the start.
+    const tried = new Set<BackendState>(unfit);
+    let attempts = 0;
     let last: ServedBy | null = null;
-    while (tried.size < maxAttempts) {
+    while (attempts < maxAttempts) {
       // The client left while authorizing or while an attempt failed: nobody waits for a backend.
       if (res.destroyed) {
         return last
@@ -145,32 +201,46 @@ export class InferenceService {
       if (!pick) break;
       const { state, tier } = pick;
       tried.add(state);
+      attempts += 1;
       res.setHeader('x-gateway-backend', state.name);
-      res.setHeader('x-gateway-attempts', String(tried.size));
+      res.setHeader('x-gateway-attempts', String(attempts));
       if (tier > 0) res.setHeader('x-gateway-fallback', String(tier));
       else res.removeHeader('x-gateway-fallback');
 
       const payload = Buffer.from(JSON.stringify({ ...body, model: state.backend.model ?? target.model }));
-      const canRetry = tried.size < maxAttempts && router.hasCandidate(target, tried);
+      const canRetry = attempts < maxAttempts && router.hasCandidate(target, tried);
       state.inFlight += 1;
       metrics.backendRequests.inc({ backend: state.name });
       let outcome: ProxyOutcome;
       try {
         outcome = await proxyToBackend(
-          { backend: state.backend, path: UPSTREAM_PATHS[route], body: payload, requestId, stripUsage, canRetry, res },
+          {
+            backend: state.backend,
+            path: route.upstreamPath,
+            body: payload,
+            requestId,
+            forwardHeaders: call.forwardHeaders,
+            stripUsage: route.streamUsageOption && !input.wantsUsage,
+            dialect: route.usage,
+            errorShape: route.errors,
+            model: input.model,
+            keepChoicesBytes: outputCount(input.outputs) > 1 ? MAX_CHOICES_BYTES : 0,
+            canRetry,
+            res,
+          },
           timeouts,
         );
       } finally {
         state.inFlight -= 1;
       }
       this.judge(state, outcome);
-      last = { outcome, backend: state, attempts: tried.size };
+      last = { outcome, backend: state, attempts };
       if (!outcome.retry) {
         if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
         return last;
       }
       this.deps.logger.warn(
-        { requestId, backend: state.name, failure: outcome.failure, attempt: tried.size },
+        { requestId, backend: state.name, failure: outcome.failure, attempt: attempts },
         'backend failed before answering; trying the next one',
       );
     }
@@ -207,7 +277,8 @@ export class InferenceService {
     sendApiError(res, error);
     const outcome: ProxyOutcome = {
       status: error.status,
-      usage: null,
+      reports: [],
+      choices: null,
       contentEvents: 0,
       ttftMs: null,
       errorCode: error.code,
@@ -241,9 +312,9 @@ function coolingReasons(target: ModelRoute): string {
     : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
 }
 
-function estimateUsage(requestBytes: number, contentEvents: number): UpstreamUsage {
+function estimateUsage(promptTokens: number, contentEvents: number): UpstreamUsage {
   return {
-    promptTokens: Math.ceil(requestBytes / BYTES_PER_TOKEN_ESTIMATE),
+    promptTokens,
     completionTokens: contentEvents,
     cachedTokens: 0,
   };

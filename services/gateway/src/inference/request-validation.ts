@@ -1,9 +1,8 @@
 import { badRequest } from '@gguf-gateway/shared';
+import type { ApiRoute } from './api-routes.js';
 
-// The fields the gateway itself relies on are checked here, with the OpenAI error's `param`;
-// everything else is the backend's to judge.
-
-export type InferenceRoute = 'chat' | 'completions' | 'embeddings';
+// The fields the gateway itself relies on are checked here, with the error's `param`; everything
+// else is the backend's to judge. What each route requires is in its row of the route table.
 
 export interface InferenceBody {
   body: Record<string, unknown>;
@@ -11,37 +10,39 @@ export interface InferenceBody {
   stream: boolean;
   /** The client asked for the usage chunk of a stream. */
   wantsUsage: boolean;
+  /** Sequences the backend generates: `n` per prompt, for each prompt of a prompt array. */
+  outputs: { perPrompt: number; prompts: number };
 }
 
-type Check = (value: unknown) => boolean;
-
-const isText = (v: unknown) => typeof v === 'string';
-const isTextOrArray = (v: unknown) => typeof v === 'string' || (Array.isArray(v) && v.length > 0);
-const isMessages = (v: unknown) =>
-  Array.isArray(v) && v.length > 0 && v.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m));
-
-const REQUIRED: Record<InferenceRoute, { param: string; check: Check; expected: string }> = {
-  chat: { param: 'messages', check: isMessages, expected: 'a non-empty array of message objects' },
-  completions: { param: 'prompt', check: isTextOrArray, expected: 'a string or a non-empty array' },
-  embeddings: { param: 'input', check: isTextOrArray, expected: 'a string or a non-empty array' },
-};
-
-export function validateInferenceBody(route: InferenceRoute, raw: unknown): InferenceBody {
+/**
+ * @param onlyModel the model to use when a llama-server route's client names none (the gateway
+ * serves exactly one); null when it serves several.
+ */
+export function validateInferenceBody(route: ApiRoute, raw: unknown, onlyModel: string | null): InferenceBody {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw badRequest('Request body must be a JSON object (Content-Type: application/json).', null, 'invalid_body');
   }
   const body = raw as Record<string, unknown>;
-  if (body.model === undefined)
+  const model = body.model ?? (route.modelOptional ? (onlyModel ?? undefined) : undefined);
+  if (model === undefined)
     throw badRequest('You must provide a model parameter.', 'model', 'missing_required_parameter');
-  if (!isText(body.model) || body.model === '')
+  if (typeof model !== 'string' || model === '')
     throw badRequest('model must be a non-empty string.', 'model', 'invalid_type');
-  const required = REQUIRED[route];
-  const value = body[required.param];
-  if (value === undefined) {
-    throw badRequest(`Missing required parameter: '${required.param}'.`, required.param, 'missing_required_parameter');
+  for (const required of route.required) {
+    const value = body[required.param];
+    if (value === undefined) {
+      throw badRequest(
+        `Missing required parameter: '${required.param}'.`,
+        required.param,
+        'missing_required_parameter',
+      );
+    }
+    if (!required.check(value)) {
+      throw badRequest(`${required.param} must be ${required.expected}.`, required.param, 'invalid_type');
+    }
   }
-  if (!required.check(value)) {
-    throw badRequest(`${required.param} must be ${required.expected}.`, required.param, 'invalid_type');
+  for (const { param, when, message } of route.unsupported) {
+    if (when(body[param])) throw badRequest(message, param, 'unsupported_parameter');
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
     throw badRequest('stream must be a boolean.', 'stream', 'invalid_type');
@@ -50,7 +51,23 @@ export function validateInferenceBody(route: InferenceRoute, raw: unknown): Infe
   if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options))) {
     throw badRequest('stream_options must be an object.', 'stream_options', 'invalid_type');
   }
-  const stream = route !== 'embeddings' && body.stream === true;
+  const n = body.n;
+  if (n !== undefined && n !== null && (!Number.isSafeInteger(n) || (n as number) < 1)) {
+    throw badRequest('n must be a whole number of at least 1.', 'n', 'invalid_type');
+  }
+  const stream = route.streams && body.stream === true;
   const wantsUsage = stream && (options as { include_usage?: unknown } | null | undefined)?.include_usage === true;
-  return { body, model: body.model as string, stream, wantsUsage };
+  return {
+    body,
+    model,
+    stream,
+    wantsUsage,
+    outputs: { perPrompt: (n as number | undefined) ?? 1, prompts: promptCount(body.prompt) },
+  };
+}
+
+/** A prompt array is one prompt per element, unless it is one prompt given as token ids. */
+function promptCount(prompt: unknown): number {
+  if (!Array.isArray(prompt) || prompt.length === 0) return 1;
+  return prompt.every((p) => typeof p === 'number') ? 1 : prompt.length;
 }

@@ -49,6 +49,8 @@ export interface HarnessOptions {
   redisPrefix?: string;
   /** Reuse auth's grants, counting rpm in the shared window, as main.ts does. */
   grants?: boolean;
+  /** What /ping and /health on the API port say (default: ready). */
+  isReady?: () => boolean;
 }
 
 export class GatewayHarness {
@@ -107,6 +109,7 @@ export class GatewayHarness {
         return key;
       },
       grants: options.grants ?? false,
+      isReady: options.isReady ?? (() => true),
     });
     if (!options.redisUrl) await waitFor('redis', async () => gateway.redis.status === 'ready' || null, 5000, 20);
     if (options.backendPollMs) gateway.backendMonitor.start();

@@ -21,6 +21,7 @@ describe('gateway app', () => {
     usageStream: { append: () => Promise.resolve() } as unknown as UsageEventsPublisher,
     timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100 },
     bodyLimitBytes: 1024,
+    isReady: () => false,
   });
 
   after(() => auth.close());

@@ -1,14 +1,11 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import { ApiError } from '@gguf-gateway/shared';
-import type { InferenceService } from './inference.service.js';
 import type { ListedModel, ModelRouter } from '../routing/model-router.js';
 import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
 
-export interface OpenAIRouterDeps {
-  inference: InferenceService;
+export interface ModelsRouterDeps {
   router: ModelRouter;
   authorizer: RequestAuthorizer;
-  bodyLimitBytes: number;
 }
 
 // Models are listed with a fixed creation time: the config has no dates, and clients only show it.
@@ -19,13 +16,9 @@ function modelObject({ id, aliasOf, status }: ListedModel) {
   return { id, object: 'model', created: CREATED, owned_by: 'gguf-gateway', status, alias_of: aliasOf };
 }
 
-export function createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }: OpenAIRouterDeps): Router {
+/** `/v1/models`: what the backends file serves. The inference routes are in api.router.ts. */
+export function createModelsRouter({ router, authorizer }: ModelsRouterDeps): Router {
   const api = Router();
-  const json = express.json({ limit: bodyLimitBytes });
-
-  api.post('/chat/completions', json, (req, res) => inference.handle('chat', req, res));
-  api.post('/completions', json, (req, res) => inference.handle('completions', req, res));
-  api.post('/embeddings', json, (req, res) => inference.handle('embeddings', req, res));
 
   api.get('/models', async (req, res) => {
     const { lease } = await authorizer.authorize(req, res, 'models', null);
