@@ -160,6 +160,8 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
         MODEL_REPO: 'acme/tiny-llama-GGUF',
         MODEL_FILE: 'tiny-llama-q8.gguf',
         HF_ENDPOINT: hub.url,
+        // The fake CDN speaks plain HTTP on loopback.
+        PULL_ALLOW_HTTP: 'true',
         PULL_ALLOWED_HOSTS: `${new URL(hub.url).host},${hub.cdnHost}`,
       });
       await Promise.race([

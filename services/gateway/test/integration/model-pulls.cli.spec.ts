@@ -103,6 +103,8 @@ describe('pulls through the admin API, a real worker and the CLI', function () {
         DATABASE_URL: db.url,
         MODELS_DIR: join(dir, 'models'),
         HF_ENDPOINT: hub.url,
+        // The fake CDN speaks plain HTTP on loopback.
+        PULL_ALLOW_HTTP: 'true',
         PULL_ALLOWED_HOSTS: hub.cdnHost,
       },
     });

@@ -102,6 +102,8 @@ const NODE_SERVICES: {
       DATABASE_URL: ctx.databaseUrl,
       MODELS_DIR: join(ctx.dir, 'models'),
       HF_ENDPOINT: ctx.hub.url,
+      // The fake CDN speaks plain HTTP on loopback.
+      PULL_ALLOW_HTTP: 'true',
       PULL_ALLOWED_HOSTS: ctx.hub.cdnHost,
     }),
   },
