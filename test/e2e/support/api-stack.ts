@@ -10,6 +10,7 @@ import {
   deleteRedisPrefix,
   freePort,
   repoRoot,
+  TEST_AUTH_INTERNAL_TOKEN,
   startProcess,
   stopProcess,
   testRedisPrefix,
@@ -61,6 +62,7 @@ export class ApiStack {
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
         API_KEYS_FILE: keysFile,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         LOG_LEVEL: 'warn',
       },
     });
@@ -85,6 +87,7 @@ export class ApiStack {
         REDIS_URL: testSettings.TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
         AUTH_URL: authUrl,
+        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
         BACKENDS_FILE: backendsFile,
         INFERENCE_API_KEY: INFERENCE_KEY,
         READINESS_POLL_MS: '100',
