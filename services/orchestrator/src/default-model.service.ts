@@ -92,6 +92,7 @@ export async function ensureDefaultModel(
     const jobId = await pulls.enqueue(data);
     logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
     let last = '';
+    let attemptsLogged = 0;
     let pollError: string | null = null;
     while (!signal.aborted) {
       let status: PullStatus;
@@ -106,6 +107,14 @@ export async function ensureDefaultModel(
         continue;
       }
       pollError = null;
+      // The worker retries with backoff: each failed attempt's reason shows here as it happens.
+      if (status.attemptsMade > attemptsLogged && status.state !== 'failed') {
+        attemptsLogged = status.attemptsMade;
+        logger.warn(
+          { jobId, attempt: status.attemptsMade, attempts: status.attempts, reason: status.failedReason },
+          `model pull attempt ${status.attemptsMade} of ${status.attempts} failed: ${status.failedReason ?? 'no reason given'}; the worker retries`,
+        );
+      }
       const line = describeProgress(status);
       if (line !== last) {
         logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
@@ -113,7 +122,10 @@ export async function ensureDefaultModel(
       }
       if (status.state === 'completed') return readModel(status.path ?? target, 'MODEL_FILE');
       if (status.state === 'failed' || status.state === 'unknown') {
-        throw new Error(`pull of ${modelRepo}/${modelFile} failed: ${status.failedReason ?? 'no reason given'}`);
+        const spent = status.attemptsMade > 0 ? ` after ${status.attemptsMade} attempts` : '';
+        throw new Error(
+          `pull of ${modelRepo}/${modelFile} failed${spent}: ${status.failedReason ?? 'no reason given'}`,
+        );
       }
       await new Promise((r) => setTimeout(r, pollMs));
     }

@@ -15,6 +15,9 @@ export interface PullStatus {
   state: PullState;
   progress: PullProgress | null;
   failedReason: string | null;
+  /** Attempts that failed so far, and how many the job may make in all. */
+  attemptsMade: number;
+  attempts: number;
   /** Where the worker put the file, when its result says so. */
   path: string | null;
 }
@@ -52,7 +55,16 @@ export class ModelPullRepository {
 
   async status(jobId: string): Promise<PullStatus> {
     const job = await this.queue.getJob(jobId);
-    if (!job) return { state: 'unknown', progress: null, failedReason: 'the job disappeared', path: null };
+    if (!job) {
+      return {
+        state: 'unknown',
+        progress: null,
+        failedReason: 'the job disappeared',
+        attemptsMade: 0,
+        attempts: 0,
+        path: null,
+      };
+    }
     const state = (await job.getState()) as PullState;
     const progress = typeof job.progress === 'object' ? (job.progress as unknown as PullProgress) : null;
     const result = job.returnvalue as { path?: unknown } | null;
@@ -60,6 +72,8 @@ export class ModelPullRepository {
       state,
       progress,
       failedReason: job.failedReason ?? null,
+      attemptsMade: job.attemptsMade,
+      attempts: job.opts.attempts ?? 1,
       path: typeof result?.path === 'string' ? result.path : null,
     };
   }
