@@ -111,12 +111,12 @@ describe('containers: docker-compose stack on the CPU', function () {
   it('runs every service but the databases as a non-root user, hardened, with its volumes writable', async () => {
     for (const service of RUNNING) {
       const id = (await project.containerId(service))!;
-      const { stdout } = await docker(['top', id, '-o', 'uid,comm']);
+      const { stdout } = await docker(['top', id, '-o', 'pid,uid,comm']);
       const uids = stdout
         .trim()
         .split('\n')
         .slice(1)
-        .map((line) => line.trim().split(/\s+/)[0]);
+        .map((line) => line.trim().split(/\s+/)[1]);
       assert.ok(uids.length > 0 && !uids.includes('0'), `${service} runs processes as root:\n${stdout}`);
       const [capDrop, securityOpt, readOnly] = (
         await docker([
