@@ -116,6 +116,10 @@ describe('containers: the all-in-one image', function () {
     const { stdout } = await docker([
       'exec',
       name,
+      // Without HF_TOKEN: docker exec hands the container's environment to this probe and its children.
+      'env',
+      '-u',
+      'HF_TOKEN',
       'sh',
       '-c',
       'for p in /proc/[0-9]*; do [ -r $p/cmdline ] || continue; c=$(tr "\\0" " " < $p/cmdline); [ -n "$c" ] || continue; ' +
