@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import OpenAI from 'openai';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import { FakeHub, freePort } from '@gguf-gateway/testkit';
@@ -24,9 +25,12 @@ describe('containers: the default model pulled from the hub on first start', fun
 
   before(async () => {
     const images = await testImages();
-    const bridge = (
-      await docker(['network', 'inspect', 'bridge', '--format', '{{(index .IPAM.Config 0).Gateway}}'])
+    // The host's address on Docker's default bridge (docker0): containers reach it, nothing else does.
+    const bridgeName = (
+      await docker(['network', 'inspect', 'bridge', '--format', '{{index .Options "com.docker.network.bridge.name"}}'])
     ).stdout.trim();
+    const bridge = networkInterfaces()[bridgeName]?.find((a) => a.family === 'IPv4')?.address;
+    assert.ok(bridge, `no IPv4 address on the Docker bridge ${bridgeName}`);
     hub = await FakeHub.start({ host: bridge });
     const port = await freePort();
     host = makeHostFiles(images, port);
