@@ -112,25 +112,30 @@ describe('containers: the all-in-one image', function () {
 
   it('runs every process but the supervisor as a non-root user, and gives HF_TOKEN to the worker only', async () => {
     const name = `gg-aio-${id}-1`;
-    // uid, then whether HF_TOKEN is in its environment, then its command line, per process.
+    // uid, then whether HF_TOKEN is in its environment, then its command line, per process. As the
+    // services' user: another uid's environment is unreadable without CAP_SYS_PTRACE, and docker
+    // exec would hand the container's HF_TOKEN to this probe.
     const { stdout } = await docker([
       'exec',
+      '--user',
+      'gguf',
       name,
-      // Without HF_TOKEN: docker exec hands the container's environment to this probe and its children.
       'env',
       '-u',
       'HF_TOKEN',
       'sh',
       '-c',
       'for p in /proc/[0-9]*; do [ -r $p/cmdline ] || continue; c=$(tr "\\0" " " < $p/cmdline); [ -n "$c" ] || continue; ' +
-        'u=$(awk "/^Uid:/{print \\$2}" $p/status); t=$(tr "\\0" "\\n" < $p/environ | grep -c "^HF_TOKEN="); echo "$u|$t|$c"; done',
+        'u=$(awk "/^Uid:/{print \\$2}" $p/status); ' +
+        'if tr "\\0" "\\n" < $p/environ >/dev/null 2>&1; then t=$(tr "\\0" "\\n" < $p/environ | grep -c "^HF_TOKEN="); else t=unreadable; fi; ' +
+        'echo "$u|$t|$c"; done',
     ]);
     const processes = stdout
       .trim()
       .split('\n')
       .map((line) => {
         const [uid, token, ...command] = line.split('|');
-        return { uid: Number(uid), token: token === '1', command: command.join('|') };
+        return { uid: Number(uid), token: token!, command: command.join('|') };
       })
       .filter((p) => !p.command.startsWith('sh -c for p in'));
     const byRole = (pattern: RegExp) => processes.filter((p) => pattern.test(p.command));
@@ -146,7 +151,10 @@ describe('containers: the all-in-one image', function () {
       assert.ok(found.length > 0, `no ${role} process:\n${stdout}`);
       for (const p of found) assert.notEqual(p.uid, 0, `${p.command} runs as root`);
     }
-    const withToken = processes.filter((p) => p.token && !supervisor.includes(p)).map((p) => p.command);
+    for (const p of byRole(/redis-server|llama-server|services\/(auth|metrics|worker|gateway)\/dist/)) {
+      assert.notEqual(p.token, 'unreadable', `${p.command} runs as another user than gguf`);
+    }
+    const withToken = processes.filter((p) => p.token === '1').map((p) => p.command);
     assert.equal(withToken.length, 1, `HF_TOKEN reaches ${withToken.join('; ')}`);
     assert.match(withToken[0]!, /services\/worker\/dist\/main\.js/);
   });

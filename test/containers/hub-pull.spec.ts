@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import OpenAI from 'openai';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import { FakeHub, freePort } from '@gguf-gateway/testkit';
 import { join } from 'node:path';
-import { ComposeProject, docker, runId, type CommandFailed } from './docker.js';
+import { ComposeProject, docker, run, runId, type CommandFailed } from './docker.js';
 import { makeHostFiles, waitHealthy, type HostFiles } from './fixtures.js';
 import { testImages } from './images.js';
 
@@ -25,11 +24,14 @@ describe('containers: the default model pulled from the hub on first start', fun
 
   before(async () => {
     const images = await testImages();
-    // The host's address on Docker's default bridge (docker0): containers reach it, nothing else does.
+    // The host's address on Docker's default bridge (docker0): containers reach it, nothing else
+    // does. Read with ip(8): an idle bridge is down, and Node lists only interfaces that are up.
     const bridgeName = (
       await docker(['network', 'inspect', 'bridge', '--format', '{{index .Options "com.docker.network.bridge.name"}}'])
     ).stdout.trim();
-    const bridge = networkInterfaces()[bridgeName]?.find((a) => a.family === 'IPv4')?.address;
+    const bridge = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(
+      (await run('ip', ['-4', '-o', 'addr', 'show', 'dev', bridgeName])).stdout,
+    )?.[1];
     assert.ok(bridge, `no IPv4 address on the Docker bridge ${bridgeName}`);
     hub = await FakeHub.start({ host: bridge });
     const port = await freePort();
