@@ -16,7 +16,7 @@ function bindable(port: number): Promise<boolean> {
 function listeningInodes(port: number): Set<string> {
   const inodes = new Set<string>();
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(table, 'utf8');
     } catch {
@@ -44,7 +44,7 @@ export function portHolder(port: number): string {
       continue;
     }
     for (const fd of fds) {
-      let target = '';
+      let target: string;
       try {
         target = readlinkSync(`/proc/${pid}/fd/${fd}`);
       } catch {
