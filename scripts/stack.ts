@@ -1,16 +1,24 @@
-// The node half of `npm run stack` (scripts/stack builds first): prepares .stack/ (demo model,
-// demo admin key, backends file), runs `orchestrator supervise`, and prints how to call the API.
+// The node half of `npm run stack` (scripts/stack builds first): checks its ports, prepares .stack/
+// (demo model, demo admin key, backends file), runs `orchestrator supervise` with its logs in
+// .stack/logs, prints one line per state change and, once ready, how to call the API.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import { env, loadConfigOrExit, z } from '@gguf-gateway/shared';
+import { takenPorts } from './stack-ports.js';
 
 const config = loadConfigOrExit({
   STACK_DIR: z.string().default('.stack'),
+  // Every port supervise listens on or hands out, with the orchestrator's defaults.
+  PORT: env.port(8099),
   GATEWAY_PORT: env.port(8080),
   PORT_HEALTH: env.port(8081),
+  GATEWAY_HEALTH_PORT: env.port(8082),
+  AUTH_PORT: env.port(8090),
+  METRICS_PORT: env.port(8095),
+  WORKER_PORT: env.port(8096),
   INFERENCE_PORT: env.port(8180),
   // Not 6379 / 5432: a Redis or Postgres this machine already runs is never touched.
   LOCAL_REDIS_PORT: env.port(16379),
@@ -18,6 +26,27 @@ const config = loadConfigOrExit({
   MODEL_PATH: z.string().optional(),
   MODEL_REPO: z.string().optional(),
 });
+
+const ports = {
+  PORT: config.PORT,
+  GATEWAY_PORT: config.GATEWAY_PORT,
+  PORT_HEALTH: config.PORT_HEALTH,
+  GATEWAY_HEALTH_PORT: config.GATEWAY_HEALTH_PORT,
+  AUTH_PORT: config.AUTH_PORT,
+  METRICS_PORT: config.METRICS_PORT,
+  WORKER_PORT: config.WORKER_PORT,
+  INFERENCE_PORT: config.INFERENCE_PORT,
+  LOCAL_REDIS_PORT: config.LOCAL_REDIS_PORT,
+  LOCAL_POSTGRES_PORT: config.LOCAL_POSTGRES_PORT,
+};
+const taken = await takenPorts(ports);
+if (taken.length > 0) {
+  process.stderr.write(
+    `stack: cannot start, its ports are taken (another stack?):\n  ${taken.join('\n  ')}\n` +
+      'Stop that, or give this stack other ports (e.g. GATEWAY_PORT=18080 PORT_HEALTH=18081 ... npm run stack).\n',
+  );
+  process.exit(1);
+}
 
 const dir = resolve(config.STACK_DIR);
 mkdirSync(join(dir, 'models'), { recursive: true });
@@ -82,19 +111,20 @@ const {
   DATABASE_URL_FILE: _databaseFile,
   ...inherited
 } = process.env;
+// Every service's log lines go to one file; the terminal keeps the state changes and the banner.
+mkdirSync(join(dir, 'logs'), { recursive: true });
+const logFile = join(dir, 'logs', 'stack.log');
+const log = openSync(logFile, 'a');
+process.stderr.write(`stack: service logs in ${logFile}\n`);
 const orchestrator = spawn(process.execPath, ['services/orchestrator/dist/main.js', 'supervise'], {
-  stdio: 'inherit',
+  stdio: ['ignore', log, log],
   env: {
     ...inherited,
     ...modelEnv,
     DATA_DIR: dir,
     API_KEYS_FILE: keysFile,
     BACKENDS_FILE: backendsFile,
-    GATEWAY_PORT: String(config.GATEWAY_PORT),
-    PORT_HEALTH: String(config.PORT_HEALTH),
-    INFERENCE_PORT: String(config.INFERENCE_PORT),
-    LOCAL_REDIS_PORT: String(config.LOCAL_REDIS_PORT),
-    LOCAL_POSTGRES_PORT: String(config.LOCAL_POSTGRES_PORT),
+    ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
   },
 });
 
@@ -104,18 +134,40 @@ const banner = [
   'gguf-gateway is ready.',
   `  API URL:  ${api}`,
   `  API key:  ${key}   (admin scope; keys file ${keysFile})`,
+  `  Postgres: postgres://postgres@127.0.0.1:${config.LOCAL_POSTGRES_PORT}/postgres`,
+  `  Logs:     ${logFile}`,
   '  Try it:',
-  `    curl ${api}/chat/completions -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -d '{"model":"default","messages":[{"role":"user","content":"Hello"}]}'`,
+  `    curl ${api}/chat/completions -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -d '{"model":"default","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}'`,
   '  Ctrl-C stops everything.',
   '',
 ].join('\n');
 
+interface StackStatus {
+  phase: string;
+  gates: { name: string; state: string; lastError: string | null }[];
+  processes: { name: string; state: string }[];
+}
+
+/** One line per change of the orchestrator's /status: each gate and process, then the banner once. */
+const seen = new Map<string, string>();
+let announced = false;
 const poll = setInterval(() => {
-  fetch(`http://127.0.0.1:${config.PORT_HEALTH}/ping`)
-    .then((res) => {
-      if (res.status !== 200) return;
-      clearInterval(poll);
-      process.stdout.write(`${banner}\n`);
+  fetch(`http://127.0.0.1:${config.PORT}/status`)
+    .then(async (res) => {
+      const status = (await res.json()) as StackStatus;
+      const states = [
+        ...status.gates.map((g) => [`gate ${g.name}`, g.state === 'failed' ? `failed: ${g.lastError}` : g.state]),
+        ...status.processes.map((p) => [p.name, p.state]),
+      ];
+      for (const [what, state] of states) {
+        if (state === 'pending' || seen.get(what!) === state) continue;
+        seen.set(what!, state!);
+        process.stderr.write(`stack: ${what} ${state}\n`);
+      }
+      if (status.phase === 'ready' && !announced) {
+        announced = true;
+        process.stdout.write(`${banner}\n`);
+      }
     })
     .catch(() => undefined);
 }, 500);
@@ -126,5 +178,9 @@ process.on('SIGINT', forward);
 process.on('SIGTERM', forward);
 orchestrator.on('exit', (code, signal) => {
   clearInterval(poll);
+  if (code !== 0) {
+    const tail = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-15).join('\n');
+    process.stderr.write(`stack: stopped (${code ?? signal}); the end of ${logFile}:\n${tail}\n`);
+  }
   process.exit(code ?? (signal ? 1 : 0));
 });

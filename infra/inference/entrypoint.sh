@@ -1,6 +1,6 @@
 #!/bin/sh
 # Entrypoint of the llama.cpp inference container: starts llama-server with the arguments that the
-# orchestrator's `prepare` (compose service init / init-gpu) chose and wrote, one per line.
+# orchestrator's `prepare` (compose service init) chose and wrote, one per line.
 set -eu
 
 args_file="${LLAMA_ARGS_FILE:-/data/llama-server.args}"

@@ -25,7 +25,9 @@ async function ownershipOf(path: string): Promise<{ mode: number; uid: number; g
 /**
  * Replaces the keys file in one step (temp file + fsync + rename, then fsync of the folder): a
  * reader, the auth service included, sees the old file or the new one, never half of one. A new
- * file is mode 0600; a replaced one keeps its mode and owner, so whoever could read it still can.
+ * file is mode 0644: it holds only hashes, and the services read it as their own user (uid 1000 in
+ * the images) through a bind mount. A replaced one keeps its mode and owner, so whoever could read
+ * it still can.
  */
 export async function writeKeysFile(path: string, text: string): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
@@ -42,7 +44,7 @@ export async function writeKeysFile(path: string, text: string): Promise<void> {
         });
       }
     }
-    await file.chmod(previous?.mode ?? 0o600);
+    await file.chmod(previous?.mode ?? 0o644);
     await file.writeFile(text, 'utf8');
     await file.sync();
   } catch (err) {

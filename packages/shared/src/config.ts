@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { unreadableReason } from './file-access.js';
 
 export { z };
 
@@ -28,7 +29,7 @@ function resolveFileVariables(env: Env, names: readonly string[], problems: stri
     try {
       resolved[name] = readFileSync(file, 'utf8').trim();
     } catch (err) {
-      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(`${name}_FILE: cannot read ${file} (${unreadableReason(file, err)})`);
     }
   }
   return resolved;

@@ -3,6 +3,7 @@ export * from './config.js';
 export * from './contracts.js';
 export * from './db.js';
 export * from './errors.js';
+export * from './file-access.js';
 export * from './glob.js';
 export * from './health.js';
 export * from './http.js';

@@ -25,7 +25,11 @@ export interface PullJobView {
   name: string | null;
   sha256: string | null;
   progress: PullProgress | null;
+  /** Attempts made so far, and how many the job may make in all. */
   attempts: number;
+  maxAttempts: number;
+  /** The last failed attempt's reason, also while the worker retries it. */
+  lastError: string | null;
   cancelRequested: boolean;
   error: string | null;
   result: PullJobResult | null;
@@ -155,6 +159,8 @@ export class PullQueue {
       sha256: job.data.sha256 ?? null,
       progress: isProgress(job.progress) ? job.progress : null,
       attempts: job.attemptsMade,
+      maxAttempts: job.opts.attempts ?? 1,
+      lastError: job.failedReason ?? null,
       cancelRequested: await this.marks.isSet(job.id!),
       error: state === 'failed' ? job.failedReason : null,
       result: state === 'completed' ? job.returnvalue : null,

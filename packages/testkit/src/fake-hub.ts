@@ -44,10 +44,10 @@ interface Blob {
   size: number;
 }
 
-const listenLocal = async (server: Server): Promise<string> => {
-  server.listen(0, '127.0.0.1');
+const listenLocal = async (server: Server, host: string): Promise<string> => {
+  server.listen(0, host);
   await once(server, 'listening');
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return `${host}:${(server.address() as AddressInfo).port}`;
 };
 
 /** In-memory files go out in 1 MiB writes, as files on disk do, so a throttle paces them too. */
@@ -92,11 +92,15 @@ export class FakeHub {
 
   private constructor(private readonly token: string | undefined) {}
 
-  /** With `token`, the hub answers 401 to a request without `Authorization: Bearer <token>`. */
-  static async start(options: { token?: string } = {}): Promise<FakeHub> {
+  /**
+   * With `token`, the hub answers 401 to a request without `Authorization: Bearer <token>`. `host`
+   * is the address both servers listen on: loopback, or the Docker bridge's for containers.
+   */
+  static async start(options: { token?: string; host?: string } = {}): Promise<FakeHub> {
     const fake = new FakeHub(options.token);
-    fake.hubHost = await listenLocal(fake.hub);
-    fake.cdnHostPort = await listenLocal(fake.cdn);
+    const host = options.host ?? '127.0.0.1';
+    fake.hubHost = await listenLocal(fake.hub, host);
+    fake.cdnHostPort = await listenLocal(fake.cdn, host);
     return fake;
   }
 

@@ -52,6 +52,8 @@ export const orchestratorConfigSchema = {
   /** Directory of `initdb` and `postgres`; found under /usr/lib/postgresql or via pg_config when unset. */
   POSTGRES_BIN_DIR: env.path().optional(),
   LLAMA_SERVER_BIN: z.string().min(1).default('llama-server'),
+  /** Started as root, the supervisor runs every process as this user (Postgres as postgres). */
+  RUN_AS_USER: z.string().min(1).optional(),
   /** The llama-server's own key, shared with the gateway; generated per start when unset. */
   INFERENCE_API_KEY: z.string().min(16).optional(),
   /** What the gateway presents to auth's decision endpoints; generated per start when unset. */

@@ -102,6 +102,7 @@ export async function ensureDefaultModel(
     const jobId = (await pulls.enqueue(data)).job.id!;
     logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
     let last = '';
+    let attemptsLogged = 0;
     let pollError: string | null = null;
     while (!signal.aborted) {
       let status: PullJobView | null;
@@ -117,6 +118,14 @@ export async function ensureDefaultModel(
       }
       pollError = null;
       if (!status) throw new Error(`pull of ${modelRepo}/${modelFile} failed: the job disappeared`);
+      // The worker retries with backoff: each failed attempt's reason shows here as it happens.
+      if (status.attempts > attemptsLogged && status.state !== 'failed') {
+        attemptsLogged = status.attempts;
+        logger.warn(
+          { jobId, attempt: status.attempts, attempts: status.maxAttempts, reason: status.lastError },
+          `model pull attempt ${status.attempts} of ${status.maxAttempts} failed: ${status.lastError ?? 'no reason given'}; the worker retries`,
+        );
+      }
       const line = describeProgress(status);
       if (line !== last) {
         logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
@@ -124,7 +133,8 @@ export async function ensureDefaultModel(
       }
       if (status.state === 'completed') return readModel(status.result?.path ?? target, 'MODEL_FILE');
       if (status.state === 'failed' || status.state === 'cancelled') {
-        throw new Error(`pull of ${modelRepo}/${modelFile} failed: ${status.error ?? status.state}`);
+        const spent = status.attempts > 0 ? ` after ${status.attempts} attempts` : '';
+        throw new Error(`pull of ${modelRepo}/${modelFile} failed${spent}: ${status.error ?? status.state}`);
       }
       await new Promise((r) => setTimeout(r, pollMs));
     }

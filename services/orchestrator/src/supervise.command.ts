@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { boundPort, closeServer, listen } from '@gguf-gateway/shared';
 import { createApp, createPingApp, type Phase } from './app.js';
 import { validateBackendsFile, validateKeysFile } from './gates/file-validators.js';
@@ -12,6 +13,7 @@ import {
   postgresBinDir,
 } from './supervisor/local-stores.js';
 import { ProcessSupervisor } from './supervisor/process.supervisor.js';
+import { handOver, resolveRunAs } from './supervisor/run-as.js';
 import { llamaServerSpec, nodeServiceSpec } from './supervisor/stack.processes.js';
 import { startSettings, type StartContext } from './start-context.js';
 
@@ -104,7 +106,14 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   return exitCode;
 
   async function startStack(): Promise<void> {
-    if (!c.REDIS_URL) await supervisor.start(localRedisSpec(ctx.dataDir, c.LOCAL_REDIS_PORT));
+    // As root, every process below runs as RUN_AS_USER (Postgres as postgres), owning what it writes.
+    const runAs = resolveRunAs(c.RUN_AS_USER);
+    if (runAs) {
+      mkdirSync(ctx.modelsDir, { recursive: true });
+      handOver(runAs, [ctx.dataDir, ctx.keysFile], [ctx.modelsDir]);
+      logger.info({ user: runAs.name, uid: runAs.uid }, 'supervise: the services run as a non-root user');
+    }
+    if (!c.REDIS_URL) await supervisor.start(localRedisSpec(ctx.dataDir, c.LOCAL_REDIS_PORT, runAs));
     if (!c.DATABASE_URL) {
       await supervisor.start(localPostgresSpec(ctx.dataDir, c.LOCAL_POSTGRES_PORT, postgresBinDir(c.POSTGRES_BIN_DIR)));
     }
@@ -112,14 +121,9 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
 
     const inferenceKey = c.INFERENCE_API_KEY ?? randomBytes(24).toString('base64url');
     const authToken = c.AUTH_INTERNAL_TOKEN ?? randomBytes(24).toString('base64url');
-    // The secrets are resolved here once; a _FILE twin would make the children's config loader refuse both.
-    const {
-      INFERENCE_API_KEY_FILE: _inferenceKeyFile,
-      AUTH_INTERNAL_TOKEN_FILE: _authTokenFile,
-      ...inherited
-    } = process.env;
+    // Each child gets only its own share of this (child-env.ts): HF_TOKEN the worker only.
     const env: NodeJS.ProcessEnv = {
-      ...inherited,
+      ...process.env,
       REDIS_URL: redisUrl,
       DATABASE_URL: databaseUrl,
       DATA_DIR: ctx.dataDir,
@@ -133,9 +137,9 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       ...(c.DEFAULT_KEY_RPM === undefined ? {} : { DEFAULT_KEY_RPM: String(c.DEFAULT_KEY_RPM) }),
     };
     const serviceGrace = 10_000;
-    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace));
-    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, env, serviceGrace));
-    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, env, serviceGrace));
+    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace, runAs));
+    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, env, serviceGrace, runAs));
+    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, env, serviceGrace, runAs));
     // The worker is up: it can pull the default model now.
     await gates.run(MODEL_GATES, stopRequested.signal);
     if (prepared.llamaArgs) {
@@ -147,12 +151,13 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
           inferenceKey,
           env,
           c.LLAMA_READY_TIMEOUT_MS,
+          runAs,
         ),
       );
     }
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
     const gatewayEnv = { ...env, SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS) };
-    await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000));
+    await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000, runAs));
     if (stopRequested.signal.aborted) return;
     phase = 'ready';
     logger.info({ port: c.GATEWAY_PORT }, 'supervise: the stack is ready');

@@ -34,7 +34,7 @@ describe('gguf-gateway keys', () => {
 
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  it('creates a key: prints it once and writes only its hash, mode 0600', async () => {
+  it("creates a key: prints it once and writes only its hash, in a file the services' user (uid 1000) can read", async () => {
     const run = await keys(
       'create',
       'alice',
@@ -50,7 +50,7 @@ describe('gguf-gateway keys', () => {
     assert.match(secret, /^sk-gg-[A-Za-z0-9_-]{32}$/);
     const text = await fileText();
     assert.ok(!text.includes(secret), 'the plaintext secret is not on disk');
-    assert.equal(await mode(), 0o600);
+    assert.equal(await mode(), 0o644);
     const { keys: loaded, errors } = parseKeysFile(text);
     assert.deepEqual(errors, []);
     assert.equal(loaded[0]!.secretSha256, sha256Hex(secret));
@@ -121,7 +121,7 @@ describe('gguf-gateway keys', () => {
     const [alice] = parseKeysFile(await fileText()).keys;
     assert.equal(alice!.secretSha256, sha256Hex(fresh));
     assert.equal(alice!.limits.concurrency, 4);
-    assert.equal(await mode(), 0o600);
+    assert.equal(await mode(), 0o644);
   });
 
   it('runs from the built command line with the file from --file', async () => {

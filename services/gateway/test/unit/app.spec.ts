@@ -9,8 +9,9 @@ import type { UsageEventsPublisher } from '../../src/inference/usage-events.publ
 
 describe('gateway app', () => {
   const auth = new AuthClient(new URL('http://127.0.0.1:9'), 100, TEST_AUTH_INTERNAL_TOKEN);
+  const logs = new LogCapture();
   const app = createApp({
-    logger: createLogger({ service: 'gateway', destination: new LogCapture() }),
+    logger: createLogger({ service: 'gateway', destination: logs }),
     registry: createMetricsRegistry('gateway'),
     readiness: { dependency: () => 'not connected yet' },
     auth,
@@ -31,6 +32,12 @@ describe('gateway app', () => {
     const ready = await request(app).get('/readyz');
     assert.equal(ready.status, 503);
     assert.equal(ready.body.checks.dependency, 'not connected yet');
+  });
+
+  it('logs /readyz answering 503 while starting at info, not as an error', async () => {
+    assert.equal((await request(app).get('/readyz')).status, 503);
+    const line = logs.records().findLast((r) => (r.req as { url?: string } | undefined)?.url === '/readyz');
+    assert.equal(line?.level, 'info', JSON.stringify(line));
   });
 
   it('answers an unknown route with a JSON 404', async () => {

@@ -114,7 +114,9 @@ export class GateRunner {
           : (err as Error).message;
         this.update(gate.name, { lastError: reason, attempts: attempt });
         if (!gate.retry || deadline.aborted) {
-          const message = `gate ${gate.name} failed: ${reason}. ${gate.fix}`;
+          // A check may know better what to fix than the gate's usual advice (a file's access, not its format).
+          const fix = (err as { fix?: unknown }).fix;
+          const message = `gate ${gate.name} failed: ${reason}. ${typeof fix === 'string' ? fix : gate.fix}`;
           this.update(gate.name, { state: 'failed', durationMs: Date.now() - started });
           this.logger.error({ gate: gate.name }, message);
           throw new GateFailure(gate.name, message);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { migrateUp } from '@gguf-gateway/db';
-import { PullQueue, type Logger } from '@gguf-gateway/shared';
+import { PullQueue, unreadableReason, type Logger } from '@gguf-gateway/shared';
 import { ensureDefaultModel, type DefaultModel, type DefaultModelSettings } from '../default-model.service.js';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
 import { detectGpus, type GpuDetection } from '../gpu/gpu.detector.js';
@@ -48,9 +48,13 @@ async function checkFile(path: string, variable: string, validate: FileValidator
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new Error(`${variable}=${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
-      cause: err,
-    });
+    // Who may read the file is the problem here, not its format: the gate's own fix does not apply.
+    throw Object.assign(
+      new Error(`${variable}=${path} cannot be read (${unreadableReason(path, err)})`, { cause: err }),
+      {
+        fix: `Make ${variable} readable by this service's user.`,
+      },
+    );
   }
   const report = validate(text);
   if (report.problems.length > 0) throw new Error(`${variable}=${path}: ${describeProblems(report.problems)}`);

@@ -3,7 +3,10 @@ import { chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
+import { systemEnv } from './child-env.js';
 import type { ProcessSpec } from './process.supervisor.js';
+import { handOver, type RunAs } from './run-as.js';
+import { runAsIds } from './stack.processes.js';
 
 // Redis and Postgres of the all-in-one container, with their data under DATA_DIR so a pod restart
 // keeps keys' usage, limits and history.
@@ -16,12 +19,15 @@ export function localPostgresUrl(port: number): string {
   return `postgres://postgres@127.0.0.1:${port}/postgres`;
 }
 
-export function localRedisSpec(dataDir: string, port: number): ProcessSpec {
+export function localRedisSpec(dataDir: string, port: number, runAs?: RunAs): ProcessSpec {
   const dir = join(dataDir, 'redis');
   mkdirSync(dir, { recursive: true });
+  if (runAs) handOver(runAs, [], [dir]);
   return {
     name: 'redis',
     command: 'redis-server',
+    env: systemEnv(process.env),
+    ...runAsIds(runAs),
     // noeviction: limits and queues must never be dropped silently; AOF keeps them across restarts.
     args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''],
     ready: () =>
@@ -84,6 +90,7 @@ export function localPostgresSpec(dataDir: string, port: number, binDir: string)
     // TCP only: a socket under DATA_DIR can pass the 107-byte socket path limit, or sit on a FUSE
     // volume that refuses sockets.
     args: ['-D', cluster, '-p', String(port), '-c', 'unix_socket_directories=', '-c', 'listen_addresses=127.0.0.1'],
+    env: systemEnv(process.env),
     ...(user ?? {}),
     ready: () =>
       pingPostgres(localPostgresUrl(port)).then(

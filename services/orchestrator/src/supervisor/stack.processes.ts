@@ -1,11 +1,18 @@
 import { fileURLToPath } from 'node:url';
 import { httpOk } from '../dependency.probes.js';
+import { nodeServiceEnv, systemEnv } from './child-env.js';
 import type { ProcessSpec } from './process.supervisor.js';
+import type { RunAs } from './run-as.js';
 
 /** services/, next to this service's own folder (we run from services/orchestrator/dist/supervisor). */
 const SERVICES_DIR = fileURLToPath(new URL('../../../', import.meta.url));
 
 export type NodeService = 'auth' | 'metrics' | 'worker' | 'gateway';
+
+/** The uid and gid a spec runs as: RUN_AS_USER's when the supervisor is root, else its own. */
+export function runAsIds(runAs: RunAs | undefined): Pick<ProcessSpec, 'uid' | 'gid'> {
+  return runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+}
 
 /** `node services/<name>/dist/main.js`, ready when its /readyz answers 200. */
 export function nodeServiceSpec(
@@ -13,12 +20,14 @@ export function nodeServiceSpec(
   port: number,
   env: NodeJS.ProcessEnv,
   stopGraceMs: number,
+  runAs?: RunAs,
 ): ProcessSpec {
   return {
     name,
     command: process.execPath,
     args: [`${SERVICES_DIR}${name}/dist/main.js`],
-    env: { ...env, PORT: String(port) },
+    env: nodeServiceEnv(name, { ...env, PORT: String(port) }),
+    ...runAsIds(runAs),
     ready: () => httpOk(`http://127.0.0.1:${port}/readyz`),
     stopGraceMs,
   };
@@ -32,12 +41,14 @@ export function llamaServerSpec(
   apiKey: string,
   env: NodeJS.ProcessEnv,
   readyTimeoutMs: number,
+  runAs?: RunAs,
 ): ProcessSpec {
   return {
     name: 'llama-server',
     command: bin,
     args: [...args, '--host', '127.0.0.1', '--port', String(port), '--metrics', '--slots', '--no-webui'],
-    env: { ...env, LLAMA_API_KEY: apiKey },
+    env: { ...systemEnv(env), LLAMA_API_KEY: apiKey },
+    ...runAsIds(runAs),
     ready: () => httpOk(`http://127.0.0.1:${port}/health`),
     readyTimeoutMs,
     stopGraceMs: 10_000,

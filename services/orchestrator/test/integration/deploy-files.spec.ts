@@ -32,19 +32,24 @@ interface ComposeService {
   volumes?: string[];
   stop_grace_period?: string;
   deploy?: { resources?: { reservations?: { devices?: { driver: string }[] } } };
+  cap_drop?: string[];
+  security_opt?: string[];
+  read_only?: boolean;
+  user?: string;
+  command?: string[];
 }
 
-/** docker-compose (Debian's 1.29) with no profiles from the caller's environment. */
+/** docker-compose (Debian's 1.29) with no profiles or files from the caller's environment. */
 async function compose(...args: string[]): Promise<string> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.COMPOSE_PROFILES;
+  delete env.COMPOSE_FILE;
   const { stdout } = await run('docker-compose', args, { cwd: repoRoot, env });
   return stdout;
 }
 
 const SCHEMAS: Record<string, z.ZodRawShape> = {
   init: orchestratorConfigSchema,
-  'init-gpu': orchestratorConfigSchema,
   auth: authConfigSchema,
   gateway: gatewayConfigSchema,
   metrics: metricsConfigSchema,
@@ -54,15 +59,22 @@ const SCHEMAS: Record<string, z.ZodRawShape> = {
 describe('docker-compose.yml', function () {
   this.timeout(30_000);
   let services: Record<string, ComposeService>;
+  let gpu: Record<string, ComposeService>;
+  const GPU_FILES = ['-f', 'docker-compose.yml', '-f', 'docker-compose.gpu.yml'];
 
   before(async () => {
-    const all = await compose('--profile', 'gpu', '--profile', 'cpu', '--profile', 'observability', 'config');
+    const all = await compose('--profile', 'observability', 'config');
     services = (parse(all) as { services: Record<string, ComposeService> }).services;
+    gpu = (parse(await compose(...GPU_FILES, 'config')) as { services: Record<string, ComposeService> }).services;
   });
 
-  for (const profile of [null, 'gpu', 'cpu', 'observability']) {
-    it(`passes docker-compose config -q ${profile ? `with --profile ${profile}` : 'without a profile'}`, async () => {
-      await compose(...(profile ? ['--profile', profile] : []), 'config', '-q');
+  for (const [what, args] of [
+    ['docker-compose.yml', []],
+    ['with docker-compose.gpu.yml', GPU_FILES],
+    ['with --profile observability', ['--profile', 'observability']],
+  ] as const) {
+    it(`passes docker-compose config -q ${what}`, async () => {
+      await compose(...args, 'config', '-q');
     });
   }
 
@@ -92,7 +104,7 @@ describe('docker-compose.yml', function () {
     }
     assert.equal(services.auth!.depends_on!.init!.condition, 'service_completed_successfully');
     assert.equal(services.gateway!.depends_on!.auth!.condition, 'service_healthy');
-    assert.equal(services.inference!.depends_on!['init-gpu']!.condition, 'service_completed_successfully');
+    assert.equal(services.inference!.depends_on!.init!.condition, 'service_completed_successfully');
   });
 
   it('names, in every URL of an environment, a service on a network it shares', () => {
@@ -144,7 +156,7 @@ describe('docker-compose.yml', function () {
       .filter(([, s]) => s.volumes?.some((v) => v.endsWith(':/run/keys:ro')))
       .map(([name]) => name)
       .sort();
-    assert.deepEqual(withKeys, ['auth', 'init', 'init-gpu']);
+    assert.deepEqual(withKeys, ['auth', 'init']);
     for (const name of withKeys) assert.equal(services[name]!.environment!.API_KEYS_FILE, '/run/keys/api_keys');
     const keysMount = services.auth!.volumes!.find((v) => v.endsWith(':/run/keys:ro'))!;
     assert.match(keysMount, /\/secrets\/keys:/, 'a directory, not a single-file bind mount');
@@ -165,17 +177,49 @@ describe('docker-compose.yml', function () {
     assert.ok(Number(grace[1]) * 1000 >= drainMs + 10_000, `${grace[0]} leaves no time to flush after ${drainMs} ms`);
   });
 
-  it('keeps models and Postgres on named volumes, and reserves GPUs only in the gpu profile', () => {
+  it('keeps models and Postgres on named volumes, and reserves GPUs only with docker-compose.gpu.yml', () => {
     assert.ok(services.postgres!.volumes!.some((v) => v.startsWith('postgres-data:')));
     assert.ok(services.worker!.volumes!.some((v) => v.startsWith('models:/models')));
-    const gpuServices = Object.entries(services)
-      .filter(([, s]) => s.deploy?.resources?.reservations?.devices?.some((d) => d.driver === 'nvidia'))
-      .map(([name]) => name)
-      .sort();
-    assert.deepEqual(gpuServices, ['inference', 'init-gpu']);
-    for (const name of gpuServices) assert.deepEqual(services[name]!.profiles, ['gpu']);
-    assert.equal(services['inference-cpu']!.image, 'ghcr.io/ggml-org/llama.cpp:server');
-    assert.ok(services['inference-cpu']!.networks!.internal!.aliases!.includes('inference'));
+    const reserving = (all: Record<string, ComposeService>) =>
+      Object.entries(all)
+        .filter(([, s]) => s.deploy?.resources?.reservations?.devices?.some((d) => d.driver === 'nvidia'))
+        .map(([name]) => name)
+        .sort();
+    assert.deepEqual(reserving(services), []);
+    assert.deepEqual(reserving(gpu), ['inference', 'init']);
+    // One service name on the CPU and on the GPUs: `docker compose restart inference` works on both.
+    assert.equal(services.inference!.image, 'ghcr.io/ggml-org/llama.cpp:server');
+    assert.equal(gpu.inference!.image, 'ghcr.io/ggml-org/llama.cpp:server-cuda');
+    assert.deepEqual(Object.keys(gpu).sort(), Object.keys(services).sort());
+  });
+
+  it('drops every capability and privilege gain, with read-only root filesystems but for Grafana', () => {
+    for (const [name, s] of Object.entries(services)) {
+      assert.deepEqual(s.cap_drop, ['ALL'], `${name} keeps capabilities`);
+      assert.ok(s.security_opt?.includes('no-new-privileges:true'), `${name} may gain privileges`);
+      if (name !== 'grafana') assert.equal(s.read_only, true, `${name} has a writable root filesystem`);
+    }
+    for (const name of ['postgres', 'redis', 'inference']) assert.ok(services[name]!.user, `${name} runs as root`);
+  });
+
+  it('has no default password: Postgres, Redis, Grafana and the hub token come from secret files', () => {
+    const text = readFileSync(join(repoRoot, 'docker-compose.yml'), 'utf8');
+    assert.doesNotMatch(text, /PASSWORD:-|PASSWORD: \$\{|HF_TOKEN:\s*$/m);
+    assert.equal(services.postgres!.environment!.POSTGRES_PASSWORD_FILE, '/run/secrets/postgres_password');
+    assert.match(services.redis!.command!.join(' '), /requirepass \$\$?\(cat \/run\/secrets\/redis_password\)/);
+    assert.equal(
+      services.grafana!.environment!.GF_SECURITY_ADMIN_PASSWORD__FILE,
+      '/run/secrets/grafana_admin_password',
+    );
+    const withToken = Object.entries(services)
+      .filter(([, s]) => s.secrets?.some((x) => x.source === 'hf_token') || 'HF_TOKEN' in (s.environment ?? {}))
+      .map(([name]) => name);
+    assert.deepEqual(withToken, ['worker']);
+    for (const name of ['init', 'auth', 'metrics', 'worker', 'gateway']) {
+      const env = services[name]!.environment!;
+      assert.equal(env.REDIS_PASSWORD_FILE, '/run/secrets/redis_password', name);
+      assert.equal(env.POSTGRES_PASSWORD_FILE, '/run/secrets/postgres_password', name);
+    }
   });
 
   it("gives Prometheus every secret its scrape jobs read, and a service for each job's target", () => {
@@ -252,9 +296,18 @@ describe('Dockerfiles', () => {
     assert.match(text, /npm ci --omit=dev/);
   });
 
-  it('bases the all-in-one image on llama.cpp server-cuda and runs supervise', () => {
+  it('takes its base images as build arguments whose defaults are the registry images', () => {
+    const services = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8');
+    assert.match(services, /^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
+    assert.doesNotMatch(services, /^FROM (?!\$\{NODE_IMAGE\}|manifests)/m);
+    const allInOne = readFileSync(join(repoRoot, 'Dockerfile.all-in-one'), 'utf8');
+    assert.match(allInOne, /^ARG LLAMA_CPP_IMAGE=ghcr\.io\/ggml-org\/llama\.cpp:server-cuda$/m);
+    assert.match(allInOne, /^FROM \$\{LLAMA_CPP_IMAGE\}$/m);
+  });
+
+  it('bases the all-in-one image on llama.cpp server-cuda, runs supervise, and its services as a user', () => {
     const text = readFileSync(join(repoRoot, 'Dockerfile.all-in-one'), 'utf8');
-    assert.match(text, /^FROM ghcr\.io\/ggml-org\/llama\.cpp:server-cuda$/m);
+    assert.match(text, /RUN_AS_USER=gguf/);
     assert.match(text, /^ENTRYPOINT \["node", "[^"]+services\/orchestrator\/dist\/main\.js", "supervise"\]$/m);
   });
 });
@@ -306,6 +359,43 @@ describe('container scripts', function () {
     );
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /missing.args is missing or empty; the init service writes it/);
+  });
+
+  const entrypoint = (env: Record<string, string>) =>
+    run(
+      'sh',
+      [
+        join(repoRoot, 'infra/docker/service-entrypoint.sh'),
+        'sh',
+        '-c',
+        'echo "$REDIS_URL|$DATABASE_URL|${REDIS_PASSWORD_FILE-gone}"',
+      ],
+      { env: { PATH: process.env.PATH, ...env } },
+    );
+
+  it('infra/docker/service-entrypoint.sh puts the password secrets into REDIS_URL and DATABASE_URL', async () => {
+    writeFileSync(join(dir, 'redis_password'), 'r3dis-pw\n');
+    writeFileSync(join(dir, 'postgres_password'), 'pg.pw_1\n');
+    const { stdout } = await entrypoint({
+      REDIS_URL: 'redis://redis:6379',
+      REDIS_PASSWORD_FILE: join(dir, 'redis_password'),
+      DATABASE_URL: 'postgres://gguf@postgres:5432/gguf_gateway',
+      POSTGRES_PASSWORD_FILE: join(dir, 'postgres_password'),
+    });
+    assert.equal(stdout.trim(), 'redis://:r3dis-pw@redis:6379|postgres://gguf:pg.pw_1@postgres:5432/gguf_gateway|gone');
+  });
+
+  it('infra/docker/service-entrypoint.sh refuses the example password change-me unless told otherwise', async () => {
+    writeFileSync(join(dir, 'default_password'), 'change-me\n');
+    const env = { REDIS_URL: 'redis://redis:6379', REDIS_PASSWORD_FILE: join(dir, 'default_password') };
+    const failed = await entrypoint(env).then(
+      () => assert.fail('should exit non-zero'),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /still holds the example password change-me.*ALLOW_DEFAULT_PASSWORDS=true/);
+    const allowed = await entrypoint({ ...env, ALLOW_DEFAULT_PASSWORDS: 'true' });
+    assert.match(allowed.stdout, /^redis:\/\/:change-me@redis:6379\|/);
   });
 
   it('infra/docker/healthcheck.mjs exits 0 only for a healthy answer', async () => {

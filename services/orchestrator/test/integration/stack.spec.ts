@@ -23,16 +23,18 @@ const portOpen = (port: number) =>
 describe('npm run stack (scripts/stack)', function () {
   this.timeout(180_000);
   let dir: string;
-  before(() => {
+  let ports: Record<string, string>;
+  let env: NodeJS.ProcessEnv;
+  let output = '';
+  let exited: Promise<number | null>;
+  let signalGroup: (signal: NodeJS.Signals) => void = () => undefined;
+
+  before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gg-stack-'));
     // As root, the stack's Postgres runs as the postgres user: it must reach .stack/ inside.
     chmodSync(dir, 0o755);
-  });
-  after(() => rmSync(dir, { recursive: true, force: true }));
-
-  it('starts the supervised stack with the tiny demo model and a demo admin key, prints a curl line, and stops on Ctrl-C', async () => {
-    const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
-    const env: NodeJS.ProcessEnv = {
+    ports = await freePorts(SUPERVISED_PORT_VARIABLES);
+    env = {
       ...process.env,
       ...ports,
       STACK_DIR: join(dir, '.stack'),
@@ -51,11 +53,10 @@ describe('npm run stack (scripts/stack)', function () {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
     stack.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
     stack.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    const exited = new Promise<number | null>((resolve) => stack.once('exit', (code) => resolve(code)));
-    const signalGroup = (signal: NodeJS.Signals) => {
+    exited = new Promise<number | null>((resolve) => stack.once('exit', (code) => resolve(code)));
+    signalGroup = (signal: NodeJS.Signals) => {
       try {
         process.kill(-stack.pid!, signal);
       } catch {
@@ -63,35 +64,61 @@ describe('npm run stack (scripts/stack)', function () {
       }
     };
     process.once('exit', () => signalGroup('SIGKILL'));
+  });
 
-    try {
-      await Promise.race([
-        waitFor(
-          'the ready banner',
-          async () => (output.includes('gguf-gateway is ready.') ? true : null),
-          150_000,
-          200,
-        ),
-        exited.then((code) => {
-          throw new Error(`npm run stack exited with ${code} before it was ready:\n${output.slice(-4000)}`);
-        }),
-      ]);
-      const key = /API key: {2}(sk-demo-\S+)/.exec(output)?.[1];
-      assert.ok(key, output);
-      assert.match(output, new RegExp(`API URL: {2}http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1`));
-      assert.match(
-        output,
-        new RegExp(
-          `curl http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1/chat/completions -H "Authorization: Bearer ${key}"`,
-        ),
-      );
-      assert.match(output, /serving the tiny demo model/);
-      assert.match(readFileSync(join(dir, '.stack', 'api_keys'), 'utf8'), new RegExp(`^demo:${key} scope=admin$`, 'm'));
-      assert.equal((await fetch(`http://127.0.0.1:${ports.PORT_HEALTH}/ping`)).status, 200);
-      assert.equal(await portOpen(Number(ports.LOCAL_REDIS_PORT)), true, 'its own Redis, on the port it was given');
-    } finally {
-      signalGroup('SIGINT');
-    }
+  after(() => {
+    signalGroup('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('starts the supervised stack with the tiny demo model and a demo admin key, logs to a file, and prints a curl line', async () => {
+    await Promise.race([
+      waitFor('the ready banner', async () => (output.includes('gguf-gateway is ready.') ? true : null), 150_000, 200),
+      exited.then((code) => {
+        throw new Error(`npm run stack exited with ${code} before it was ready:\n${output.slice(-4000)}`);
+      }),
+    ]);
+    const key = /API key: {2}(sk-demo-\S+)/.exec(output)?.[1];
+    assert.ok(key, output);
+    assert.match(output, new RegExp(`API URL: {2}http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1`));
+    assert.match(
+      output,
+      new RegExp(
+        `curl http://127\\.0\\.0\\.1:${ports.GATEWAY_PORT}/v1/chat/completions -H "Authorization: Bearer ${key}".*"max_tokens":64`,
+      ),
+    );
+    assert.match(
+      output,
+      new RegExp(`Postgres: postgres://postgres@127\\.0\\.0\\.1:${ports.LOCAL_POSTGRES_PORT}/postgres`),
+    );
+    assert.match(output, /serving the tiny demo model/);
+    // The terminal keeps state changes; the services' own lines are in the log file it names.
+    const logFile = join(dir, '.stack', 'logs', 'stack.log');
+    assert.match(output, new RegExp(`Logs: +${logFile}`));
+    assert.match(output, /stack: gateway ready/);
+    assert.doesNotMatch(output, /"level":/);
+    assert.match(readFileSync(logFile, 'utf8'), /"msg":/);
+    assert.match(readFileSync(join(dir, '.stack', 'api_keys'), 'utf8'), new RegExp(`^demo:${key} scope=admin$`, 'm'));
+    assert.equal((await fetch(`http://127.0.0.1:${ports.PORT_HEALTH}/ping`)).status, 200);
+    assert.equal(await portOpen(Number(ports.LOCAL_REDIS_PORT)), true, 'its own Redis, on the port it was given');
+  });
+
+  it('refuses a second stack on the same ports before printing a banner, naming the port and its holder', async () => {
+    const second = spawn(join(repoRoot, 'scripts/stack'), [], {
+      env: { ...env, STACK_DIR: join(dir, 'second') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let said = '';
+    second.stdout.on('data', (c: Buffer) => (said += c.toString('utf8')));
+    second.stderr.on('data', (c: Buffer) => (said += c.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => second.once('exit', resolve));
+    assert.equal(code, 1, said);
+    assert.match(said, new RegExp(`GATEWAY_PORT=${ports.GATEWAY_PORT} is held by pid \\d+ \\(.*gateway`));
+    assert.doesNotMatch(said, /is ready|API key/);
+  });
+
+  it('stops on Ctrl-C and frees every port', async () => {
+    signalGroup('SIGINT');
     assert.equal(await exited, 0, output.slice(-3000));
     for (const port of ['PORT_HEALTH', 'GATEWAY_PORT', 'INFERENCE_PORT', 'LOCAL_REDIS_PORT', 'LOCAL_POSTGRES_PORT']) {
       assert.equal(await portOpen(Number(ports[port])), false, `${port} still open after Ctrl-C`);

@@ -29,6 +29,16 @@ function fakePulls(statuses: Array<PullJobView | Error>) {
 
 const completed = (path: string) =>
   ({ state: 'completed', progress: null, error: null, result: { path } }) as unknown as PullJobView;
+const retrying = (attempts: number, lastError: string) =>
+  ({
+    state: 'delayed',
+    progress: null,
+    attempts,
+    maxAttempts: 5,
+    lastError,
+    error: null,
+    result: null,
+  }) as unknown as PullJobView;
 
 describe('default model gate', () => {
   let dir: string;
@@ -73,6 +83,24 @@ describe('default model gate', () => {
     const model = await ensureDefaultModel({ modelsDir: dir, ...split }, deps(pulls.repo));
     assert.equal(model?.path, first);
     assert.ok(logs.records().some((r) => r.msg === 'model pull status unavailable; retrying'));
+  });
+
+  it("logs each failed attempt's reason as it happens, and fails naming the reason once the attempts are spent", async () => {
+    const reason = 'connect ECONNREFUSED 10.0.0.1:443';
+    const failed = { ...retrying(5, reason), state: 'failed', error: reason } as PullJobView;
+    const pulls = fakePulls([retrying(1, reason), retrying(1, reason), retrying(2, reason), failed]);
+    await assert.rejects(
+      ensureDefaultModel({ modelsDir: dir, ...split }, deps(pulls.repo)),
+      new RegExp(`pull of org/model/model-00001-of-00002.gguf failed after 5 attempts: ${reason}`),
+    );
+    const attempts = logs.records().filter((r) => /^model pull attempt/.test(String(r.msg)));
+    assert.deepEqual(
+      attempts.map((r) => r.msg),
+      [
+        `model pull attempt 1 of 5 failed: ${reason}; the worker retries`,
+        `model pull attempt 2 of 5 failed: ${reason}; the worker retries`,
+      ],
+    );
   });
 
   it('sizes a split model by all of its parts, for the GPU plan', async () => {
