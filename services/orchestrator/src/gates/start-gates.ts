@@ -48,13 +48,11 @@ async function checkFile(path: string, variable: string, validate: FileValidator
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    // Who may read the file is the problem here, not its format: the gate's own fix does not apply.
-    throw Object.assign(
-      new Error(`${variable}=${path} cannot be read (${unreadableReason(path, err)})`, { cause: err }),
-      {
-        fix: `Make ${variable} readable by this service's user.`,
-      },
-    );
+    const error = new Error(`${variable}=${path} cannot be read (${unreadableReason(path, err)})`, { cause: err });
+    // A missing file keeps the gate's own fix (point the variable at the file); a file this user may
+    // not read needs its owner or mode changed instead.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw error;
+    throw Object.assign(error, { fix: `Make ${variable} readable by this service's user.` });
   }
   const report = validate(text);
   if (report.problems.length > 0) throw new Error(`${variable}=${path}: ${describeProblems(report.problems)}`);
