@@ -182,6 +182,9 @@ describe('containers: docker-compose stack on the CPU', function () {
     );
     const refused = seen.filter((s) => s.status !== 200);
     assert.ok(refused.length > 0, 'no request saw the restart');
+    // The one request llama-server was answering when it stopped may be cut (502); every request
+    // after that waits for no backend and is told when to retry.
+    if (refused[0]!.status === 502) refused.shift();
     for (const r of refused) {
       assert.equal(r.status, 503, JSON.stringify(seen));
       assert.ok(Number(r.retryAfter) > 0, `503 without Retry-After: ${JSON.stringify(r)}`);

@@ -43,6 +43,8 @@ describe('containers: the default model pulled from the hub on first start', fun
       MODEL_REPO: REPO,
       MODEL_FILE: FILE,
       HF_ENDPOINT: hub.url,
+      // The fake hub's CDN speaks plain HTTP.
+      PULL_ALLOW_HTTP: 'true',
       PULL_ALLOWED_HOSTS: `${hub.url.replace('http://', '')},${hub.cdnHost}`,
     });
   });
