@@ -83,6 +83,19 @@ export interface AuthorizeRequest {
   ip: string;
 }
 
+/**
+ * `POST /v1/identify`: is this a valid key? The gateway asks before it reads a request's body, so a
+ * caller without a key costs no parsing. Answers 200 with the key id, or the 401/429 authorize would.
+ */
+export interface IdentifyRequest {
+  key: string;
+  ip: string;
+}
+
+export interface IdentifyResponse {
+  keyId: string;
+}
+
 export interface KeyLimits {
   rpm: number | null;
   tpm: number | null;

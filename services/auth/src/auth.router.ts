@@ -4,6 +4,7 @@ import {
   notFound,
   type AuthorizeRequest,
   type AuthorizedRoute,
+  type IdentifyRequest,
   type SettleRequest,
 } from '@gguf-gateway/shared';
 import type { ApiKeysService } from './api-keys.service.js';
@@ -35,6 +36,10 @@ function authorizeRequest(body: Body): AuthorizeRequest {
   return { key: text(body, 'key'), model, route, ip: text(body, 'ip') };
 }
 
+function identifyRequest(body: Body): IdentifyRequest {
+  return { key: text(body, 'key'), ip: text(body, 'ip') };
+}
+
 function settleRequest(body: Body): SettleRequest {
   return {
     lease: text(body, 'lease', false),
@@ -51,6 +56,10 @@ export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysServ
   router.post('/v1/authorize', async (req, res) => {
     const { body, headers } = await authorizer.authorize(authorizeRequest((req.body ?? {}) as Body));
     res.set(headers).json(body);
+  });
+
+  router.post('/v1/identify', async (req, res) => {
+    res.json(await authorizer.identify(identifyRequest((req.body ?? {}) as Body)));
   });
 
   router.post('/v1/settle', async (req, res) => {
