@@ -86,6 +86,8 @@ export const env = {
   int: (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback),
   millis: (fallback: number) => z.coerce.number().int().positive().default(fallback),
   path: () => z.string().min(1),
+  /** An address to listen on; the all-in-one supervisor gives internal services 127.0.0.1. */
+  host: () => z.string().min(1).default('0.0.0.0'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   bool: (fallback: boolean) =>
     z

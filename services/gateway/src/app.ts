@@ -1,17 +1,17 @@
 import express, { type Express, type Router } from 'express';
 import type { Registry } from 'prom-client';
 import {
-  createHealthRouter,
   errorMiddleware,
   notFoundHandler,
   requestIdMiddleware,
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
-import { createAdminRouter } from './admin/admin.router.js';
+import { createAdminRouter, requireAdmin } from './admin/admin.router.js';
 import type { AuthClient } from './authorization/auth.client.js';
 import type { UpstreamTimeouts } from './inference/backend.proxy.js';
 import { corsAllowlist } from './http/cors.middleware.js';
+import { createPublicHealthRouter } from './http/public-health.router.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
 import { InferenceService } from './inference/inference.service.js';
 import type { ModelRouter } from './routing/model-router.js';
@@ -27,6 +27,8 @@ export interface GatewayAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  /** The background poll's verdict, for `/ping` and `/health`. */
+  isReady: () => boolean;
   /** Problems that leave the gateway serving (a broken backends-file reload): /readyz says degraded. */
   degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
@@ -36,6 +38,8 @@ export interface GatewayAppDeps {
   /** Backends one request may try (the first attempt included). */
   maxAttempts?: number;
   bodyLimitBytes: number;
+  /** Deepest nesting of arrays and objects a JSON body may have. */
+  jsonMaxDepth: number;
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
@@ -47,7 +51,7 @@ export interface GatewayAppDeps {
 
 /** The public OpenAI-compatible API. */
 export function createApp(deps: GatewayAppDeps): Express {
-  const { logger, registry, auth, router, bodyLimitBytes } = deps;
+  const { logger, registry, auth, router, bodyLimitBytes, jsonMaxDepth } = deps;
   const metrics = createGatewayMetrics(registry, router);
   const authorizer = new RequestAuthorizer(auth, logger, deps.rpmReservations);
   const inference = new InferenceService({
@@ -68,9 +72,24 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.use(requestLog(logger));
   app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
-  app.use('/v1', requestMetrics(metrics), createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }));
-  app.use('/admin/v1', createAdminRouter({ auth, authorizer, bodyLimitBytes, extraRouters: deps.adminRouters ?? [] }));
+  app.use(
+    createPublicHealthRouter({
+      isReady: deps.isReady,
+      readiness: deps.readiness,
+      degradedBy: deps.degradedBy,
+      registry,
+      requireAdmin: requireAdmin(authorizer),
+    }),
+  );
+  app.use(
+    '/v1',
+    requestMetrics(metrics),
+    createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes, jsonMaxDepth }),
+  );
+  app.use(
+    '/admin/v1',
+    createAdminRouter({ auth, authorizer, bodyLimitBytes, jsonMaxDepth, extraRouters: deps.adminRouters ?? [] }),
+  );
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));
   return app;

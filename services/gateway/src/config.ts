@@ -3,6 +3,7 @@ import { commonConfig, env, loadConfig, z, type ConfigOf } from '@gguf-gateway/s
 export const gatewayConfigSchema = {
   ...commonConfig,
   PORT: env.port(8080),
+  LISTEN_HOST: env.host(),
   PORT_HEALTH: env.port(8081),
   REDIS_URL: env.url(),
   AUTH_URL: env.url(),
@@ -13,6 +14,16 @@ export const gatewayConfigSchema = {
   INFERENCE_API_KEY: z.string().min(16).optional(),
   /** Largest accepted request body, in bytes. */
   BODY_LIMIT_BYTES: env.int(4 * 1024 * 1024, 1024),
+  /** Deepest nesting of arrays and objects in a JSON body (checked before it is parsed). */
+  JSON_MAX_DEPTH: env.int(400, 1),
+  /** Until a request's headers have arrived. */
+  HTTP_HEADERS_TIMEOUT_MS: env.millis(10_000),
+  /** Until a request's whole body has arrived (a slow upload); the response is not limited by it. */
+  HTTP_REQUEST_TIMEOUT_MS: env.millis(60_000),
+  /** Open client connections at most; past it new connections are closed at once. */
+  HTTP_MAX_CONNECTIONS: env.int(4096, 1),
+  /** Where PORT_HEALTH listens (/ping, /readyz details, /metrics); supervise sets 127.0.0.1. */
+  HEALTH_LISTEN_HOST: env.host(),
   /** Browser origins allowed to call the API (comma-separated); empty allows none. */
   CORS_ORIGINS: env.list(),
   /** Trust X-Forwarded-For from this many proxy hops when naming the client's IP (0: the socket's). */

@@ -7,7 +7,6 @@ import {
   createRedis,
   handleProcessErrors,
   handleShutdown,
-  listen,
   loadConfigOrExit,
   redisProblem,
 } from '@gguf-gateway/shared';
@@ -26,6 +25,7 @@ import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { gatewayConfigSchema, readBackendKey } from './config.js';
 import { ModelRouter } from './routing/model-router.js';
+import { listenApi } from './http/api-server.js';
 import { createPingServer } from './http/ping.server.js';
 import { ReadinessMonitor } from './routing/readiness.monitor.js';
 import { RpmReservations } from './authorization/rpm-reservations.js';
@@ -110,25 +110,30 @@ const adminRouters = pool
 const registry = createMetricsRegistry('gateway');
 const usageStream = new UsageEventsPublisher(redis, config.REDIS_KEY_PREFIX);
 const rpmReservations = new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger);
+// /readyz on the API port says only ready or not; PORT_HEALTH names the check (never an address:
+// those and the errors are in the logs).
+const readiness = {
+  auth: () => (monitor.problem('auth') === null ? null : 'the auth service is not ready'),
+  backends: () =>
+    monitor.problem('backends') === null
+      ? null
+      : `no backend answers its health check (${
+          router
+            .backends()
+            .map((b) => b.name)
+            .join(', ') || 'none configured'
+        })`,
+  redis: () => redisProblem(redis),
+};
+// A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
+const degradedBy = { backends_file: () => backendsWatcher.problem };
+const isReady = () => monitor.ready;
 const app = createApp({
   logger,
   registry,
-  // /readyz is public: it says what is not ready, by name; the addresses and errors are in the logs.
-  readiness: {
-    auth: () => (monitor.problem('auth') === null ? null : 'the auth service is not ready'),
-    backends: () =>
-      monitor.problem('backends') === null
-        ? null
-        : `no backend answers its health check (${
-            router
-              .backends()
-              .map((b) => b.name)
-              .join(', ') || 'none configured'
-          })`,
-    redis: () => redisProblem(redis),
-  },
-  // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
-  degradedBy: { backends_file: () => backendsWatcher.problem },
+  readiness,
+  degradedBy,
+  isReady,
   auth,
   router,
   usageStream,
@@ -140,6 +145,7 @@ const app = createApp({
   },
   maxAttempts: config.ROUTING_MAX_ATTEMPTS,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,
+  jsonMaxDepth: config.JSON_MAX_DEPTH,
   corsOrigins: config.CORS_ORIGINS,
   trustProxyHops: config.TRUST_PROXY_HOPS,
   adminRouters,
@@ -149,9 +155,13 @@ monitor.start();
 backendMonitor.start();
 backendsWatcher.start();
 process.on('SIGHUP', () => void backendsWatcher.reload());
-const server = await listen(app, config.PORT);
-const pingServer = createPingServer(() => monitor.ready);
-await new Promise<void>((resolve) => pingServer.listen(config.PORT_HEALTH, '0.0.0.0', resolve));
+const server = await listenApi(app, config.PORT, config.LISTEN_HOST, {
+  headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+  maxConnections: config.HTTP_MAX_CONNECTIONS,
+});
+const pingServer = createPingServer(isReady, { checks: readiness, degradedBy, registry });
+await new Promise<void>((resolve) => pingServer.listen(config.PORT_HEALTH, config.HEALTH_LISTEN_HOST, resolve));
 logger.info(
   { port: boundPort(server), healthPort: config.PORT_HEALTH, models: router.models().map((m) => m.id) },
   'gateway listening',

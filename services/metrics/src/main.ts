@@ -67,7 +67,7 @@ const app = createApp({
     consumer: () => consumer.problem(),
   },
 });
-const server = await listen(app, config.PORT);
+const server = await listen(app, config.PORT, config.LISTEN_HOST);
 logger.info({ port: boundPort(server) }, 'metrics listening');
 
 let stopping = false;

@@ -37,7 +37,7 @@ const app = createApp({
     modelsDir: () => files.writableProblem(),
   },
 });
-const server = await listen(app, config.PORT);
+const server = await listen(app, config.PORT, config.LISTEN_HOST);
 logger.info(
   { port: boundPort(server), modelsDir: files.dir, allowedHosts: config.PULL_ALLOWED_HOSTS },
   'worker listening',

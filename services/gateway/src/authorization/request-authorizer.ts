@@ -9,6 +9,7 @@ import {
 } from '@gguf-gateway/shared';
 import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
+import { IdentifiedKeys } from './identified-keys.js';
 import type { RpmReservations } from './rpm-reservations.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
@@ -20,6 +21,12 @@ export function clientKey(req: Request): string {
   const header = req.headers.authorization;
   if (!header) return '';
   return BEARER.exec(header)?.[1]?.trim() ?? header;
+}
+
+function refuseLongHeader(req: Request): void {
+  if ((req.headers.authorization?.length ?? 0) > MAX_AUTHORIZATION_LENGTH) {
+    throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
+  }
 }
 
 interface Decided {
@@ -37,6 +44,7 @@ const NO_LEASE = '';
 
 export class RequestAuthorizer {
   private readonly grants = new AuthorizationGrants();
+  private readonly identified = new IdentifiedKeys();
 
   /** @param reservations where grant-served requests are counted; without it every request asks auth. */
   constructor(
@@ -55,14 +63,24 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
-    if ((req.headers.authorization?.length ?? 0) > MAX_AUTHORIZATION_LENGTH) {
-      throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
-    }
+    refuseLongHeader(req);
     const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };
     const { decision, headers } = (await this.fromGrant(request)) ?? (await this.askAuth(request, res));
     res.set(headers);
     res.locals.keyId = decision.keyId;
     return decision;
+  }
+
+  /**
+   * From the headers alone: throws auth's 401 (or 429) unless the key is valid. Runs before a body is
+   * read, so a caller without a key costs no parsing; `authorize` decides for the model afterwards.
+   */
+  async checkKey(req: Request, res: Response): Promise<void> {
+    refuseLongHeader(req);
+    const key = clientKey(req);
+    if (this.identified.has(key)) return;
+    await this.auth.identify({ key, ip: req.ip ?? '' }, res.getHeader('x-request-id') as string);
+    this.identified.add(key);
   }
 
   private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {

@@ -1,20 +1,28 @@
 import { createServer, type Server } from 'node:http';
+import express, { type RequestHandler } from 'express';
+import { createHealthRouter, notFoundHandler, type HealthOptions } from '@gguf-gateway/shared';
 
 /**
- * PORT_HEALTH: `GET /ping` with RunPod load-balancer semantics: 204 while initializing, 200 once
- * ready. It reads the background poll's answer and never calls a backend.
+ * `GET /ping` with RunPod load-balancer semantics: 204 while initializing, 200 once ready. It reads
+ * the background poll's answer and never calls a backend.
  */
-export function createPingServer(isReady: () => boolean): Server {
-  return createServer((req, res) => {
-    if (req.url === '/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
-      const ready = isReady();
-      res.writeHead(ready ? 200 : 204, ready ? { 'content-type': 'application/json' } : {});
-      res.end(ready && req.method === 'GET' ? '{"status":"ready"}' : undefined);
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(
-      JSON.stringify({ error: { message: 'Not found.', type: 'not_found_error', param: null, code: 'unknown_route' } }),
-    );
-  });
+export function pingHandler(isReady: () => boolean): RequestHandler {
+  return (req, res) => {
+    if (!isReady()) return void res.status(204).end();
+    res.status(200).type('application/json');
+    res.end(req.method === 'HEAD' ? undefined : '{"status":"ready"}');
+  };
+}
+
+/**
+ * PORT_HEALTH, not published: `/ping`, and with `health` the details the API port does not show:
+ * `/readyz` naming each check, `/metrics` for Prometheus, `/healthz`.
+ */
+export function createPingServer(isReady: () => boolean, health?: HealthOptions): Server {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/ping', pingHandler(isReady));
+  if (health) app.use(createHealthRouter(health));
+  app.use(notFoundHandler);
+  return createServer(app);
 }

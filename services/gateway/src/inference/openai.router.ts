@@ -1,14 +1,17 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import { ApiError } from '@gguf-gateway/shared';
 import type { InferenceService } from './inference.service.js';
 import type { ListedModel, ModelRouter } from '../routing/model-router.js';
 import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
+import { requireValidKey } from '../authorization/key-check.middleware.js';
+import { jsonBody } from '../http/json-body.middleware.js';
 
 export interface OpenAIRouterDeps {
   inference: InferenceService;
   router: ModelRouter;
   authorizer: RequestAuthorizer;
   bodyLimitBytes: number;
+  jsonMaxDepth: number;
 }
 
 // Models are listed with a fixed creation time: the config has no dates, and clients only show it.
@@ -19,13 +22,15 @@ function modelObject({ id, aliasOf, status }: ListedModel) {
   return { id, object: 'model', created: CREATED, owned_by: 'gguf-gateway', status, alias_of: aliasOf };
 }
 
-export function createOpenAIRouter({ inference, router, authorizer, bodyLimitBytes }: OpenAIRouterDeps): Router {
+export function createOpenAIRouter(deps: OpenAIRouterDeps): Router {
+  const { inference, router, authorizer } = deps;
   const api = Router();
-  const json = express.json({ limit: bodyLimitBytes });
+  // The key is checked from the headers before a byte of the body is read or parsed.
+  const body = [requireValidKey(authorizer), jsonBody(deps.bodyLimitBytes, deps.jsonMaxDepth)];
 
-  api.post('/chat/completions', json, (req, res) => inference.handle('chat', req, res));
-  api.post('/completions', json, (req, res) => inference.handle('completions', req, res));
-  api.post('/embeddings', json, (req, res) => inference.handle('embeddings', req, res));
+  api.post('/chat/completions', ...body, (req, res) => inference.handle('chat', req, res));
+  api.post('/completions', ...body, (req, res) => inference.handle('completions', req, res));
+  api.post('/embeddings', ...body, (req, res) => inference.handle('embeddings', req, res));
 
   api.get('/models', async (req, res) => {
     const { lease } = await authorizer.authorize(req, res, 'models', null);

@@ -407,8 +407,15 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       assert.equal(refused.status, 403);
     });
 
+    it('serves /metrics on the API port to an admin key only', async () => {
+      await assertOpenAIError(await fetch(`${gateway.url}/metrics`), 401, 'invalid_api_key');
+      const user = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${USER}` } });
+      await assertOpenAIError(user, 403, 'insufficient_scope');
+    });
+
     it('exposes request, latency, TTFT, token and in-flight metrics under the agreed names', async () => {
-      const lines = (await (await fetch(`${gateway.url}/metrics`)).text()).split('\n');
+      const metrics = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const lines = (await metrics.text()).split('\n');
       const has = (name: string, ...labels: string[]) =>
         lines.some((line) => line.startsWith(name) && labels.every((label) => line.includes(label)));
       const expected: [string, ...string[]][] = [

@@ -8,7 +8,6 @@ import {
   closeServer,
   createLogger,
   createMetricsRegistry,
-  listen,
   redisKey,
   type UsageEvent,
 } from '@gguf-gateway/shared';
@@ -27,6 +26,7 @@ import { RpmReservations } from '../../src/authorization/rpm-reservations.js';
 import { RpmWindowRepository } from '../../src/authorization/rpm-window.repository.js';
 import { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
 import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
+import { listenApi, type ApiServerLimits } from '../../src/http/api-server.js';
 
 export interface HarnessOptions {
   authUrl: string;
@@ -42,6 +42,7 @@ export interface HarnessOptions {
   inferenceApiKey?: string;
   timeouts?: Partial<UpstreamTimeouts>;
   bodyLimitBytes?: number;
+  serverLimits?: Partial<ApiServerLimits>;
   corsOrigins?: string[];
   adminRouters?: Router[];
   /** Redis the usage events go to (default: the test Redis). */
@@ -101,6 +102,7 @@ export class GatewayHarness {
       logger,
       registry,
       readiness: {},
+      isReady: () => true,
       auth,
       router,
       usageStream: new UsageEventsPublisher(redis, prefix),
@@ -108,10 +110,16 @@ export class GatewayHarness {
       timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
       maxAttempts: options.maxAttempts,
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
+      jsonMaxDepth: 400,
       corsOrigins: options.corsOrigins,
       adminRouters: options.adminRouters,
     });
-    const server = await listen(app, 0, '127.0.0.1');
+    const server = await listenApi(app, 0, '127.0.0.1', {
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      maxConnections: 4096,
+      ...options.serverLimits,
+    });
     const harness = new GatewayHarness(
       `http://127.0.0.1:${boundPort(server)}`,
       logs,
