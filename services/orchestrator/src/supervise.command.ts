@@ -126,9 +126,11 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       PORT_HEALTH: String(c.GATEWAY_HEALTH_PORT),
     };
     const serviceGrace = 10_000;
-    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace));
-    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, env, serviceGrace));
-    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, env, serviceGrace));
+    // Only the gateway's API and the orchestrator's /ping are for the outside: the rest listens on loopback.
+    const internalEnv = { ...env, LISTEN_HOST: '127.0.0.1' };
+    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, internalEnv, serviceGrace));
+    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, internalEnv, serviceGrace));
+    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, internalEnv, serviceGrace));
     // The worker is up: it can pull the default model now.
     await gates.run(MODEL_GATES, stopRequested.signal);
     if (prepared.llamaArgs) {
@@ -144,7 +146,12 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       );
     }
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
-    const gatewayEnv = { ...env, SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS) };
+    const gatewayEnv = {
+      ...env,
+      SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS),
+      LISTEN_HOST: '0.0.0.0',
+      HEALTH_LISTEN_HOST: '127.0.0.1',
+    };
     await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000));
     if (stopRequested.signal.aborted) return;
     phase = 'ready';
