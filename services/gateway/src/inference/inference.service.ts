@@ -8,6 +8,7 @@ import type { ModelRoute, ModelRouter } from '../routing/model-router.js';
 import type { RequestAuthorizer } from '../authorization/request-authorizer.js';
 import { validateInferenceBody, type InferenceRoute } from './request-validation.js';
 import type { UsageEventsPublisher } from './usage-events.publisher.js';
+import { usageProblem } from './usage-validation.js';
 import type { UpstreamUsage } from './usage.tap.js';
 
 const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
@@ -86,10 +87,11 @@ export class InferenceService {
     }
     const { outcome } = served;
     res.locals.status = outcome.status;
+    const reported = this.checkedUsage(outcome.usage, served, requestId);
 
     // A request no backend took on (down, refused, timed out before answering) costs the key nothing.
     const usage =
-      outcome.usage ??
+      reported ??
       (outcome.accepted
         ? estimateUsage(Buffer.byteLength(JSON.stringify(upstreamBody)), outcome.contentEvents)
         : NO_USAGE);
@@ -114,7 +116,7 @@ export class InferenceService {
       ttftMs: outcome.ttftMs === null ? null : Math.round(outcome.ttftMs),
       durationMs: Math.round(performance.now() - started),
       errorCode: outcome.errorCode,
-      usageSource: outcome.usage ? 'upstream' : 'estimated',
+      usageSource: reported ? 'upstream' : 'estimated',
     });
   }
 
@@ -175,6 +177,17 @@ export class InferenceService {
       );
     }
     return this.noBackendLeft(target, res, last);
+  }
+
+  /** The backend's usage when it can be charged and recorded; null (so: estimated) when it is out of range. */
+  private checkedUsage(usage: UpstreamUsage | null, served: ServedBy, requestId: string): UpstreamUsage | null {
+    const problem = usage && usageProblem(usage);
+    if (!problem) return usage;
+    this.deps.logger.warn(
+      { requestId, backend: served.backend?.name, problem },
+      'the backend reported impossible usage: estimated instead',
+    );
+    return null;
   }
 
   /** Feeds an attempt's result to the backend's circuit breaker and the metrics. */

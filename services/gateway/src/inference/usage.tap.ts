@@ -19,8 +19,9 @@ const CONTENT_MARKS = ['"content":"', '"text":"'];
 // A non-streamed body larger than this is passed on without being read for usage.
 const MAX_JSON_BODY = 32 * 1024 * 1024;
 
+// A missing count is 0; a reported one is kept as sent, for usageProblem to judge before it is used.
 function count(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : 0;
+  return value === undefined || value === null ? 0 : typeof value === 'number' ? value : NaN;
 }
 
 export function usageFromJson(usage: unknown): UpstreamUsage | null {

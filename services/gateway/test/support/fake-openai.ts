@@ -10,6 +10,7 @@
 //   endless      streams a chunk every 20 ms until the client goes away
 //   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
 //   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
+//   usage-*      answers normally with impossible usage (POISONED_USAGE: 3e9, negative, 1.5, "12")
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -31,6 +32,14 @@ export interface SeenRequest {
 export const FAKE_PROMPT_TOKENS = 7;
 export const SPLIT_UTF8_TEXT = 'é日本🙂';
 export const FLOOD_EVENTS = 128;
+
+/** Usage a hostile or broken backend reports, by model name. */
+export const POISONED_USAGE: Record<string, Record<string, unknown>> = {
+  'usage-huge': { prompt_tokens: 3e9 },
+  'usage-negative': { completion_tokens: -4 },
+  'usage-fraction': { prompt_tokens: 1.5 },
+  'usage-text': { completion_tokens: '12' },
+};
 
 export class FakeOpenAI {
   readonly requests: SeenRequest[] = [];
@@ -119,6 +128,7 @@ export class FakeOpenAI {
       prompt_tokens: FAKE_PROMPT_TOKENS,
       completion_tokens: count,
       total_tokens: FAKE_PROMPT_TOKENS + count,
+      ...POISONED_USAGE[model],
     };
     if (body.stream !== true) {
       res.writeHead(200, { 'content-type': 'application/json' });
