@@ -142,6 +142,7 @@ const app = createApp({
     connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
     idleMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
+    clientStallMs: config.CLIENT_STALL_MS,
   },
   maxAttempts: config.ROUTING_MAX_ATTEMPTS,
   bodyLimitBytes: config.BODY_LIMIT_BYTES,

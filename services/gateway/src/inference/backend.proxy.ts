@@ -12,6 +12,8 @@ export interface UpstreamTimeouts {
   connectMs: number;
   firstByteMs: number;
   idleMs: number;
+  /** A client that takes no bytes for this long is cut, and the backend request with it. */
+  clientStallMs: number;
 }
 
 export interface ProxyRequest {
@@ -185,6 +187,13 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       finish(error.status, error.code, reason);
     }
 
+    function cutStalledClient() {
+      if (done) return;
+      upstream.destroy();
+      res.destroy();
+      finish(499, 'client_stalled', null);
+    }
+
     upstream.on('socket', (socket) => {
       if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
       socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
@@ -238,8 +247,10 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         timer.refresh();
         const out = sink.push(chunk);
         if (out.length > 0 && !res.write(out)) {
-          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile.
+          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile;
+          // one that stops reading would hold the backend's slot forever, so it has its own deadline.
           clearTimeout(timer);
+          timer = setTimeout(cutStalledClient, timeouts.clientStallMs);
           incoming.pause();
           res.once('drain', () => {
             if (done) return;

@@ -9,6 +9,7 @@
 //   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
 //   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
+//   flood-endless  the same, without end
 //   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
 //   usage-*      answers normally with impossible usage (POISONED_USAGE: 3e9, negative, 1.5, "12")
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
@@ -182,9 +183,9 @@ export class FakeOpenAI {
       setTimeout(() => res.socket?.destroy(), 30);
       return;
     }
-    if (model === 'flood') {
+    if (model === 'flood' || model === 'flood-endless') {
       const big = event({ content: 'x'.repeat(64 * 1024) });
-      let left = FLOOD_EVENTS;
+      let left = model === 'flood' ? FLOOD_EVENTS : Infinity;
       const pump = () => {
         while (left > 0) {
           left -= 1;

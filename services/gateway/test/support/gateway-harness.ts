@@ -107,7 +107,7 @@ export class GatewayHarness {
       router,
       usageStream: new UsageEventsPublisher(redis, prefix),
       rpmReservations: options.grants ? new RpmReservations(new RpmWindowRepository(redis, prefix), logger) : undefined,
-      timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts },
+      timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, clientStallMs: 30_000, ...options.timeouts },
       maxAttempts: options.maxAttempts,
       bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
       jsonMaxDepth: 400,
