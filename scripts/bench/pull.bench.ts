@@ -8,16 +8,7 @@ import { get, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Queue } from 'bullmq';
-import {
-  createRedis,
-  MODEL_PULLS_QUEUE,
-  PULL_JOB_OPTIONS,
-  pullJobId,
-  pullQueuePrefix,
-  type PullJobData,
-  type PullJobResult,
-} from '@gguf-gateway/shared';
+import { FINISHED_PULL_STATES, PullQueue, pullJobId } from '@gguf-gateway/shared';
 import {
   createTestDatabase,
   deleteRedisPrefix,
@@ -59,17 +50,18 @@ async function nodeDownload(url: string, to: string): Promise<number> {
   return performance.now() - started;
 }
 
-async function finished(queue: Queue<PullJobData, PullJobResult>, jobId: string): Promise<void> {
-  const state = await waitFor(
+async function finished(queue: PullQueue, jobId: string): Promise<void> {
+  const view = await waitFor(
     `pull ${jobId}`,
     async () => {
-      const s = await (await queue.getJob(jobId))?.getState();
-      return s === 'completed' || s === 'failed' ? s : null;
+      const job = await queue.find(jobId);
+      const view = job ? await queue.view(job) : null;
+      return view && FINISHED_PULL_STATES.includes(view.state) ? view : null;
     },
     120_000,
     10,
   );
-  if (state !== 'completed') throw new Error(`pull ${jobId}: ${(await queue.getJob(jobId))?.failedReason}`);
+  if (view.state !== 'completed') throw new Error(`pull ${jobId}: ${view.error ?? view.state}`);
 }
 
 export const pullBench: BenchSuite = {
@@ -79,11 +71,7 @@ export const pullBench: BenchSuite = {
     const hub = await FakeHub.start();
     const db = await createTestDatabase({ migrate: true });
     const prefix = testRedisPrefix();
-    const connection = createRedis(testSettings.TEST_REDIS_URL, 'worker');
-    const queue = new Queue<PullJobData, PullJobResult>(MODEL_PULLS_QUEUE, {
-      connection,
-      prefix: pullQueuePrefix(prefix),
-    });
+    const queue = PullQueue.connect(testSettings.TEST_REDIS_URL, prefix, () => undefined);
     const models = join(dir, 'models');
     const startWorker = () =>
       startProcess(process.execPath, [join(repoRoot, 'services/worker/dist/main.js')], {
@@ -109,8 +97,7 @@ export const pullBench: BenchSuite = {
       const jobId = pullJobId(source);
       const pullOnce = async () => {
         await rm(join(models, 'bench.gguf'), { force: true });
-        await (await queue.getJob(jobId))?.remove();
-        await queue.add('pull', { source }, { ...PULL_JOB_OPTIONS, jobId });
+        await queue.enqueue({ source });
       };
 
       workers.push(startWorker());
@@ -210,7 +197,6 @@ export const pullBench: BenchSuite = {
     } finally {
       for (const worker of workers) await stopProcess(worker);
       await queue.close();
-      await connection.quit();
       await deleteRedisPrefix(prefix);
       await hub.stop();
       await db.drop();

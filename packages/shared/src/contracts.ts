@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
 // The contracts between services (DESIGN.md): names of queues, streams and keys, and the shapes
 // that cross a process boundary. Changing one here changes it for every service at once.
@@ -19,32 +20,39 @@ export function redisKey(prefix: string, name: string): string {
   return `${prefix}${name}`;
 }
 
-export type UsageSource = 'upstream' | 'estimated';
+const tokenCount = z.number().int().nonnegative();
 
-export interface UsageEvent {
+/**
+ * One request's usage, as the gateway writes it to the usage stream and the metrics service reads
+ * it back. A malformed event is reported and skipped by the reader, never retried forever.
+ */
+export const usageEventSchema = z.object({
   /**
    * Made by the gateway, unique per request: the metrics service stores one row per requestId, so a
    * client's own id (which it may reuse) must never be the key.
    */
-  requestId: string;
+  requestId: z.string().min(1),
   /** The x-request-id the client sent, when it sent one (for correlation only, not unique). */
-  clientRequestId?: string;
-  ts: string;
-  keyId: string;
-  model: string;
-  backend: string;
-  route: string;
-  status: number;
-  stream: boolean;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  ttftMs: number | null;
-  durationMs: number;
+  clientRequestId: z.string().optional(),
+  ts: z.string().datetime({ offset: true }),
+  keyId: z.string().min(1),
+  model: z.string(),
+  backend: z.string(),
+  route: z.string(),
+  status: z.number().int().min(0).max(999),
+  stream: z.boolean(),
+  promptTokens: tokenCount,
+  completionTokens: tokenCount,
+  cachedTokens: tokenCount,
+  ttftMs: tokenCount.nullable(),
+  durationMs: tokenCount,
   /** OpenAI error code, `client_aborted`, or null on success. */
-  errorCode: string | null;
-  usageSource: UsageSource;
-}
+  errorCode: z.string().nullable(),
+  usageSource: z.enum(['upstream', 'estimated']),
+});
+
+export type UsageEvent = z.infer<typeof usageEventSchema>;
+export type UsageSource = UsageEvent['usageSource'];
 
 export type PullSource = { repo: string; file: string; revision?: string } | { url: string };
 

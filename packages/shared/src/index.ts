@@ -1,3 +1,4 @@
+export * from './backends-file.js';
 export * from './config.js';
 export * from './contracts.js';
 export * from './db.js';
@@ -7,6 +8,7 @@ export * from './health.js';
 export * from './http.js';
 export * from './logger.js';
 export * from './prices.js';
+export * from './pull-queue.js';
 export * from './pull-request.js';
 export * from './rate-limit-headers.js';
 export * from './redis.js';

@@ -1,24 +1,4 @@
-import { z, type UsageEvent } from '@gguf-gateway/shared';
-
-// The gateway writes these; a malformed one is reported and skipped, never retried forever.
-const count = z.number().int().nonnegative();
-const usageEventSchema = z.object({
-  requestId: z.string().min(1),
-  ts: z.string().datetime({ offset: true }),
-  keyId: z.string().min(1),
-  model: z.string(),
-  backend: z.string(),
-  route: z.string(),
-  status: z.number().int().min(0).max(999),
-  stream: z.boolean(),
-  promptTokens: count,
-  completionTokens: count,
-  cachedTokens: count,
-  ttftMs: count.nullable(),
-  durationMs: count,
-  errorCode: z.string().nullable(),
-  usageSource: z.enum(['upstream', 'estimated']),
-}) satisfies z.ZodType<UsageEvent>;
+import { usageEventSchema, type UsageEvent } from '@gguf-gateway/shared';
 
 /** The event in one stream entry's `event` field, or the reason it is not one. */
 export function parseUsageEvent(json: string | undefined): UsageEvent | string {

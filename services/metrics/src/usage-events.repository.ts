@@ -1,24 +1,7 @@
-import type { Pool } from '@gguf-gateway/shared';
+import type { Pool, UsageEvent } from '@gguf-gateway/shared';
 
 /** One usage event as a row of usage_events, its cost already priced. */
-export interface UsageRow {
-  requestId: string;
-  ts: string;
-  keyId: string;
-  model: string;
-  backend: string;
-  route: string;
-  status: number;
-  stream: boolean;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  ttftMs: number | null;
-  durationMs: number;
-  errorCode: string | null;
-  usageSource: string;
-  costUsd: number;
-}
+export type UsageRow = UsageEvent & { costUsd: number };
 
 // One statement, so one transaction: the rows go in (a request id already there is skipped), and
 // the daily rollup grows by exactly the rows that went in. Rollup rows are written in key order so

@@ -1,8 +1,18 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
-import { InvalidPullError, parsePullJobData, pullFiles, type Logger, type PullJobData } from '@gguf-gateway/shared';
-import type { ModelPullRepository, PullStatus } from './model-pull.repository.js';
+import {
+  InvalidPullError,
+  parsePullJobData,
+  pullFiles,
+  type Logger,
+  type PullJobData,
+  type PullJobView,
+  type PullQueue,
+} from '@gguf-gateway/shared';
+
+/** What the model gate needs of the pull queue. */
+export type DefaultModelPulls = Pick<PullQueue, 'enqueue' | 'viewOf' | 'close'>;
 
 export interface DefaultModelSettings {
   modelsDir: string;
@@ -22,7 +32,7 @@ export interface DefaultModel {
 export interface DefaultModelDeps {
   logger: Logger;
   /** Opened only when a pull is needed. */
-  openPulls: () => ModelPullRepository;
+  openPulls: () => DefaultModelPulls;
   signal: AbortSignal;
   pollMs?: number;
 }
@@ -51,7 +61,7 @@ async function readModel(path: string, variable: string): Promise<DefaultModel> 
   }
 }
 
-function describeProgress(status: PullStatus): string {
+function describeProgress(status: PullJobView): string {
   const p = status.progress;
   if (!p) return status.state;
   const pct = p.bytesTotal > 0 ? ` ${((100 * p.bytesDone) / p.bytesTotal).toFixed(1)}%` : '';
@@ -89,14 +99,14 @@ export async function ensureDefaultModel(
 
   const pulls = openPulls();
   try {
-    const jobId = await pulls.enqueue(data);
+    const jobId = (await pulls.enqueue(data)).job.id!;
     logger.info({ jobId, repo: modelRepo, file: modelFile }, 'default model missing: pull enqueued for the worker');
     let last = '';
     let pollError: string | null = null;
     while (!signal.aborted) {
-      let status: PullStatus;
+      let status: PullJobView | null;
       try {
-        status = await pulls.status(jobId);
+        status = await pulls.viewOf(jobId);
       } catch (err) {
         // The poll only reads Redis: a blip during an hours-long pull must not fail the start.
         const message = (err as Error).message;
@@ -106,14 +116,15 @@ export async function ensureDefaultModel(
         continue;
       }
       pollError = null;
+      if (!status) throw new Error(`pull of ${modelRepo}/${modelFile} failed: the job disappeared`);
       const line = describeProgress(status);
       if (line !== last) {
         logger.info({ jobId, state: status.state, progress: status.progress }, `model pull ${line}`);
         last = line;
       }
-      if (status.state === 'completed') return readModel(status.path ?? target, 'MODEL_FILE');
-      if (status.state === 'failed' || status.state === 'unknown') {
-        throw new Error(`pull of ${modelRepo}/${modelFile} failed: ${status.failedReason ?? 'no reason given'}`);
+      if (status.state === 'completed') return readModel(status.result?.path ?? target, 'MODEL_FILE');
+      if (status.state === 'failed' || status.state === 'cancelled') {
+        throw new Error(`pull of ${modelRepo}/${modelFile} failed: ${status.error ?? status.state}`);
       }
       await new Promise((r) => setTimeout(r, pollMs));
     }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   MODEL_PULLS_QUEUE,
   parsePullJobData,
-  pullCancelKey,
+  PullCancelMarks,
   pullFiles,
   pullQueuePrefix,
   type Logger,
@@ -14,7 +14,7 @@ import type { Registry } from 'prom-client';
 import { AllowedHosts } from './allowed-hosts.js';
 import type { WorkerConfig } from './config.js';
 import { HubClient } from './hub.client.js';
-import { ModelFilesRepository } from './model-files.repository.js';
+import type { ModelFilesRepository } from './model-files.repository.js';
 import { ModelPullService, PullCancelledError, type PullResult } from './model-pull.service.js';
 import { ModelsRepository, type PullJobState } from './models.repository.js';
 import { PullMetrics } from './pull.metrics.js';
@@ -26,6 +26,7 @@ export interface PullWorkerDeps {
   registry: Registry;
   /** A `worker` role connection (maxRetriesPerRequest null); the caller closes it after the worker. */
   redis: Redis;
+  files: ModelFilesRepository;
 }
 
 function modelNameOf(data: unknown): string | null {
@@ -43,10 +44,11 @@ export function createPullWorker({
   pool,
   registry,
   redis,
+  files,
 }: PullWorkerDeps): Worker<PullJobData, PullResult> {
   const metrics = new PullMetrics(registry);
-  const files = new ModelFilesRepository(config.MODELS_DIR);
   const models = new ModelsRepository(pool);
+  const cancelMarks = new PullCancelMarks(redis, config.REDIS_KEY_PREFIX);
   const service = new ModelPullService({
     hub: new HubClient({
       endpoint: config.HF_ENDPOINT,
@@ -76,7 +78,7 @@ export function createPullWorker({
         id: jobId,
         data: job.data,
         progress: (progress) => job.updateProgress(progress),
-        cancelled: async () => (await redis.exists(pullCancelKey(config.REDIS_KEY_PREFIX, jobId))) === 1,
+        cancelled: () => cancelMarks.isSet(jobId),
       });
       await models.recordPull(historyId, {
         state: 'completed',

@@ -1,6 +1,6 @@
 import express, { Router, type Request, type Response } from 'express';
-import { ApiError } from '@gguf-gateway/shared';
-import { FINISHED, type ModelPullsService } from './model-pulls.service.js';
+import { ApiError, FINISHED_PULL_STATES as FINISHED } from '@gguf-gateway/shared';
+import type { ModelPullsService } from './model-pulls.service.js';
 
 export interface ModelPullsRouterDeps {
   pulls: ModelPullsService;

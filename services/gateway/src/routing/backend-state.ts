@@ -1,4 +1,4 @@
-import type { BackendKind } from './backends-file.parser.js';
+import type { BackendKind } from '@gguf-gateway/shared';
 
 // One backend as the router sees it: its configuration, how busy it is, and its circuit breaker.
 // The object outlives hot reloads while the backend keeps its name and URL, so that in-flight

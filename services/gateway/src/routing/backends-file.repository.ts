@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseBackendsFile, type BackendsFile } from './backends-file.parser.js';
+import { parseBackendsFile, type BackendsFile } from '@gguf-gateway/shared';
 
 export async function readBackendsFile(path: string): Promise<BackendsFile> {
   return parseBackendsFile(await readFile(path, 'utf8'));

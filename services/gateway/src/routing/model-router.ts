@@ -1,5 +1,5 @@
+import { BackendsFileError, type BackendConfig, type BackendsFile } from '@gguf-gateway/shared';
 import { BackendState, type Backend, type BreakerSettings } from './backend-state.js';
-import { BackendsFileError, type BackendConfig, type BackendsFile } from './backends-file.parser.js';
 
 export type { Backend } from './backend-state.js';
 

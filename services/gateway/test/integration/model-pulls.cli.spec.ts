@@ -14,6 +14,7 @@ import {
   createRedis,
   errorMiddleware,
   listen,
+  PullQueue,
   type Pool,
 } from '@gguf-gateway/shared';
 import {
@@ -34,7 +35,6 @@ import {
 import { LocalModelsRepository } from '../../src/admin/local-models.repository.js';
 import { createModelPullsRouter } from '../../src/admin/model-pulls.router.js';
 import { ModelPullsService } from '../../src/admin/model-pulls.service.js';
-import { PullQueueRepository } from '../../src/admin/pull-queue.repository.js';
 
 const MB = 1024 * 1024;
 
@@ -52,7 +52,7 @@ describe('pulls through the admin API, a real worker and the CLI', function () {
   let prefix: string;
   let pool: Pool;
   let redis: Redis;
-  let queue: PullQueueRepository;
+  let queue: PullQueue;
   let server: Server;
   let baseUrl: string;
   let worker: ManagedProcess;
@@ -82,7 +82,7 @@ describe('pulls through the admin API, a real worker and the CLI', function () {
     prefix = testRedisPrefix();
     pool = createPgPool(db.url, 2);
     redis = createRedis(testSettings.TEST_REDIS_URL, 'request-path');
-    queue = new PullQueueRepository(redis, prefix);
+    queue = new PullQueue(redis, prefix, () => undefined);
     const app = express();
     app.use(
       '/admin/v1',

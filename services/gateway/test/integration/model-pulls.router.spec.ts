@@ -9,6 +9,7 @@ import {
   createRedis,
   errorMiddleware,
   MODEL_PULLS_QUEUE,
+  PullQueue,
   pullCancelKey,
   pullJobId,
   pullQueuePrefix,
@@ -27,9 +28,8 @@ import {
 import { LocalModelsRepository } from '../../src/admin/local-models.repository.js';
 import { createModelPullsRouter } from '../../src/admin/model-pulls.router.js';
 import { ModelPullsService } from '../../src/admin/model-pulls.service.js';
-import { PullQueueRepository } from '../../src/admin/pull-queue.repository.js';
 
-function adminApp(queue: PullQueueRepository, pool: Pool): Express {
+function adminApp(queue: PullQueue, pool: Pool): Express {
   const app = express();
   app.use(
     '/admin/v1',
@@ -44,7 +44,7 @@ describe('admin model pull routes', () => {
   let pool: Pool;
   let redis: Redis;
   let prefix: string;
-  let queue: PullQueueRepository;
+  let queue: PullQueue;
   let app: Express;
 
   beforeEach(async () => {
@@ -52,7 +52,7 @@ describe('admin model pull routes', () => {
     pool ??= createPgPool(db.url, 2);
     prefix = testRedisPrefix();
     redis = createRedis(testSettings.TEST_REDIS_URL, 'request-path');
-    queue = new PullQueueRepository(redis, prefix);
+    queue = new PullQueue(redis, prefix, () => undefined);
     app = adminApp(queue, pool);
   });
 
@@ -201,7 +201,7 @@ describe('admin model pull routes', () => {
     const privateRedis = await PrivateRedis.start();
     const client = createRedis(privateRedis.url, 'request-path');
     client.on('error', () => undefined);
-    const downQueue = new PullQueueRepository(client, prefix);
+    const downQueue = new PullQueue(client, prefix, () => undefined);
     try {
       await privateRedis.stop();
       const started = Date.now();

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
+import { createLogger, createMetricsRegistry, parseBackendsFile } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { AuthClient } from '../../src/authorization/auth.client.js';
 import { anyBackendProblem } from '../../src/routing/backend-health.js';
-import { parseBackendsFile } from '../../src/routing/backends-file.parser.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
 import { createPingServer } from '../../src/http/ping.server.js';
 import { ReadinessMonitor } from '../../src/routing/readiness.monitor.js';

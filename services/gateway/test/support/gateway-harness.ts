@@ -1,32 +1,26 @@
-// Starts the gateway app in-process on a free port, wired like main.ts, in front of the given auth
-// URL and backends file text, with a Redis key prefix of its own.
+// Starts the gateway in-process on a free port, built by the same wiring as main.ts, in front of the
+// given auth URL and backends file text, with a Redis key prefix of its own.
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import {
   USAGE_STREAM,
   boundPort,
-  closeServer,
   createLogger,
-  createMetricsRegistry,
+  parseBackendsFile,
   redisKey,
   type UsageEvent,
 } from '@gguf-gateway/shared';
 import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
 import type { Registry } from 'prom-client';
 import type { Router } from 'express';
-import { createApp } from '../../src/app.js';
-import { AuthClient } from '../../src/authorization/auth.client.js';
-import { BackendMonitor } from '../../src/routing/backend.monitor.js';
-import type { BreakerSettings } from '../../src/routing/backend-state.js';
-import { parseBackendsFile } from '../../src/routing/backends-file.parser.js';
-import { readBackendsFile } from '../../src/routing/backends-file.repository.js';
-import { BackendsFileWatcher } from '../../src/routing/backends-file.watcher.js';
-import { ModelRouter } from '../../src/routing/model-router.js';
-import { RpmReservations } from '../../src/authorization/rpm-reservations.js';
-import { RpmWindowRepository } from '../../src/authorization/rpm-window.repository.js';
-import { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
+import type { GatewayConfig } from '../../src/config.js';
 import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
 import { listenApi, type ApiServerLimits } from '../../src/http/api-server.js';
+import type { BackendMonitor } from '../../src/routing/backend.monitor.js';
+import type { BreakerSettings } from '../../src/routing/backend-state.js';
+import type { BackendsFileWatcher } from '../../src/routing/backends-file.watcher.js';
+import type { ModelRouter } from '../../src/routing/model-router.js';
+import { buildGateway, type Gateway } from '../../src/wiring.js';
 
 export interface HarnessOptions {
   authUrl: string;
@@ -61,7 +55,7 @@ export class GatewayHarness {
     readonly redis: Redis,
     readonly prefix: string,
     private readonly server: Server,
-    private readonly auth: AuthClient,
+    private readonly gateway: Gateway,
     private readonly reader: Redis,
     readonly router: ModelRouter,
     readonly backendMonitor: BackendMonitor,
@@ -72,68 +66,80 @@ export class GatewayHarness {
     const prefix = options.redisPrefix ?? testRedisPrefix();
     const logs = new LogCapture();
     const logger = createLogger({ service: 'gateway', level: 'info', destination: logs });
-    const redis = new Redis(options.redisUrl ?? testSettings.TEST_REDIS_URL, {
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: false,
-      retryStrategy: () => 200,
-    });
-    redis.on('error', () => undefined);
-    if (!options.redisUrl) await waitFor('redis', async () => redis.status === 'ready' || null, 5000, 20);
-    const file = options.backendsFile
-      ? await readBackendsFile(options.backendsFile)
-      : parseBackendsFile(options.backendsYaml ?? '');
-    const router = new ModelRouter(
-      file,
-      (b) => {
-        if (!b.apiKeyEnv) return b.kind === 'llamacpp' ? options.inferenceApiKey : undefined;
-        const key = options.backendKeys?.[b.apiKeyEnv];
-        if (key === undefined) throw new Error(`${b.apiKeyEnv} (or ${b.apiKeyEnv}_FILE) is not set`);
-        return key;
-      },
-      { failureThreshold: 3, cooldownMs: 10_000, ...options.breaker },
-    );
-    const backendMonitor = new BackendMonitor(router, options.backendPollMs ?? 60_000, 1000, logger);
-    if (options.backendPollMs) backendMonitor.start();
-    const watcher = options.backendsFile ? new BackendsFileWatcher(options.backendsFile, router, 50, logger) : null;
-    watcher?.start();
-    const auth = new AuthClient(new URL(options.authUrl), 2000);
-    const registry = createMetricsRegistry('gateway');
-    const app = createApp({
-      logger,
-      registry,
-      readiness: {},
-      isReady: () => true,
-      auth,
-      router,
-      usageStream: new UsageEventsPublisher(redis, prefix),
-      rpmReservations: options.grants ? new RpmReservations(new RpmWindowRepository(redis, prefix), logger) : undefined,
-      timeouts: { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, clientStallMs: 30_000, ...options.timeouts },
-      maxAttempts: options.maxAttempts,
-      bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024,
-      jsonMaxDepth: 400,
-      corsOrigins: options.corsOrigins,
-      adminRouters: options.adminRouters,
-    });
-    const server = await listenApi(app, 0, '127.0.0.1', {
+    const timeouts = {
+      connectMs: 2000,
+      firstByteMs: 10_000,
+      idleMs: 10_000,
+      clientStallMs: 30_000,
+      ...options.timeouts,
+    };
+    const limits = {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 60_000,
       maxConnections: 4096,
       ...options.serverLimits,
+    };
+    const breaker = { failureThreshold: 3, cooldownMs: 10_000, ...options.breaker };
+    const config: GatewayConfig = {
+      LOG_LEVEL: 'info',
+      REDIS_KEY_PREFIX: prefix,
+      PORT: 0,
+      LISTEN_HOST: '127.0.0.1',
+      PORT_HEALTH: 0,
+      HEALTH_LISTEN_HOST: '127.0.0.1',
+      REDIS_URL: options.redisUrl ?? testSettings.TEST_REDIS_URL,
+      AUTH_URL: options.authUrl,
+      BACKENDS_FILE: options.backendsFile ?? '',
+      DATABASE_URL: undefined,
+      INFERENCE_API_KEY: options.inferenceApiKey,
+      BODY_LIMIT_BYTES: options.bodyLimitBytes ?? 1024 * 1024,
+      JSON_MAX_DEPTH: 400,
+      HTTP_HEADERS_TIMEOUT_MS: limits.headersTimeoutMs,
+      HTTP_REQUEST_TIMEOUT_MS: limits.requestTimeoutMs,
+      HTTP_MAX_CONNECTIONS: limits.maxConnections,
+      CORS_ORIGINS: options.corsOrigins ?? [],
+      TRUST_PROXY_HOPS: 0,
+      UPSTREAM_CONNECT_TIMEOUT_MS: timeouts.connectMs,
+      UPSTREAM_FIRST_BYTE_TIMEOUT_MS: timeouts.firstByteMs,
+      UPSTREAM_IDLE_TIMEOUT_MS: timeouts.idleMs,
+      CLIENT_STALL_MS: timeouts.clientStallMs,
+      AUTH_TIMEOUT_MS: 2000,
+      READINESS_POLL_MS: 60_000,
+      SHUTDOWN_GRACE_MS: 1000,
+      ROUTING_MAX_ATTEMPTS: options.maxAttempts ?? 3,
+      ROUTING_FAILURE_THRESHOLD: breaker.failureThreshold,
+      ROUTING_COOLDOWN_MS: breaker.cooldownMs,
+      BACKEND_POLL_MS: options.backendPollMs ?? 60_000,
+      BACKENDS_FILE_POLL_MS: 50,
+    };
+    const gateway = await buildGateway(config, {
+      logger,
+      backendsFile: options.backendsFile ? undefined : parseBackendsFile(options.backendsYaml ?? ''),
+      readBackendKey: (name) => {
+        const key = options.backendKeys?.[name];
+        if (key === undefined) throw new Error(`${name} (or ${name}_FILE) is not set`);
+        return key;
+      },
+      grants: options.grants ?? false,
+      adminRouters: options.adminRouters,
     });
-    const harness = new GatewayHarness(
+    if (!options.redisUrl) await waitFor('redis', async () => gateway.redis.status === 'ready' || null, 5000, 20);
+    if (options.backendPollMs) gateway.backendMonitor.start();
+    if (options.backendsFile) gateway.backendsWatcher.start();
+    const server = await listenApi(gateway.app, 0, '127.0.0.1', limits);
+    return new GatewayHarness(
       `http://127.0.0.1:${boundPort(server)}`,
       logs,
-      registry,
-      redis,
+      gateway.registry,
+      gateway.redis,
       prefix,
       server,
-      auth,
+      gateway,
       new Redis(testSettings.TEST_REDIS_URL),
-      router,
-      backendMonitor,
-      watcher,
+      gateway.router,
+      gateway.backendMonitor,
+      options.backendsFile ? gateway.backendsWatcher : null,
     );
-    return harness;
   }
 
   /** Every usage event written so far, oldest first. */
@@ -161,11 +167,9 @@ export class GatewayHarness {
   }
 
   async stop(): Promise<void> {
-    this.watcher?.stop();
-    await this.backendMonitor.stop();
     this.server.closeAllConnections();
-    await closeServer(this.server);
-    this.auth.close();
+    // The same close steps as main.ts; a step whose dependency a test took away (Redis) may fail.
+    for (const step of this.gateway.closeSteps(this.server)) await Promise.resolve(step.close()).catch(() => undefined);
     this.redis.disconnect();
     this.reader.disconnect();
     await deleteRedisPrefix(this.prefix);

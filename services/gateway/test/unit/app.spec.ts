@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { createLogger, createMetricsRegistry } from '@gguf-gateway/shared';
+import { createLogger, createMetricsRegistry, parseBackendsFile } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { createApp } from '../../src/app.js';
 import { AuthClient } from '../../src/authorization/auth.client.js';
-import { parseBackendsFile } from '../../src/routing/backends-file.parser.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
 import type { UsageEventsPublisher } from '../../src/inference/usage-events.publisher.js';
 

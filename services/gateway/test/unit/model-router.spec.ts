@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
+import { parseBackendsFile, type BackendsFileError } from '@gguf-gateway/shared';
 import type { BackendState } from '../../src/routing/backend-state.js';
-import { parseBackendsFile, type BackendsFileError } from '../../src/routing/backends-file.parser.js';
 import { ModelRouter } from '../../src/routing/model-router.js';
 
 const FILE = parseBackendsFile(`
@@ -12,6 +12,18 @@ backends:
   c: { kind: openai, url: "https://c.example/api", apiKeyEnv: C_KEY }
 `);
 
+const VALID = `
+models:
+  tiny:
+    aliases: [tiny-chat]
+    tiers: [[local]]
+  remote:
+    tiers: [[router]]
+backends:
+  local: { kind: llamacpp, url: "http://inference:8180" }
+  router: { kind: openai, url: "https://openrouter.ai/api", model: "meta/llama", apiKeyEnv: OPENROUTER_KEY }
+`;
+
 function router(threshold = 2) {
   return new ModelRouter(FILE, (b) => (b.apiKeyEnv ? 'c-key' : undefined), {
     failureThreshold: threshold,
@@ -20,6 +32,22 @@ function router(threshold = 2) {
 }
 
 describe('model router', () => {
+  it('resolves models and aliases to their backend, with the backend model name and key', () => {
+    const router = new ModelRouter(parseBackendsFile(VALID), (b) => (b.apiKeyEnv ? 'remote-key' : 'local-key'));
+    const alias = router.resolve('tiny-chat')!;
+    assert.equal(alias.model, 'tiny');
+    assert.equal(alias.tiers[0]![0]!.backend.name, 'local');
+    assert.equal(alias.tiers[0]![0]!.backend.apiKey, 'local-key');
+    const remote = router.resolve('remote')!.tiers[0]![0]!.backend;
+    assert.equal(remote.model, 'meta/llama');
+    assert.equal(remote.apiKey, 'remote-key');
+    assert.equal(router.resolve('nope'), null);
+    assert.deepEqual(
+      router.models().map((m) => m.id),
+      ['tiny', 'tiny-chat', 'remote'],
+    );
+  });
+
   it('prefers the least busy backend of the first tier, counting llama.cpp busy slots', () => {
     const r = router();
     const route = r.resolve('m')!;

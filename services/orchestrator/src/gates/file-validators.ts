@@ -1,4 +1,4 @@
-import { BackendsFileError, parseBackendsFile } from '@gguf-gateway/gateway/backends-file.parser';
+import { BackendsFileError, parseBackendsFile } from '@gguf-gateway/shared';
 import { parseKeysFile } from '@gguf-gateway/shared';
 
 export interface FileProblem {

@@ -1,13 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { migrateUp } from '@gguf-gateway/db';
-import type { Logger } from '@gguf-gateway/shared';
+import { PullQueue, type Logger } from '@gguf-gateway/shared';
 import { ensureDefaultModel, type DefaultModel, type DefaultModelSettings } from '../default-model.service.js';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
 import { detectGpus, type GpuDetection } from '../gpu/gpu.detector.js';
 import { llamaServerArgs, planLlamaArgs, type LlamaOverrides, type ModelFacts } from '../gpu/llama-args.planner.js';
 import { writeLlamaArgs } from '../llama-args.repository.js';
-import { ModelPullRepository } from '../model-pull.repository.js';
 import { describeProblems, type FileValidator } from './file-validators.js';
 import type { Gate } from './gate-runner.js';
 
@@ -132,7 +131,8 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
         prepared.model = await ensureDefaultModel(s, {
           logger,
           signal,
-          openPulls: () => new ModelPullRepository(s.redisUrl, s.redisKeyPrefix),
+          openPulls: () =>
+            PullQueue.connect(s.redisUrl, s.redisKeyPrefix, (err) => logger.warn({ err }, 'pull queue error')),
         });
         if (!prepared.model && deps.modelRequired) {
           throw new Error('no default model configured: set MODEL_REPO+MODEL_FILE or MODEL_PATH');

@@ -3,33 +3,37 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
-import { createLogger, type PullJobData } from '@gguf-gateway/shared';
+import { createLogger, type PullJob, type PullJobData, type PullJobView } from '@gguf-gateway/shared';
 import { LogCapture } from '@gguf-gateway/testkit';
 import { ensureDefaultModel } from '../../src/default-model.service.js';
-import type { ModelPullRepository, PullStatus } from '../../src/model-pull.repository.js';
+import type { DefaultModelPulls } from '../../src/default-model.service.js';
 
 /** The worker's queue as the model gate sees it: the statuses it answers, in order. */
-function fakePulls(statuses: Array<PullStatus | Error>) {
+function fakePulls(statuses: Array<PullJobView | Error>) {
   const enqueued: PullJobData[] = [];
   let closed = false;
   const repo = {
-    enqueue: async (data: PullJobData) => (enqueued.push(data), 'job-1'),
-    status: async () => {
+    enqueue: async (data: PullJobData) => (
+      enqueued.push(data),
+      { job: { id: 'job-1' } as PullJob, deduplicated: false }
+    ),
+    viewOf: async () => {
       const next = statuses.length > 1 ? statuses.shift()! : statuses[0]!;
       if (next instanceof Error) throw next;
       return next;
     },
     close: async () => void (closed = true),
   };
-  return { repo: repo as unknown as ModelPullRepository, enqueued, closed: () => closed };
+  return { repo: repo as DefaultModelPulls, enqueued, closed: () => closed };
 }
 
-const completed = (path: string): PullStatus => ({ state: 'completed', progress: null, failedReason: null, path });
+const completed = (path: string) =>
+  ({ state: 'completed', progress: null, error: null, result: { path } }) as unknown as PullJobView;
 
 describe('default model gate', () => {
   let dir: string;
   let logs: LogCapture;
-  const deps = (repo: ModelPullRepository) => ({
+  const deps = (repo: DefaultModelPulls) => ({
     logger: createLogger({ service: 'orchestrator', destination: logs }),
     openPulls: () => repo,
     signal: AbortSignal.timeout(5000),

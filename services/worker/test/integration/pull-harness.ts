@@ -5,8 +5,6 @@ import { Queue, type Job } from 'bullmq';
 import type { Registry } from 'prom-client';
 import {
   createLogger,
-  createMetricsRegistry,
-  createPgPool,
   createRedis,
   loadConfig,
   MODEL_PULLS_QUEUE,
@@ -19,7 +17,7 @@ import {
 } from '@gguf-gateway/shared';
 import { deleteRedisPrefix, LogCapture, testRedisPrefix, testSettings, waitFor } from '@gguf-gateway/testkit';
 import { workerConfigSchema } from '../../src/config.js';
-import { createPullWorker } from '../../src/pull.worker.js';
+import { buildWorker } from '../../src/wiring.js';
 
 export interface RunningWorker {
   queue: Queue<PullJobData, PullJobResult>;
@@ -47,10 +45,7 @@ export async function startWorker(env: Record<string, string>): Promise<RunningW
   });
   const logs = new LogCapture();
   const logger = createLogger({ service: 'worker', level: 'debug', destination: logs });
-  const redis = createRedis(config.REDIS_URL, 'worker');
-  const pool = createPgPool(config.DATABASE_URL, 2);
-  const registry = createMetricsRegistry('worker');
-  const worker = createPullWorker({ config, logger, pool, registry, redis });
+  const { worker, redis, pool, registry } = buildWorker(config, { logger });
   const queue = new Queue<PullJobData, PullJobResult>(MODEL_PULLS_QUEUE, {
     connection: createRedis(config.REDIS_URL, 'worker'),
     prefix: pullQueuePrefix(prefix),

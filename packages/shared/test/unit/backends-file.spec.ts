@@ -1,36 +1,7 @@
 import assert from 'node:assert/strict';
-import { BackendsFileError, parseBackendsFile } from '../../src/routing/backends-file.parser.js';
-import { ModelRouter } from '../../src/routing/model-router.js';
-
-const VALID = `
-models:
-  tiny:
-    aliases: [tiny-chat]
-    tiers: [[local]]
-  remote:
-    tiers: [[router]]
-backends:
-  local: { kind: llamacpp, url: "http://inference:8180" }
-  router: { kind: openai, url: "https://openrouter.ai/api", model: "meta/llama", apiKeyEnv: OPENROUTER_KEY }
-`;
+import { BackendsFileError, parseBackendsFile } from '../../src/backends-file.js';
 
 describe('backends file', () => {
-  it('resolves models and aliases to their backend, with the backend model name and key', () => {
-    const router = new ModelRouter(parseBackendsFile(VALID), (b) => (b.apiKeyEnv ? 'remote-key' : 'local-key'));
-    const alias = router.resolve('tiny-chat')!;
-    assert.equal(alias.model, 'tiny');
-    assert.equal(alias.tiers[0]![0]!.backend.name, 'local');
-    assert.equal(alias.tiers[0]![0]!.backend.apiKey, 'local-key');
-    const remote = router.resolve('remote')!.tiers[0]![0]!.backend;
-    assert.equal(remote.model, 'meta/llama');
-    assert.equal(remote.apiKey, 'remote-key');
-    assert.equal(router.resolve('nope'), null);
-    assert.deepEqual(
-      router.models().map((m) => m.id),
-      ['tiny', 'tiny-chat', 'remote'],
-    );
-  });
-
   it('names every problem at once: unknown backends, duplicate names, bad kinds', () => {
     const bad = `
 models:

@@ -1,5 +1,5 @@
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import { z } from '@gguf-gateway/shared';
+import { z } from 'zod';
 
 // BACKENDS_FILE: which models the gateway serves and where each one runs.
 //
