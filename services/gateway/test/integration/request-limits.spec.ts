@@ -72,11 +72,12 @@ describe('requests without a key cost the gateway no body work', function () {
     fetch(`${gateway.url}/ping`).then(async (res) => (await res.arrayBuffer(), res.status === 204 ? 200 : res.status));
 
   it('answers 20 unauthenticated 4 MB nested bodies with 401 while a keyed request and /ping answer within 50 ms', async () => {
-    // Warm the key check and the connections, then measure this machine's own jitter without floods:
-    // on a shared CI box that can be tens of ms, and the floods may add at most 50 ms to it.
+    // Warm the key check and the connections, then measure this machine's own latency without
+    // floods: on a shared CI box its tail is tens to hundreds of ms. Under the floods the usual answer
+    // (p50, p90) may take at most 50 ms more, and none may stall for a second (a JSON.parse of one
+    // body alone takes seconds).
     const baseline: { status: number; ms: number }[] = [];
     for (let round = 0; round < 10; round++) baseline.push(await timed(chat), await timed(ping));
-    const bound = 50 + Math.max(...baseline.map((s) => s.ms));
     let sending!: () => void;
     const started = new Promise<void>((resolve) => (sending = resolve));
     let done = false;
@@ -97,12 +98,17 @@ describe('requests without a key cost the gateway no body work', function () {
       samples.every((s) => s.status === 200),
       `every sample answered 200: ${JSON.stringify(samples)}`,
     );
-    const slowest = Math.max(...samples.map((s) => s.ms));
-    assert.ok(
-      slowest < bound,
-      `the slowest keyed request or /ping took ${slowest.toFixed(0)} ms (bound ${bound.toFixed(0)} ms): ` +
-        samples.map((s) => s.ms.toFixed(0)).join(' '),
-    );
+    const figures = (of: { ms: number }[]) => {
+      const sorted = of.map((s) => s.ms).sort((x, y) => x - y);
+      const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+      return { p50: at(0.5), p90: at(0.9), max: sorted[sorted.length - 1]! };
+    };
+    const quiet = figures(baseline);
+    const flooded = figures(samples);
+    const report = `quiet ${JSON.stringify(quiet)}, flooded ${JSON.stringify(flooded)} (ms)`;
+    assert.ok(flooded.p50 < quiet.p50 + 50, report);
+    assert.ok(flooded.p90 < quiet.p90 + 50, report);
+    assert.ok(flooded.max < 1000, report);
     // The key was checked from the headers: auth saw the 20 floods only as identify calls.
     assert.equal(auth.identifications.filter((r) => r.key === '').length, 20);
     assert.equal(auth.authorizations.filter((r) => r.key === '').length, 0);
