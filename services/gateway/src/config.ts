@@ -33,6 +33,8 @@ export const gatewayConfigSchema = {
   UPSTREAM_FIRST_BYTE_TIMEOUT_MS: env.millis(120_000),
   /** Between two chunks of a response; there is no total cap on a healthy stream. */
   UPSTREAM_IDLE_TIMEOUT_MS: env.millis(60_000),
+  /** An idle connection to a backend is closed after this: below llama-server's own 5 s keep-alive. */
+  UPSTREAM_KEEPALIVE_IDLE_MS: env.millis(2_000),
   /** A client that takes no bytes of its answer for this long is cut and the backend request aborted. */
   CLIENT_STALL_MS: env.millis(30_000),
   AUTH_TIMEOUT_MS: env.millis(5_000),

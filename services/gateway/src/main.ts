@@ -1,10 +1,4 @@
-import {
-  boundPort,
-  handleProcessErrors,
-  handleShutdown,
-  loadConfigOrExit,
-  createLogger,
-} from '@gguf-gateway/shared';
+import { boundPort, handleProcessErrors, handleShutdown, loadConfigOrExit, createLogger } from '@gguf-gateway/shared';
 import { gatewayConfigSchema } from './config.js';
 import { listenApi } from './http/api-server.js';
 import { buildGateway, type Gateway } from './wiring.js';
@@ -27,9 +21,7 @@ const server = await listenApi(gateway.app, config.PORT, config.LISTEN_HOST, {
   requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
   maxConnections: config.HTTP_MAX_CONNECTIONS,
 });
-await new Promise<void>((resolve) =>
-  gateway.pingServer.listen(config.PORT_HEALTH, config.HEALTH_LISTEN_HOST, resolve),
-);
+await new Promise<void>((resolve) => gateway.pingServer.listen(config.PORT_HEALTH, config.HEALTH_LISTEN_HOST, resolve));
 logger.info(
   { port: boundPort(server), healthPort: config.PORT_HEALTH, models: gateway.router.models().map((m) => m.id) },
   'gateway listening',

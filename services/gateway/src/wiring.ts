@@ -180,6 +180,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
       idleMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
       clientStallMs: config.CLIENT_STALL_MS,
+      keepAliveIdleMs: config.UPSTREAM_KEEPALIVE_IDLE_MS,
     },
     maxAttempts: config.ROUTING_MAX_ATTEMPTS,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,

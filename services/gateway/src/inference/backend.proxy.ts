@@ -14,6 +14,11 @@ export interface UpstreamTimeouts {
   idleMs: number;
   /** A client that takes no bytes for this long is cut, and the backend request with it. */
   clientStallMs: number;
+  /**
+   * An idle keep-alive connection to a backend is closed after this, before the backend closes it
+   * (llama-server: 5 s), so a request is never sent on a socket the backend is closing.
+   */
+  keepAliveIdleMs: number;
 }
 
 export interface ProxyRequest {
@@ -66,10 +71,22 @@ const RETRY_AFTER_SEC = 2;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
-};
+const agents = new Map<string, http.Agent>();
+
+/** One connection pool per protocol and idle timeout (one timeout per process in practice). */
+function agentFor(protocol: 'http:' | 'https:', idleMs: number): http.Agent {
+  const key = `${protocol}${idleMs}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    const options = { keepAlive: true, maxSockets: 4096, scheduling: 'lifo' as const, timeout: idleMs };
+    agent = protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** A reused connection the backend closed as the request went out: no byte of an answer came. */
+const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
 const transports = { 'http:': http, 'https:': https };
 
@@ -130,15 +147,18 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     let upstreamRes: IncomingMessage | null = null;
     let accepted = false;
 
-    const upstream = transports[protocol].request({
-      protocol,
-      hostname: backend.url.hostname,
-      port: backend.url.port,
-      path: backend.url.pathname.replace(/\/$/, '') + request.path,
-      method: 'POST',
-      headers,
-      agent: agents[protocol],
-    });
+    let retriedStaleSocket = false;
+    const send = () =>
+      transports[protocol].request({
+        protocol,
+        hostname: backend.url.hostname,
+        port: backend.url.port,
+        path: backend.url.pathname.replace(/\/$/, '') + request.path,
+        method: 'POST',
+        headers,
+        agent: agentFor(protocol, timeouts.keepAliveIdleMs),
+      });
+    let upstream = send();
 
     // One deadline at a time: connect, then first byte, then idle between chunks (refreshed per chunk).
     let timer = setTimeout(() => fail('connect'), timeouts.connectMs);
@@ -194,14 +214,34 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       finish(499, 'client_stalled', null);
     }
 
-    upstream.on('socket', (socket) => {
-      if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
-      socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
-    });
-
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
-    });
+    function listen() {
+      upstream.on('socket', (socket) => {
+        if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
+        socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
+      });
+      upstream.on('error', (err: NodeJS.ErrnoException) => {
+        // Destroying the request ourselves (client gone, answered already) reports a reset too.
+        if (done) return;
+        if (
+          upstreamRes === null &&
+          upstream.reusedSocket &&
+          !retriedStaleSocket &&
+          STALE_SOCKET_ERRORS.has(err.code ?? '')
+        ) {
+          // The backend closed an idle connection just as the request went out: once more on a new one.
+          retriedStaleSocket = true;
+          clearTimeout(timer);
+          timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+          upstream = send();
+          listen();
+          upstream.end(request.body);
+          return;
+        }
+        fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
+      });
+      upstream.on('response', onResponse);
+    }
+    listen();
 
     res.on('close', () => {
       if (done) return;
@@ -210,7 +250,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       finish(499, 'client_aborted', null);
     });
 
-    upstream.on('response', (incoming) => {
+    function onResponse(incoming: IncomingMessage) {
       upstreamRes = incoming;
       const status = incoming.statusCode ?? 502;
       if (status === 401 || status === 403) {
@@ -268,7 +308,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       incoming.on('close', () => {
         if (!incoming.complete) fail('reset');
       });
-    });
+    }
 
     /**
      * A 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;

@@ -22,6 +22,12 @@ export interface FakeOpenAIOptions {
   chunkIntervalMs?: number;
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /**
+   * Hostile keep-alive: a request arriving on a connection that was idle at least this long is
+   * answered with a TCP reset and nothing else, as when a backend's idle timer closes the socket just
+   * as the request is on its way (0: on every reused connection).
+   */
+  resetReusedAfterIdleMs?: number;
 }
 
 export interface SeenRequest {
@@ -48,6 +54,10 @@ export class FakeOpenAI {
   healthStatus = 200;
   /** Streams the client closed before their end. */
   abortedStreams = 0;
+  /** TCP connections accepted, and reused ones reset (resetReusedAfterIdleMs). */
+  connections = 0;
+  resets = 0;
+  private readonly idleSince = new WeakMap<object, number>();
   private server!: Server;
 
   private constructor(private readonly options: FakeOpenAIOptions) {}
@@ -55,6 +65,14 @@ export class FakeOpenAI {
   static async start(options: FakeOpenAIOptions = {}, port = 0): Promise<FakeOpenAI> {
     const fake = new FakeOpenAI(options);
     fake.server = createServer((req, res) => {
+      const idleSince = fake.idleSince.get(req.socket);
+      const resetAfter = fake.options.resetReusedAfterIdleMs;
+      if (resetAfter !== undefined && idleSince !== undefined && performance.now() - idleSince >= resetAfter) {
+        fake.resets += 1;
+        req.socket.resetAndDestroy();
+        return;
+      }
+      res.on('finish', () => fake.idleSince.set(req.socket, performance.now()));
       if (req.method === 'GET' && req.url === '/health') {
         fake.healthRequests += 1;
         res.writeHead(fake.healthStatus, { 'content-type': 'application/json' }).end('{"status":"ok"}');
@@ -74,6 +92,7 @@ export class FakeOpenAI {
       });
     });
     fake.server.keepAliveTimeout = 65_000;
+    fake.server.on('connection', () => (fake.connections += 1));
     await new Promise<void>((resolve) => fake.server.listen(port, '127.0.0.1', resolve));
     return fake;
   }

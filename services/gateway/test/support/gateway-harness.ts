@@ -71,6 +71,7 @@ export class GatewayHarness {
       firstByteMs: 10_000,
       idleMs: 10_000,
       clientStallMs: 30_000,
+      keepAliveIdleMs: 2000,
       ...options.timeouts,
     };
     const limits = {
@@ -103,6 +104,7 @@ export class GatewayHarness {
       UPSTREAM_FIRST_BYTE_TIMEOUT_MS: timeouts.firstByteMs,
       UPSTREAM_IDLE_TIMEOUT_MS: timeouts.idleMs,
       CLIENT_STALL_MS: timeouts.clientStallMs,
+      UPSTREAM_KEEPALIVE_IDLE_MS: timeouts.keepAliveIdleMs,
       AUTH_TIMEOUT_MS: 2000,
       READINESS_POLL_MS: 60_000,
       SHUTDOWN_GRACE_MS: 1000,

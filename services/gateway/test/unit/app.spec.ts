@@ -20,7 +20,7 @@ describe('gateway app', () => {
       () => undefined,
     ),
     usageStream: { append: () => Promise.resolve() } as unknown as UsageEventsPublisher,
-    timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100, clientStallMs: 100 },
+    timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100, clientStallMs: 100, keepAliveIdleMs: 100 },
     bodyLimitBytes: 1024,
     jsonMaxDepth: 400,
   });
