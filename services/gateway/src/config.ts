@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { commonConfig, env, loadConfig, z, type ConfigOf } from '@gguf-gateway/shared';
 
 export const gatewayConfigSchema = {
@@ -10,6 +12,8 @@ export const gatewayConfigSchema = {
   BACKENDS_FILE: env.path(),
   /** Postgres with the usage tables, for GET /admin/v1/usage; without it that route answers 503. */
   DATABASE_URL: env.optionalUrl(),
+  /** Where usage events wait while Redis cannot take them (replayed when it can): keep it on a volume. */
+  USAGE_SPOOL_DIR: z.string().min(1).default(join(tmpdir(), 'gguf-gateway-usage-spool')),
   /** The llama.cpp sidecars' own key; the client's Authorization header never reaches a backend. */
   INFERENCE_API_KEY: z.string().min(16).optional(),
   /** Largest accepted request body, in bytes. */

@@ -27,6 +27,7 @@ import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { readBackendKey, type GatewayConfig } from './config.js';
 import { createPingServer } from './http/ping.server.js';
 import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
+import { UsageSpoolRepository } from './inference/usage-spool.repository.js';
 import { anyBackendProblem } from './routing/backend-health.js';
 import { BackendMonitor } from './routing/backend.monitor.js';
 import { readBackendsFile } from './routing/backends-file.repository.js';
@@ -61,6 +62,8 @@ export interface Gateway {
   router: ModelRouter;
   /** The request path's Redis (usage events, rpm window). */
   redis: Redis;
+  /** Usage events to the stream, or to the local spool while Redis cannot take them. */
+  usageEvents: UsageEventsPublisher;
   readiness: ReadinessMonitor;
   backendMonitor: BackendMonitor;
   backendsWatcher: BackendsFileWatcher;
@@ -142,7 +145,12 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
         ]);
 
   const registry = createMetricsRegistry('gateway');
-  const usageEvents = new UsageEventsPublisher(redis, config.REDIS_KEY_PREFIX);
+  const usageEvents = new UsageEventsPublisher(
+    redis,
+    config.REDIS_KEY_PREFIX,
+    new UsageSpoolRepository(config.USAGE_SPOOL_DIR),
+    logger,
+  );
   const rpmReservations =
     (overrides.grants ?? true)
       ? new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger)
@@ -163,7 +171,11 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     redis: () => redisProblem(redis),
   };
   // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
-  const degradedBy = { backends_file: () => backendsWatcher.problem };
+  const degradedBy = {
+    backends_file: () => backendsWatcher.problem,
+    usage_spool: () =>
+      usageEvents.waiting > 0 ? `${usageEvents.waiting} usage events wait in the local spool for Redis` : null,
+  };
   const isReady = () => readiness.ready;
   const app = createApp({
     logger,
@@ -198,6 +210,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     registry,
     router,
     redis,
+    usageEvents,
     readiness,
     backendMonitor,
     backendsWatcher,
@@ -205,6 +218,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       readiness.start();
       backendMonitor.start();
       backendsWatcher.start();
+      usageEvents.start();
     },
     closeSteps: (server) => [
       { name: 'http', close: () => closeServer(server, config.SHUTDOWN_GRACE_MS) },
@@ -214,7 +228,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       // Settles charge the last requests' tokens: they finish before the auth connections close.
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },
-      { name: 'usage events', close: () => usageEvents.flush() },
+      { name: 'usage events', close: () => usageEvents.flush().then(() => usageEvents.stop()) },
       { name: 'rpm reservations', close: () => rpmReservations?.close() },
       { name: 'redis', close: () => redis.quit() },
       { name: 'pull queue', close: () => pullQueue?.close() },

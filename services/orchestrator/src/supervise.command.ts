@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { boundPort, closeServer, listen } from '@gguf-gateway/shared';
 import { createApp, createPingApp, type Phase } from './app.js';
 import { validateBackendsFile, validateKeysFile } from './gates/file-validators.js';
@@ -151,6 +152,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS),
       LISTEN_HOST: '0.0.0.0',
       HEALTH_LISTEN_HOST: '127.0.0.1',
+      USAGE_SPOOL_DIR: join(ctx.dataDir, 'usage-spool'),
     };
     await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000));
     if (stopRequested.signal.aborted) return;

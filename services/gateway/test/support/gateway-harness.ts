@@ -1,6 +1,9 @@
 // Starts the gateway in-process on a free port, built by the same wiring as main.ts, in front of the
 // given auth URL and backends file text, with a Redis key prefix of its own.
 import type { Server } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
   USAGE_STREAM,
@@ -39,6 +42,8 @@ export interface HarnessOptions {
   serverLimits?: Partial<ApiServerLimits>;
   corsOrigins?: string[];
   adminRouters?: Router[];
+  /** Where usage events are spooled while Redis is away (default: a fresh temporary folder). */
+  spoolDir?: string;
   /** Redis the usage events go to (default: the test Redis). */
   redisUrl?: string;
   /** REDIS_KEY_PREFIX, to share one with an auth instance (default: a fresh one). */
@@ -93,6 +98,7 @@ export class GatewayHarness {
       BACKENDS_FILE: options.backendsFile ?? '',
       DATABASE_URL: undefined,
       INFERENCE_API_KEY: options.inferenceApiKey,
+      USAGE_SPOOL_DIR: options.spoolDir ?? mkdtempSync(join(tmpdir(), 'gg-usage-spool-')),
       BODY_LIMIT_BYTES: options.bodyLimitBytes ?? 1024 * 1024,
       JSON_MAX_DEPTH: 400,
       HTTP_HEADERS_TIMEOUT_MS: limits.headersTimeoutMs,
@@ -126,6 +132,7 @@ export class GatewayHarness {
       adminRouters: options.adminRouters,
     });
     if (!options.redisUrl) await waitFor('redis', async () => gateway.redis.status === 'ready' || null, 5000, 20);
+    gateway.usageEvents.start();
     if (options.backendPollMs) gateway.backendMonitor.start();
     if (options.backendsFile) gateway.backendsWatcher.start();
     const server = await listenApi(gateway.app, 0, '127.0.0.1', limits);
