@@ -73,8 +73,8 @@ describe('a client that stops reading', function () {
     let gateway: GatewayHarness;
 
     before(async () => {
-      // One slot and a large context: a request that is not aborted runs for many seconds.
-      llama = await LlamaServer.start({ slots: 1, apiKey: BACKEND_KEY, ctxSize: 32_768 });
+      // One slot, and with context shift a request without max_tokens generates until it is aborted.
+      llama = await LlamaServer.start({ slots: 1, apiKey: BACKEND_KEY, extraArgs: ['--context-shift'] });
       auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
       gateway = await GatewayHarness.start({
         authUrl: auth.url,
@@ -95,18 +95,12 @@ describe('a client that stops reading', function () {
       return ((await res.json()) as { is_processing: boolean }[]).some((s) => s.is_processing);
     }
 
-    it('frees the llama.cpp slot within CLIENT_STALL_MS plus a second, and the next request is served', async () => {
-      // n_probs makes every event a few KB, so the socket buffers fill within the first tokens.
-      const socket = stalledClient(
-        gateway.url,
-        { model: 'tiny', max_tokens: 30_000, ignore_eos: true, n_probs: 20 },
-        'stalled-llama',
-      );
+    it('frees the llama.cpp slot of an endless generation once the socket buffers are full plus CLIENT_STALL_MS, and the next request is served', async () => {
+      // n_probs makes every event several KB, so the socket buffers between the client and llama-server
+      // fill within seconds; without the cut the slot would generate for ever.
+      const socket = stalledClient(gateway.url, { model: 'tiny', ignore_eos: true, n_probs: 100 }, 'stalled-llama');
       await waitFor('the slot busy', async () => (await slotBusy()) || null, 10_000, 20);
-      const busySince = performance.now();
-      await waitFor('the slot free again', async () => !(await slotBusy()) || null, STALL_MS + 5000, 50);
-      const heldMs = performance.now() - busySince;
-      assert.ok(heldMs < STALL_MS + 1500, `the slot was held ${heldMs.toFixed(0)} ms`);
+      await waitFor('the slot free again', async () => !(await slotBusy()) || null, 30_000, 50);
       const event = await gateway.usageEvent('stalled-llama');
       assert.equal(event.status, 499);
       assert.equal(event.errorCode, 'client_stalled');
