@@ -254,9 +254,11 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       upstreamRes = incoming;
       const status = incoming.statusCode ?? 502;
       if (status === 401 || status === 403) {
-        incoming.resume();
-        if (handBack('backend_auth', status)) return;
-        return fail('backend_auth');
+        if (handBack('backend_auth', status)) return void incoming.resume();
+        // The client's key never goes upstream, so a 401 is about the gateway's; a 403 may be the
+        // provider's refusal of this prompt (moderation), relayed as the provider worded it.
+        if (status === 401) return void (incoming.resume(), fail('backend_auth'));
+        return relayRefusal(incoming, status);
       }
       const refusal = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : null;
       if (refusal && handBack(refusal, status)) {
@@ -311,12 +313,12 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     }
 
     /**
-     * A 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
+     * A 403, 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
      * else (an HTML page, a proxy's text) the gateway words it in the OpenAI shape.
      */
     function relayRefusal(incoming: IncomingMessage, status: number) {
       arm('timeout', timeouts.idleMs);
-      const failure = status === 429 ? 'status_429' : 'status_5xx';
+      const failure = status === 429 ? 'status_429' : status === 403 ? 'backend_auth' : 'status_5xx';
       const retryAfter = incoming.headers['retry-after'];
       const chunks: Buffer[] = [];
       let size = 0;
@@ -334,7 +336,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           return finish(status, `backend_status_${status}`, failure);
         }
         const error =
-          status === 429
+          failure === 'backend_auth'
+            ? FAILURE_ERRORS.backend_auth(backend)
+            : status === 429
             ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
                 code: 'backend_rate_limited',
               })

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
-import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
+import {
+  CLIENT_GONE,
+  proxyToBackend,
+  type ProxyOutcome,
+  type UpstreamFailure,
+  type UpstreamTimeouts,
+} from './backend.proxy.js';
 import type { BackendState } from '../routing/backend-state.js';
 import type { GatewayMetrics } from '../gateway.metrics.js';
 import type { ModelRoute, ModelRouter } from '../routing/model-router.js';
@@ -21,6 +27,8 @@ const UPSTREAM_PATHS: Record<InferenceRoute, string> = {
 // request per prompt token and one streamed event per completion token.
 const BYTES_PER_TOKEN_ESTIMATE = 4;
 const DEFAULT_LEASE_TTL_SEC = 60;
+/** Failures of the connection itself, which count towards cooling a backend down. */
+const TRANSPORT_FAILURES = new Set<UpstreamFailure>(['connect', 'timeout', 'idle_timeout', 'reset']);
 const NO_USAGE: UpstreamUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 export interface InferenceDeps {
@@ -190,7 +198,11 @@ export class InferenceService {
     return null;
   }
 
-  /** Feeds an attempt's result to the backend's circuit breaker and the metrics. */
+  /**
+   * Feeds an attempt's result to the backend's circuit breaker and the metrics. Only the transport
+   * cools a backend: an answer (a 5xx or 429 for this prompt, a provider's 4xx) says it is up, and a
+   * 401/403 cools it only once a probe with the gateway's key is refused too.
+   */
   private judge(state: BackendState, outcome: ProxyOutcome): void {
     const { failure } = outcome;
     if (failure === null) {
@@ -199,8 +211,8 @@ export class InferenceService {
     }
     this.deps.metrics.upstreamErrors.inc({ backend: state.name, reason: failure });
     this.deps.metrics.backendErrors.inc({ backend: state.name });
-    if (failure === 'backend_auth') state.coolDown("the backend refused the gateway's key");
-    else state.failed(failure);
+    if (failure === 'backend_auth') state.suspectKey();
+    else if (TRANSPORT_FAILURES.has(failure)) state.failed(failure);
   }
 
   /** Every candidate is cooling down, busy, or failed before answering: one clean error. */

@@ -40,6 +40,8 @@ export class BackendState {
   health: BackendHealth = 'healthy';
   /** Why it was cooled down last, shown to clients in a 503: a reason, never a key, address or error text. */
   lastProblem: string | null = null;
+  /** A request saw 401/403: the next poll asks the backend with the gateway's key whether it is refused. */
+  keyProbeWanted = false;
   private consecutiveFailures = 0;
   private coolingUntil = 0;
 
@@ -80,6 +82,11 @@ export class BackendState {
     this.consecutiveFailures += 1;
     if (this.health === 'healthy' && this.consecutiveFailures >= this.breaker.failureThreshold)
       this.coolDown(problem, now);
+  }
+
+  /** A 401/403 to a request: a probe with the gateway's key decides whether it cools down. */
+  suspectKey(): void {
+    this.keyProbeWanted = true;
   }
 
   /** Cools down at once (a provider that refuses the gateway's key will not change its mind). */

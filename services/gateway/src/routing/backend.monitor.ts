@@ -2,7 +2,7 @@ import type { Logger } from '@gguf-gateway/shared';
 import type { BackendState } from './backend-state.js';
 import type { ModelRouter } from './model-router.js';
 import { BackgroundPoll } from './background-poll.js';
-import { backendProblem } from './backend-health.js';
+import { backendProblem, keyRefused } from './backend-health.js';
 import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.repository.js';
 
 // Polls the backends in the background, never per request: llama.cpp's busy slots for least-busy
@@ -37,6 +37,14 @@ export class BackendMonitor {
 
   private async pollOne(state: BackendState): Promise<void> {
     const { backend } = state;
+    if (state.keyProbeWanted) {
+      state.keyProbeWanted = false;
+      if (await keyRefused(backend, this.timeoutMs)) {
+        this.logger.warn({ backend: backend.name }, "the backend refuses the gateway's key");
+        state.coolDown("the backend refused the gateway's key");
+        return;
+      }
+    }
     if (state.probeDue()) {
       if (backend.kind === 'llamacpp') {
         const slots = await readBusySlots(backend, this.timeoutMs);

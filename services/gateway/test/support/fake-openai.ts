@@ -11,6 +11,7 @@
 //   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
 //   flood-endless  the same, without end
 //   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
+//   moderated    answers 403 in the OpenAI shape, as a provider's moderation refusing a prompt
 //   usage-*      answers normally with impossible usage (POISONED_USAGE: 3e9, negative, 1.5, "12")
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -115,6 +116,11 @@ export class FakeOpenAI {
     if (model === 'fail-500') {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
+      return;
+    }
+    if (model === 'moderated') {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end('{"error":{"code":403,"message":"Your input was flagged by moderation","type":"moderation_error"}}');
       return;
     }
     if (model === 'fail-html') {
