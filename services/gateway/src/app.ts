@@ -37,6 +37,8 @@ export interface GatewayAppDeps {
   timeouts: UpstreamTimeouts;
   /** Backends one request may try (the first attempt included). */
   maxAttempts?: number;
+  /** How long a request may wait for a restarting backend of its model before 503 (0: not at all). */
+  waitForBackendMs?: number;
   bodyLimitBytes: number;
   /** Deepest nesting of arrays and objects a JSON body may have. */
   jsonMaxDepth: number;
@@ -62,6 +64,7 @@ export function createApp(deps: GatewayAppDeps): Express {
     logger,
     timeouts: deps.timeouts,
     maxAttempts: deps.maxAttempts ?? 3,
+    waitForBackendMs: deps.waitForBackendMs ?? 0,
   });
 
   const app = express();

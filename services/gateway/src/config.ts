@@ -50,8 +50,10 @@ export const gatewayConfigSchema = {
   ROUTING_MAX_ATTEMPTS: env.int(3, 1),
   /** Consecutive failures that cool a backend down (circuit breaker). */
   ROUTING_FAILURE_THRESHOLD: env.int(3, 1),
-  /** How long a cooled-down backend is skipped before a probe may bring it back. */
-  ROUTING_COOLDOWN_MS: env.millis(10_000),
+  /** Between two probes of a cooled-down backend; the first comes at the next poll (half-open). */
+  ROUTING_COOLDOWN_MS: env.millis(500),
+  /** How long a request may wait for a backend of its model that is restarting, before 503. */
+  ROUTING_WAIT_MS: env.int(15_000),
   /** How often backends are polled: llama.cpp /slots, utilisation APIs, probes of cooled-down ones. */
   BACKEND_POLL_MS: env.millis(1_000),
   /** How often BACKENDS_FILE is checked for changes (SIGHUP reloads at once). */

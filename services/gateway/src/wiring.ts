@@ -195,6 +195,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       keepAliveIdleMs: config.UPSTREAM_KEEPALIVE_IDLE_MS,
     },
     maxAttempts: config.ROUTING_MAX_ATTEMPTS,
+    waitForBackendMs: config.ROUTING_WAIT_MS,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     jsonMaxDepth: config.JSON_MAX_DEPTH,
     corsOrigins: config.CORS_ORIGINS,

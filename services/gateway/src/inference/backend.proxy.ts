@@ -33,6 +33,11 @@ export interface ProxyRequest {
    * reset, 5xx, 429, refused key) is then returned as `retry` instead of being answered.
    */
   canRetry: boolean;
+  /**
+   * The request may wait for this backend to come back (a restart): a connect failure, or a reset
+   * before any byte of the answer, is then returned as `retry` too.
+   */
+  canWait: boolean;
   res: Response;
 }
 
@@ -185,7 +190,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
 
     /** Hands the request back to the caller untouched, for the next backend. */
     const handBack = (failure: UpstreamFailure, status: number): boolean => {
-      if (!request.canRetry || !RETRYABLE.has(failure) || res.headersSent) return false;
+      const elsewhere = request.canRetry && RETRYABLE.has(failure);
+      const later = request.canWait && (failure === 'connect' || failure === 'reset');
+      if ((!elsewhere && !later) || res.headersSent) return false;
       upstream.destroy();
       finish(status, null, failure, true);
       return true;
@@ -339,10 +346,13 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           failure === 'backend_auth'
             ? FAILURE_ERRORS.backend_auth(backend)
             : status === 429
-            ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
-                code: 'backend_rate_limited',
-              })
-            : new ApiError(502, 'The model backend failed to answer.', { code: 'backend_error', type: 'server_error' });
+              ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
+                  code: 'backend_rate_limited',
+                })
+              : new ApiError(502, 'The model backend failed to answer.', {
+                  code: 'backend_error',
+                  type: 'server_error',
+                });
         sendApiError(res, error);
         finish(error.status, error.code, failure);
       });

@@ -40,6 +40,8 @@ export interface InferenceDeps {
   timeouts: UpstreamTimeouts;
   /** Backends one request may try, the first included. */
   maxAttempts: number;
+  /** How long a request may wait for a backend of its model to come back (a restart) before 503. */
+  waitForBackendMs: number;
 }
 
 interface ServedBy {
@@ -144,6 +146,7 @@ export class InferenceService {
     const { router, metrics, timeouts, maxAttempts } = this.deps;
     const tried = new Set<BackendState>();
     let last: ServedBy | null = null;
+    const waitUntil = performance.now() + this.deps.waitForBackendMs;
     while (tried.size < maxAttempts) {
       // The client left while authorizing or while an attempt failed: nobody waits for a backend.
       if (res.destroyed) {
@@ -151,7 +154,7 @@ export class InferenceService {
           ? { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } }
           : { outcome: CLIENT_GONE, backend: null, attempts: 0 };
       }
-      const pick = router.pick(target, tried);
+      const pick = router.pick(target, tried) ?? (await waitForBackend(router, target, tried, waitUntil, res));
       if (!pick) break;
       const { state, tier } = pick;
       tried.add(state);
@@ -167,7 +170,16 @@ export class InferenceService {
       let outcome: ProxyOutcome;
       try {
         outcome = await proxyToBackend(
-          { backend: state.backend, path: UPSTREAM_PATHS[route], body: payload, requestId, stripUsage, canRetry, res },
+          {
+            backend: state.backend,
+            path: UPSTREAM_PATHS[route],
+            body: payload,
+            requestId,
+            stripUsage,
+            canRetry,
+            canWait: performance.now() < waitUntil,
+            res,
+          },
           timeouts,
         );
       } finally {
@@ -179,6 +191,8 @@ export class InferenceService {
         if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
         return last;
       }
+      // A backend that went away before answering (a restart) may take the request once it is back.
+      if (outcome.failure === 'connect' || outcome.failure === 'reset') tried.delete(state);
       this.deps.logger.warn(
         { requestId, backend: state.name, failure: outcome.failure, attempt: tried.size },
         'backend failed before answering; trying the next one',
@@ -212,6 +226,8 @@ export class InferenceService {
     this.deps.metrics.upstreamErrors.inc({ backend: state.name, reason: failure });
     this.deps.metrics.backendErrors.inc({ backend: state.name });
     if (failure === 'backend_auth') state.suspectKey();
+    // Nothing listens there (a restart): out of rotation at once, back at the first probe it answers.
+    else if (failure === 'connect') state.coolDown('not accepting connections');
     else if (TRANSPORT_FAILURES.has(failure)) state.failed(failure);
   }
 
@@ -264,6 +280,28 @@ function coolingReasons(target: ModelRoute): string {
   return cooling.length === 0
     ? ''
     : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
+}
+
+const WAIT_POLL_MS = 25;
+
+/**
+ * Waits until a backend of the route can take the request (one restarting, or all busy), until
+ * `waitUntil` or the client leaves; null when none came. No wait when every backend was tried.
+ */
+async function waitForBackend(
+  router: ModelRouter,
+  target: ModelRoute,
+  tried: ReadonlySet<BackendState>,
+  waitUntil: number,
+  res: Response,
+): Promise<ReturnType<ModelRouter['pick']>> {
+  if (!target.tiers.some((tier) => tier.some((b) => !tried.has(b)))) return null;
+  while (performance.now() < waitUntil && !res.destroyed) {
+    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    const pick = router.pick(target, tried);
+    if (pick) return pick;
+  }
+  return null;
 }
 
 function estimateUsage(requestBytes: number, contentEvents: number): UpstreamUsage {

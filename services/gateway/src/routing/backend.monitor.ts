@@ -9,17 +9,23 @@ import { readBusySlots, readUtilization, type SlotLoad } from './backend-load.re
 // routing, a provider's utilisation API where one is configured, and a probe of each cooled-down
 // backend whose cooling period is over (a healthy answer brings it back).
 
+// Cooled-down backends are probed on a faster tick than the load poll, so that a restarted one is
+// back within a fraction of a second of answering.
+const PROBE_TICK_MS = 200;
+
 export class BackendMonitor {
   private readonly polling: BackgroundPoll;
+  /** When each healthy backend's load was last read (performance.now()). */
+  private readonly polledAt = new WeakMap<BackendState, number>();
 
   constructor(
     private readonly router: ModelRouter,
-    intervalMs: number,
+    private readonly intervalMs: number,
     private readonly timeoutMs: number,
     private readonly logger: Logger,
   ) {
     const round = () => Promise.all(this.router.backends().map((b) => this.pollOne(b))).then(() => undefined);
-    this.polling = new BackgroundPoll(round, intervalMs);
+    this.polling = new BackgroundPoll(round, Math.min(intervalMs, PROBE_TICK_MS));
   }
 
   start(): void {
@@ -57,6 +63,9 @@ export class BackendMonitor {
       return;
     }
     if (state.health !== 'healthy') return;
+    const now = performance.now();
+    if (now - (this.polledAt.get(state) ?? -Infinity) < this.intervalMs) return;
+    this.polledAt.set(state, now);
     if (backend.kind === 'llamacpp') {
       const slots = await readBusySlots(backend, this.timeoutMs);
       if (typeof slots === 'string') {

@@ -34,6 +34,8 @@ export interface HarnessOptions {
   backendKeys?: Record<string, string>;
   breaker?: Partial<BreakerSettings>;
   maxAttempts?: number;
+  /** ROUTING_WAIT_MS: how long a request waits for a restarting backend (default 0: 503 at once). */
+  waitForBackendMs?: number;
   /** Background poll of /slots and probes; without it the monitor is not started. */
   backendPollMs?: number;
   inferenceApiKey?: string;
@@ -115,6 +117,7 @@ export class GatewayHarness {
       READINESS_POLL_MS: 60_000,
       SHUTDOWN_GRACE_MS: 1000,
       ROUTING_MAX_ATTEMPTS: options.maxAttempts ?? 3,
+      ROUTING_WAIT_MS: options.waitForBackendMs ?? 0,
       ROUTING_FAILURE_THRESHOLD: breaker.failureThreshold,
       ROUTING_COOLDOWN_MS: breaker.cooldownMs,
       BACKEND_POLL_MS: options.backendPollMs ?? 60_000,
