@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { repoRoot } from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
@@ -73,22 +74,29 @@ describe('requests without a key cost the gateway no body work', function () {
 
   it('answers 20 unauthenticated 4 MB nested bodies with 401 while a keyed request and /ping answer within 50 ms', async () => {
     // Warm the key check and the connections, then measure this machine's own latency without
-    // floods: on a shared CI box its tail is tens to hundreds of ms. Under the floods the usual answer
-    // (p50, p90) may take at most 50 ms more, and none may stall for a second (a JSON.parse of one
-    // body alone takes seconds).
+    // floods: on a shared 2-core CI box its tail is tens to hundreds of ms, and the flooding process
+    // competes for the same cores. So: neither an answer nor the gateway's event loop (this process)
+    // may stall for a second (one JSON.parse of such a body alone takes seconds), and the usual
+    // answer (p50) may take at most 50 ms more than when quiet.
     const baseline: { status: number; ms: number }[] = [];
+    const quietLoop = monitorEventLoopDelay({ resolution: 10 });
+    quietLoop.enable();
     for (let round = 0; round < 10; round++) baseline.push(await timed(chat), await timed(ping));
+    quietLoop.disable();
+    const floodedLoop = monitorEventLoopDelay({ resolution: 10 });
     let sending!: () => void;
     const started = new Promise<void>((resolve) => (sending = resolve));
     let done = false;
     const flood = floodWithoutKey(gateway.url, 20, 4 * 1024 * 1024, sending).finally(() => (done = true));
     await started;
+    floodedLoop.enable();
     const samples: { status: number; ms: number }[] = [];
     // Sample while the floods are in flight (and a little after, on a fast machine), 10 rounds at least.
     for (let round = 0; round < 10 || (!done && round < 200); round++) {
       samples.push(await timed(chat), await timed(ping));
     }
     const statuses = await flood;
+    floodedLoop.disable();
     assert.deepEqual(
       statuses.filter((s) => s !== 401),
       [],
@@ -105,10 +113,13 @@ describe('requests without a key cost the gateway no body work', function () {
     };
     const quiet = figures(baseline);
     const flooded = figures(samples);
-    const report = `quiet ${JSON.stringify(quiet)}, flooded ${JSON.stringify(flooded)} (ms)`;
-    assert.ok(flooded.p50 < quiet.p50 + 50, report);
-    assert.ok(flooded.p90 < quiet.p90 + 50, report);
+    const lag = (h: IntervalHistogram) => `p99 ${(h.percentile(99) / 1e6).toFixed(0)} max ${(h.max / 1e6).toFixed(0)}`;
+    const report =
+      `answers quiet ${JSON.stringify(quiet)}, flooded ${JSON.stringify(flooded)}; event loop lag ` +
+      `quiet ${lag(quietLoop)}, flooded ${lag(floodedLoop)} (ms)`;
     assert.ok(flooded.max < 1000, report);
+    assert.ok(floodedLoop.max / 1e6 < 1000, report);
+    assert.ok(flooded.p50 < quiet.p50 + 50, report);
     // The key was checked from the headers: auth saw the 20 floods only as identify calls.
     assert.equal(auth.identifications.filter((r) => r.key === '').length, 20);
     assert.equal(auth.authorizations.filter((r) => r.key === '').length, 0);
