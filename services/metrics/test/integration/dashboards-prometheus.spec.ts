@@ -7,6 +7,7 @@ import {
   createTestDatabase,
   deleteRedisPrefix,
   FakeHub,
+  freePort,
   freePorts,
   LlamaServer,
   llamaServerBinary,
@@ -43,6 +44,8 @@ interface Context {
   /** supervise refuses to start without a default model: it runs its own llama-server with this. */
   llamaServerBin: string;
   tinyModel: string;
+  /** The gateway's PORT_HEALTH: its /metrics are there, not on the API port. */
+  gatewayHealthPort: string;
 }
 
 /**
@@ -79,7 +82,7 @@ const NODE_SERVICES: {
       AUTH_URL: ctx.authUrl,
       BACKENDS_FILE: join(ctx.dir, 'backends.yaml'),
       DATABASE_URL: ctx.databaseUrl,
-      PORT_HEALTH: '0',
+      PORT_HEALTH: ctx.gatewayHealthPort,
       READINESS_POLL_MS: '200',
       // The refusing backend fails once per round and cools down at its second failure, for good.
       ROUTING_FAILURE_THRESHOLD: '2',
@@ -245,6 +248,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     mkdirSync(join(ctx.dir, 'models'));
     ctx.llamaServerBin = await llamaServerBinary();
     ctx.tinyModel = await tinyModelPath();
+    ctx.gatewayHealthPort = String(await freePort());
     ctx.ports = await freePorts([
       'GATEWAY_PORT',
       'GATEWAY_HEALTH_PORT',
@@ -279,7 +283,10 @@ describe('dashboards against a real Prometheus scraping the running services', f
     const gateway = service('gateway');
     await waitFor('gateway ready', async () => (await fetch(`${gateway.url}/readyz`)).ok, 20_000, 100);
     prometheus = await TestPrometheus.start([
-      ...services.map((s) => ({ job: s.name, address: s.address })),
+      ...services.map((s) => ({
+        job: s.name,
+        address: s.name === 'gateway' ? `127.0.0.1:${ctx.gatewayHealthPort}` : s.address,
+      })),
       { job: 'inference', address: `127.0.0.1:${llama.port}` },
     ]);
     const targets = services.length + 1;
