@@ -165,6 +165,7 @@ export class InferenceService {
 
       const payload = Buffer.from(JSON.stringify({ ...body, model: state.backend.model ?? target.model }));
       const canRetry = tried.size < maxAttempts && router.hasCandidate(target, tried);
+      const canWait = performance.now() < waitUntil;
       state.inFlight += 1;
       metrics.backendRequests.inc({ backend: state.name });
       let outcome: ProxyOutcome;
@@ -177,7 +178,7 @@ export class InferenceService {
             requestId,
             stripUsage,
             canRetry,
-            canWait: performance.now() < waitUntil,
+            canWait,
             res,
           },
           timeouts,
@@ -191,8 +192,8 @@ export class InferenceService {
         if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
         return last;
       }
-      // A backend that went away before answering (a restart) may take the request once it is back.
-      if (outcome.failure === 'connect' || outcome.failure === 'reset') tried.delete(state);
+      // The only backend left went away before answering (a restart): it may take the request once back.
+      if (canWait && !canRetry && (outcome.failure === 'connect' || outcome.failure === 'reset')) tried.delete(state);
       this.deps.logger.warn(
         { requestId, backend: state.name, failure: outcome.failure, attempt: tried.size },
         'backend failed before answering; trying the next one',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -84,9 +85,11 @@ const NODE_SERVICES: {
       DATABASE_URL: ctx.databaseUrl,
       PORT_HEALTH: ctx.gatewayHealthPort,
       READINESS_POLL_MS: '200',
-      // The refusing backend fails once per round and cools down at its second failure, for good.
+      // The refusing backend (it drops every connection: a reset) fails once per round and cools down
+      // at its second failure, for good; requests do not wait for it to come back.
       ROUTING_FAILURE_THRESHOLD: '2',
       ROUTING_COOLDOWN_MS: '120000',
+      ROUTING_WAIT_MS: '0',
     }),
   },
   {
@@ -230,6 +233,8 @@ describe('dashboards against a real Prometheus scraping the running services', f
   let llama: LlamaServer;
   let prometheus: TestPrometheus;
   const services: RunningService[] = [];
+  // A backend that accepts connections and drops them at once.
+  const resetting = createNetServer((socket) => socket.destroy());
   const service = (name: string) => services.find((s) => s.name === name)!;
 
   before(async () => {
@@ -249,6 +254,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     ctx.llamaServerBin = await llamaServerBinary();
     ctx.tinyModel = await tinyModelPath();
     ctx.gatewayHealthPort = String(await freePort());
+    await new Promise<void>((resolve) => resetting.listen(0, '127.0.0.1', resolve));
     ctx.ports = await freePorts([
       'GATEWAY_PORT',
       'GATEWAY_HEALTH_PORT',
@@ -270,7 +276,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
         '  tiny-fallback: { tiers: [[refusing], [local]] }',
         'backends:',
         `  local: { kind: llamacpp, url: "${llama.url}" }`,
-        '  refusing: { kind: openai, url: "http://127.0.0.1:9" }',
+        `  refusing: { kind: openai, url: "http://127.0.0.1:${(resetting.address() as AddressInfo).port}" }`,
         '',
       ].join('\n'),
     );
@@ -306,6 +312,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
   });
 
   after(async () => {
+    resetting.close();
     await prometheus?.stop();
     for (const running of [...services].reverse()) await running.stop();
     await llama?.stop();
@@ -361,7 +368,9 @@ describe('dashboards against a real Prometheus scraping the running services', f
 
   for (const spec of NODE_SERVICES) {
     it(`serves ${spec.name}'s /metrics in a form promtool check metrics accepts`, async () => {
-      const { code, output } = await promtoolCheck(await (await fetch(`${service(spec.name).url}/metrics`)).text());
+      // The gateway serves its /metrics on its health port (the API port's need an admin key).
+      const base = spec.name === 'gateway' ? `http://127.0.0.1:${ctx.gatewayHealthPort}` : service(spec.name).url;
+      const { code, output } = await promtoolCheck(await (await fetch(`${base}/metrics`)).text());
       assert.equal(code, 0, output);
     });
   }
