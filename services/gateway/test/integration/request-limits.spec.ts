@@ -97,11 +97,14 @@ describe('requests without a key cost the gateway no body work', function () {
     }
     const statuses = await flood;
     floodedLoop.disable();
+    // Each gets 401, or (0) sees the connection the gateway closed after its 401 before reading the
+    // answer: the upload was still under way. Auth's log below shows each was refused from its headers.
     assert.deepEqual(
-      statuses.filter((s) => s !== 401),
+      statuses.filter((s) => s !== 401 && s !== 0),
       [],
-      'every unauthenticated flood gets 401',
+      'every unauthenticated flood is refused',
     );
+    assert.ok(statuses.filter((s) => s === 401).length >= 10, `statuses: ${statuses.join(',')}`);
     assert.ok(
       samples.every((s) => s.status === 200),
       `every sample answered 200: ${JSON.stringify(samples)}`,
