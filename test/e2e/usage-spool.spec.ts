@@ -14,6 +14,7 @@ import {
   repoRoot,
   startProcess,
   stopProcess,
+  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
   type TestDatabase,
@@ -46,7 +47,13 @@ describe('usage events while Redis is killed and comes back', function () {
       `models: {m: {tiers: [[fake]]}}\nbackends: {fake: {kind: llamacpp, url: "${fake.url}"}}\n`,
     );
     const [authPort, metricsPort, apiPort, healthPort] = await Promise.all([1, 2, 3, 4].map(() => freePort()));
-    const common = { ...process.env, REDIS_URL: redis.url, REDIS_KEY_PREFIX: 'spool:', LOG_LEVEL: 'warn' };
+    const common = {
+      ...process.env,
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: 'spool:',
+      LOG_LEVEL: 'warn',
+      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
+    };
     const start = (name: string, env: Record<string, string>) => {
       const proc = startProcess(process.execPath, [join(repoRoot, `services/${name}/dist/main.js`)], {
         env: { ...common, ...env },
