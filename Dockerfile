@@ -37,8 +37,9 @@ COPY --from=build /app/packages packages
 COPY --from=build /app/services services
 COPY infra/docker/healthcheck.mjs ./healthcheck.mjs
 COPY infra/docker/service-entrypoint.sh /usr/local/bin/service-entrypoint.sh
-# Writable by the service user: models and the orchestrator's files when no volume is mounted.
-RUN mkdir -p /data /models && chown node:node /data /models
+# Writable by the service user: models and the orchestrator's files when no volume is mounted, and
+# the gateway's usage spool (compose mounts a named volume there, which takes this owner).
+RUN mkdir -p /data /models /spool && chown node:node /data /models /spool
 USER node
 EXPOSE 8080 8081 8090 8095 8096 8099
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 CMD ["node", "healthcheck.mjs", "http://127.0.0.1:8080/healthz"]

@@ -90,6 +90,8 @@ export const env = {
   path: () => z.string().min(1),
   /** A generated secret shared between processes (give its `_FILE` twin in `fileVariables`). */
   secret: () => z.string().min(16, 'must be at least 16 characters (make one: openssl rand -hex 24)'),
+  /** An address to listen on; the all-in-one supervisor gives internal services 127.0.0.1. */
+  host: () => z.string().min(1).default('0.0.0.0'),
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   bool: (fallback: boolean) =>
     z

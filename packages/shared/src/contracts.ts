@@ -21,7 +21,7 @@ export function redisKey(prefix: string, name: string): string {
 }
 
 /** Postgres `integer`, the type of every count and duration column of usage_events: a larger value is set aside. */
-const PG_INTEGER_MAX = 2_147_483_647;
+export const PG_INTEGER_MAX = 2_147_483_647;
 const tokenCount = z.number().int().nonnegative().max(PG_INTEGER_MAX);
 
 /**
@@ -112,6 +112,19 @@ export interface AuthorizeRequest {
   model: string | null;
   route: AuthorizedRoute;
   ip: string;
+}
+
+/**
+ * `POST /v1/identify`: is this a valid key? The gateway asks before it reads a request's body, so a
+ * caller without a key costs no parsing. Answers 200 with the key id, or the 401/429 authorize would.
+ */
+export interface IdentifyRequest {
+  key: string;
+  ip: string;
+}
+
+export interface IdentifyResponse {
+  keyId: string;
 }
 
 export interface KeyLimits {

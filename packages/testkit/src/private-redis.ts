@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, waitFor } from './ports.js';
 import { killProcess, startProcess, stopProcess, type ManagedProcess } from './processes.js';
@@ -8,21 +11,29 @@ import { killProcess, startProcess, stopProcess, type ManagedProcess } from './p
  */
 export class PrivateRedis {
   private proc: ManagedProcess | null = null;
-  private constructor(readonly port: number) {}
+  /** With `persistent`, an append-only file fsynced on every write: a killed one restarts with its data, as compose's does. */
+  private constructor(
+    readonly port: number,
+    private readonly dataDir: string | null,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<PrivateRedis> {
-    const redis = new PrivateRedis(await freePort());
+  static async start(options: { persistent?: boolean } = {}): Promise<PrivateRedis> {
+    const dataDir = options.persistent ? mkdtempSync(join(tmpdir(), 'gg-private-redis-')) : null;
+    const redis = new PrivateRedis(await freePort(), dataDir);
     await redis.start();
     return redis;
   }
 
   async start(): Promise<void> {
+    const persistence = this.dataDir
+      ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dataDir]
+      : ['--appendonly', 'no'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence];
     // DEBUG SLEEP (hang) needs the debug command, from local clients only.
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     args.push('--enable-debug-command', 'local');
     this.proc = startProcess('redis-server', args);
     const proc = this.proc;

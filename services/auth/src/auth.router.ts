@@ -1,11 +1,17 @@
 import { Router, json } from 'express';
 import { notFound } from '@gguf-gateway/shared';
 import type { ApiKeysService } from './api-keys.service.js';
-import { authorizeRequestSchema, parseBody, renewRequestSchema, settleRequestSchema } from './auth.schemas.js';
+import {
+  authorizeRequestSchema,
+  identifyRequestSchema,
+  parseBody,
+  renewRequestSchema,
+  settleRequestSchema,
+} from './auth.schemas.js';
 import type { AuthorizeService } from './authorize.service.js';
 import { requireInternalToken } from './internal-token.js';
 
-const INTERNAL_PATHS = ['/v1/authorize', '/v1/settle', '/v1/renew', '/v1/keys/reload'];
+const INTERNAL_PATHS = ['/v1/authorize', '/v1/identify', '/v1/settle', '/v1/renew', '/v1/keys/reload'];
 
 /** The internal API the gateway calls (DESIGN.md, the auth <-> gateway contract). */
 export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysService, internalToken: string): Router {
@@ -16,6 +22,10 @@ export function createAuthRouter(authorizer: AuthorizeService, keys: ApiKeysServ
   router.post('/v1/authorize', async (req, res) => {
     const { body, headers } = await authorizer.authorize(parseBody(authorizeRequestSchema, req.body));
     res.set(headers).json(body);
+  });
+
+  router.post('/v1/identify', async (req, res) => {
+    res.json(await authorizer.identify(parseBody(identifyRequestSchema, req.body)));
   });
 
   router.post('/v1/settle', async (req, res) => {

@@ -4,6 +4,7 @@ import {
   z,
   type AuthorizeRequest,
   type AuthorizedRoute,
+  type IdentifyRequest,
   type SettleRequest,
 } from '@gguf-gateway/shared';
 
@@ -20,6 +21,11 @@ export const authorizeRequestSchema = z.object({
   route: z.enum(ROUTES, { message: `must be one of ${ROUTES.join(', ')}` }),
   ip: z.string({ message: 'must be a string' }),
 }) satisfies z.ZodType<AuthorizeRequest, z.ZodTypeDef, unknown>;
+
+export const identifyRequestSchema = z.object({
+  key: z.string({ message: 'must be a string' }),
+  ip: z.string({ message: 'must be a string' }),
+}) satisfies z.ZodType<IdentifyRequest, z.ZodTypeDef, unknown>;
 
 export const settleRequestSchema = z.object({
   lease,

@@ -10,6 +10,8 @@ import {
   type AuthorizationGrant,
   type AuthorizeRequest,
   type AuthorizeResponse,
+  type IdentifyRequest,
+  type IdentifyResponse,
   type PriceTable,
   type SettleRequest,
   type WindowFigures,
@@ -70,6 +72,18 @@ export class AuthorizeService {
     }
   }
 
+  /** The key's id when it is valid: the gateway asks this before it reads a request's body. */
+  async identify({ key: presented, ip }: IdentifyRequest): Promise<IdentifyResponse> {
+    try {
+      const key = await this.identifyKey(this.keys.lookup(presented), ip, new Date());
+      return { keyId: key.id };
+    } catch (err) {
+      // Only refusals are decisions: an identified request is counted once, by its authorize.
+      if (err instanceof ApiError && err.code) this.metrics.decision(err.code as DecisionResult);
+      throw err;
+    }
+  }
+
   async settle({ lease, promptTokens, completionTokens }: SettleRequest): Promise<void> {
     const record = await this.leases.take(lease);
     const key = record ? this.keys.byId(record.keyId) : undefined;
@@ -99,13 +113,8 @@ export class AuthorizeService {
   private async decide({ key: presented, model, route, ip }: AuthorizeRequest): Promise<Authorized> {
     const found = this.keys.lookup(presented);
     const now = new Date();
-    // The address check and the key's usage are independent reads: one Redis round trip for both.
-    const [failures, usage] = await Promise.all([
-      this.failuresFrom(ip),
-      found.kind === 'found' ? this.usage(found.key, now) : null,
-    ]);
-    this.refuseBlockedAddress(failures);
-    const key = await this.identify(found, ip, now);
+    const usage = found.kind === 'found' ? await this.usage(found.key, now) : null;
+    const key = await this.identifyKey(found, ip, now);
     if (route === 'admin' && !key.scopes.includes('admin')) {
       throw new ApiError(403, `The API key '${key.id}' does not have the admin scope this route needs.`, {
         code: 'insufficient_scope',
@@ -131,21 +140,25 @@ export class AuthorizeService {
     return this.admit(key, model, spent);
   }
 
-  private failuresFrom(ip: string): Promise<CounterState> {
+  /**
+   * Past FAILED_AUTH_MAX wrong keys, an address's further wrong keys get 429 instead of 401. Only
+   * failures are counted and refused: a valid key is served from any address, so one client's
+   * guesses never lock out the others behind the same proxy.
+   */
+  private async refuseOrCountFailure(ip: string): Promise<void> {
     const { failedAuthMax, failedAuthWindowSec } = this.settings;
-    return this.limits.peek('failed-ip', ip, failedAuthMax, failedAuthWindowSec);
-  }
-
-  private refuseBlockedAddress(failures: CounterState): void {
-    if (failures.consumed < this.settings.failedAuthMax) return;
-    throw new ApiError(429, 'Too many requests with an invalid API key from this address; try again later.', {
-      code: 'rate_limit_exceeded',
-      headers: { 'Retry-After': retryAfterSeconds(failures.msBeforeReset) },
-    });
+    const failures = await this.limits.peek('failed-ip', ip, failedAuthMax, failedAuthWindowSec);
+    if (failures.consumed >= failedAuthMax) {
+      throw new ApiError(429, 'Too many requests with an invalid API key from this address; try again later.', {
+        code: 'rate_limit_exceeded',
+        headers: { 'Retry-After': retryAfterSeconds(failures.msBeforeReset) },
+      });
+    }
+    await this.limits.charge('failed-ip', ip, failedAuthMax, failedAuthWindowSec, 1);
   }
 
   /** The key a lookup found, or the 401 that names why there is none (counting guesses per address). */
-  private async identify(found: KeyLookup, ip: string, now: Date): Promise<ApiKeyEntry> {
+  private async identifyKey(found: KeyLookup, ip: string, now: Date): Promise<ApiKeyEntry> {
     switch (found.kind) {
       case 'found':
         if (found.key.expiresAt && found.key.expiresAt.getTime() <= now.getTime()) {
@@ -157,17 +170,12 @@ export class AuthorizeService {
       case 'missing':
         throw invalidKey("You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>'.");
       case 'malformed':
-        await this.countFailure(ip);
+        await this.refuseOrCountFailure(ip);
         throw invalidKey('The API key is malformed: it must be printable characters without spaces.');
       case 'unknown':
-        await this.countFailure(ip);
+        await this.refuseOrCountFailure(ip);
         throw invalidKey('Incorrect API key provided.');
     }
-  }
-
-  private countFailure(ip: string): Promise<void> {
-    const { failedAuthMax, failedAuthWindowSec } = this.settings;
-    return this.limits.charge('failed-ip', ip, failedAuthMax, failedAuthWindowSec, 1);
   }
 
   private async usage({ id, limits }: ApiKeyEntry, now: Date): Promise<Usage> {

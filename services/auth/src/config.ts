@@ -3,6 +3,7 @@ import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
 export const authConfigSchema = {
   ...commonConfig,
   PORT: env.port(8090),
+  LISTEN_HOST: env.host(),
   REDIS_URL: env.url(),
   API_KEYS_FILE: env.path(),
   /** USD per million tokens per model (YAML/JSON), for budget_usd_day / budget_usd_month. */

@@ -39,7 +39,7 @@ process.on('SIGHUP', () => {
   logger.info('SIGHUP: reloading the keys file');
   void auth.keys.reload();
 });
-const server = await listen(auth.app, config.PORT);
+const server = await listen(auth.app, config.PORT, config.LISTEN_HOST);
 logger.info({ port: boundPort(server), keys: auth.keys.count }, 'auth listening');
 
 handleShutdown(logger, [

@@ -1,19 +1,19 @@
 import express, { type Express } from 'express';
 import type { Registry } from 'prom-client';
 import {
-  createHealthRouter,
   errorMiddleware,
   notFoundHandler,
   requestIdMiddleware,
   type Logger,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
-import { createAdminRouter } from './admin/admin.router.js';
+import { createAdminRouter, requireAdmin } from './admin/admin.router.js';
 import type { ModelPullsService } from './admin/model-pulls.service.js';
 import type { UsageService } from './admin/usage.service.js';
 import type { AuthClient } from './authorization/auth.client.js';
 import type { UpstreamTimeouts } from './inference/backend.proxy.js';
 import { corsAllowlist } from './http/cors.middleware.js';
+import { createPublicHealthRouter } from './http/public-health.router.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
 import { InferenceService } from './inference/inference.service.js';
 import type { ModelRouter } from './routing/model-router.js';
@@ -32,6 +32,8 @@ export interface GatewayAppDeps {
   logger: Logger;
   registry: Registry;
   readiness: Record<string, ReadinessCheck>;
+  /** The background poll's verdict, for `/ping` and `/health`. */
+  isReady: () => boolean;
   /** Problems that leave the gateway serving (a broken backends-file reload): /readyz says degraded. */
   degradedBy?: Record<string, ReadinessCheck>;
   auth: AuthClient;
@@ -40,7 +42,11 @@ export interface GatewayAppDeps {
   timeouts: UpstreamTimeouts;
   /** Backends one request may try (the first attempt included). */
   maxAttempts?: number;
+  /** How long a request may wait for a restarting backend of its model before 503 (0: not at all). */
+  waitForBackendMs?: number;
   bodyLimitBytes: number;
+  /** Deepest nesting of arrays and objects a JSON body may have. */
+  jsonMaxDepth: number;
   corsOrigins?: readonly string[];
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
@@ -49,8 +55,6 @@ export interface GatewayAppDeps {
   /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
   pulls?: ModelPullsService | null;
   usage?: UsageService | null;
-  /** Whether the gateway is ready (the background poll's answer), for `/ping` and `/health`. */
-  isReady: () => boolean;
 }
 
 /** Where request metrics are counted: /v1 and llama-server's own paths of the route table. */
@@ -60,7 +64,7 @@ function meteredPaths(): string[] {
 
 /** The public API: OpenAI, Anthropic and llama-server routes. */
 export function createApp(deps: GatewayAppDeps): Express {
-  const { logger, registry, auth, router, bodyLimitBytes } = deps;
+  const { logger, registry, auth, router, bodyLimitBytes, jsonMaxDepth } = deps;
   const metrics = createGatewayMetrics(registry, router);
   const authorizer = new RequestAuthorizer(auth, logger, deps.rpmReservations);
   const inference = new InferenceService({
@@ -71,6 +75,7 @@ export function createApp(deps: GatewayAppDeps): Express {
     logger,
     timeouts: deps.timeouts,
     maxAttempts: deps.maxAttempts ?? 3,
+    waitForBackendMs: deps.waitForBackendMs ?? 0,
   });
 
   const app = express();
@@ -85,13 +90,27 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.use(requestLog(logger));
   app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(createHealthRouter({ checks: deps.readiness, degradedBy: deps.degradedBy, registry }));
+  app.use(
+    createPublicHealthRouter({
+      readiness: deps.readiness,
+      degradedBy: deps.degradedBy,
+      registry,
+      requireAdmin: requireAdmin(authorizer),
+    }),
+  );
   app.use(meteredPaths(), requestMetrics(metrics));
-  app.use(createInferenceRouter(inference, bodyLimitBytes));
+  app.use(createInferenceRouter({ inference, authorizer, bodyLimitBytes, jsonMaxDepth }));
   app.use('/v1', createModelsRouter({ router, authorizer }));
   app.use(
     '/admin/v1',
-    createAdminRouter({ auth, authorizer, bodyLimitBytes, pulls: deps.pulls ?? null, usage: deps.usage ?? null }),
+    createAdminRouter({
+      auth,
+      authorizer,
+      bodyLimitBytes,
+      jsonMaxDepth,
+      pulls: deps.pulls ?? null,
+      usage: deps.usage ?? null,
+    }),
   );
   app.use(notFoundHandler);
   app.use(errorMiddleware(logger));

@@ -1,12 +1,6 @@
-import {
-  boundPort,
-  handleProcessErrors,
-  handleShutdown,
-  listen,
-  loadConfigOrExit,
-  createLogger,
-} from '@gguf-gateway/shared';
+import { boundPort, handleProcessErrors, handleShutdown, loadConfigOrExit, createLogger } from '@gguf-gateway/shared';
 import { gatewayConfigSchema } from './config.js';
+import { listenApi } from './http/api-server.js';
 import { buildGateway, type Gateway } from './wiring.js';
 
 const config = loadConfigOrExit(gatewayConfigSchema, { fileVariables: ['INFERENCE_API_KEY', 'AUTH_INTERNAL_TOKEN'] });
@@ -22,8 +16,12 @@ try {
 }
 gateway.start();
 process.on('SIGHUP', () => void gateway.backendsWatcher.reload());
-const server = await listen(gateway.app, config.PORT);
-await new Promise<void>((resolve) => gateway.pingServer.listen(config.PORT_HEALTH, '0.0.0.0', resolve));
+const server = await listenApi(gateway.app, config.PORT, config.LISTEN_HOST, {
+  headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+  maxConnections: config.HTTP_MAX_CONNECTIONS,
+});
+await new Promise<void>((resolve) => gateway.pingServer.listen(config.PORT_HEALTH, config.HEALTH_LISTEN_HOST, resolve));
 logger.info(
   { port: boundPort(server), healthPort: config.PORT_HEALTH, models: gateway.router.models().map((m) => m.id) },
   'gateway listening',

@@ -26,6 +26,7 @@ import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { readBackendKey, type GatewayConfig } from './config.js';
 import { createPingServer } from './http/ping.server.js';
 import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
+import { UsageSpoolRepository } from './inference/usage-spool.repository.js';
 import { anyBackendProblem } from './routing/backend-health.js';
 import { BackendMonitor } from './routing/backend.monitor.js';
 import { readBackendsFile } from './routing/backends-file.repository.js';
@@ -53,13 +54,15 @@ export interface GatewayOverrides {
 
 export interface Gateway {
   app: Express;
-  /** PORT_HEALTH's `GET /ping`; not listening yet. */
+  /** PORT_HEALTH's `/ping`, `/readyz` details and `/metrics`; not listening yet. */
   pingServer: Server;
   logger: Logger;
   registry: Registry;
   router: ModelRouter;
   /** The request path's Redis (usage events, rpm window). */
   redis: Redis;
+  /** Usage events to the stream, or to the local spool while Redis cannot take them. */
+  usageEvents: UsageEventsPublisher;
   readiness: ReadinessMonitor;
   backendMonitor: BackendMonitor;
   backendsWatcher: BackendsFileWatcher;
@@ -130,31 +133,44 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   const usage = pool ? new UsageService(new UsageRepository(pool)) : null;
 
   const registry = createMetricsRegistry('gateway');
-  const usageEvents = new UsageEventsPublisher(redis, config.REDIS_KEY_PREFIX);
+  const usageEvents = new UsageEventsPublisher(
+    redis,
+    config.REDIS_KEY_PREFIX,
+    new UsageSpoolRepository(config.USAGE_SPOOL_DIR),
+    logger,
+  );
   const rpmReservations =
     (overrides.grants ?? true)
       ? new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger)
       : undefined;
+  // /readyz on the API port says only ready or not; PORT_HEALTH names the check (never an address:
+  // those and the errors are in the logs).
+  const checks = {
+    auth: () => (readiness.problem('auth') === null ? null : 'the auth service is not ready'),
+    backends: () =>
+      readiness.problem('backends') === null
+        ? null
+        : `no backend answers its health check (${
+            router
+              .backends()
+              .map((b) => b.name)
+              .join(', ') || 'none configured'
+          })`,
+    redis: () => redisProblem(redis),
+  };
+  // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
+  const degradedBy = {
+    backends_file: () => backendsWatcher.problem,
+    usage_spool: () =>
+      usageEvents.waiting > 0 ? `${usageEvents.waiting} usage events wait in the local spool for Redis` : null,
+  };
   const isReady = overrides.isReady ?? (() => readiness.ready);
   const app = createApp({
     logger,
     registry,
-    // /readyz is public: it says what is not ready, by name; the addresses and errors are in the logs.
-    readiness: {
-      auth: () => (readiness.problem('auth') === null ? null : 'the auth service is not ready'),
-      backends: () =>
-        readiness.problem('backends') === null
-          ? null
-          : `no backend answers its health check (${
-              router
-                .backends()
-                .map((b) => b.name)
-                .join(', ') || 'none configured'
-            })`,
-      redis: () => redisProblem(redis),
-    },
-    // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
-    degradedBy: { backends_file: () => backendsWatcher.problem },
+    readiness: checks,
+    degradedBy,
+    isReady,
     auth,
     router,
     usageStream: usageEvents,
@@ -163,16 +179,19 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
       firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
       idleMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
+      clientStallMs: config.CLIENT_STALL_MS,
+      keepAliveIdleMs: config.UPSTREAM_KEEPALIVE_IDLE_MS,
     },
     maxAttempts: config.ROUTING_MAX_ATTEMPTS,
+    waitForBackendMs: config.ROUTING_WAIT_MS,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    jsonMaxDepth: config.JSON_MAX_DEPTH,
     corsOrigins: config.CORS_ORIGINS,
     trustProxyHops: config.TRUST_PROXY_HOPS,
     pulls,
     usage,
-    isReady,
   });
-  const pingServer = createPingServer(isReady);
+  const pingServer = createPingServer(isReady, { checks, degradedBy, registry });
 
   return {
     app,
@@ -181,6 +200,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     registry,
     router,
     redis,
+    usageEvents,
     readiness,
     backendMonitor,
     backendsWatcher,
@@ -188,6 +208,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       readiness.start();
       backendMonitor.start();
       backendsWatcher.start();
+      usageEvents.start();
     },
     closeSteps: (server) => [
       { name: 'http', close: () => closeServer(server, config.SHUTDOWN_GRACE_MS) },
@@ -197,7 +218,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       // Settles charge the last requests' tokens: they finish before the auth connections close.
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },
-      { name: 'usage events', close: () => usageEvents.flush() },
+      { name: 'usage events', close: () => usageEvents.flush().then(() => usageEvents.stop()) },
       { name: 'rpm reservations', close: () => rpmReservations?.close() },
       { name: 'redis', close: () => redis.quit() },
       { name: 'pull queue', close: () => pullQueue?.close() },

@@ -4,6 +4,7 @@ import { commonConfig, env, z, type ConfigOf } from '@gguf-gateway/shared';
 export const metricsConfigSchema = {
   ...commonConfig,
   PORT: env.port(8095),
+  LISTEN_HOST: env.host(),
   REDIS_URL: env.url(),
   DATABASE_URL: env.url(),
   /** Price table shared with the auth service; without it every request costs 0. */

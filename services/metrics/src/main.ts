@@ -14,7 +14,7 @@ const logger = createLogger({ service: 'metrics', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
 const metrics = await buildMetrics(config, { logger });
-const server = await listen(metrics.app, config.PORT);
+const server = await listen(metrics.app, config.PORT, config.LISTEN_HOST);
 logger.info({ port: boundPort(server) }, 'metrics listening');
 handleShutdown(logger, metrics.closeSteps(server));
 await metrics.start();

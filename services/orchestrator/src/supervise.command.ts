@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { boundPort, closeServer, listen } from '@gguf-gateway/shared';
 import { createApp, createPingApp, type Phase } from './app.js';
 import { validateBackendsFile, validateKeysFile } from './gates/file-validators.js';
@@ -108,9 +109,12 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   async function startStack(): Promise<void> {
     // As root, every process below runs as RUN_AS_USER (Postgres as postgres), owning what it writes.
     const runAs = resolveRunAs(c.RUN_AS_USER);
+    // Usage events wait here while Redis cannot take them; kept across restarts, replayed once it can.
+    const usageSpoolDir = join(ctx.dataDir, 'usage-spool');
     if (runAs) {
       mkdirSync(ctx.modelsDir, { recursive: true });
-      handOver(runAs, [ctx.dataDir, ctx.keysFile], [ctx.modelsDir]);
+      // The spool may hold events a run before this one (as root) could not deliver.
+      handOver(runAs, [ctx.dataDir, ctx.keysFile], [ctx.modelsDir, usageSpoolDir]);
       logger.info({ user: runAs.name, uid: runAs.uid }, 'supervise: the services run as a non-root user');
     }
     if (!c.REDIS_URL) await supervisor.start(localRedisSpec(ctx.dataDir, c.LOCAL_REDIS_PORT, runAs));
@@ -137,9 +141,11 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       ...(c.DEFAULT_KEY_RPM === undefined ? {} : { DEFAULT_KEY_RPM: String(c.DEFAULT_KEY_RPM) }),
     };
     const serviceGrace = 10_000;
-    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, env, serviceGrace, runAs));
-    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, env, serviceGrace, runAs));
-    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, env, serviceGrace, runAs));
+    // Only the gateway's API and the orchestrator's /ping are for the outside: the rest listens on loopback.
+    const internalEnv = { ...env, LISTEN_HOST: '127.0.0.1' };
+    await supervisor.start(nodeServiceSpec('auth', c.AUTH_PORT, internalEnv, serviceGrace, runAs));
+    await supervisor.start(nodeServiceSpec('metrics', c.METRICS_PORT, internalEnv, serviceGrace, runAs));
+    await supervisor.start(nodeServiceSpec('worker', c.WORKER_PORT, internalEnv, serviceGrace, runAs));
     // The worker is up: it can pull the default model now.
     await gates.run(MODEL_GATES, stopRequested.signal);
     if (prepared.llamaArgs) {
@@ -156,7 +162,13 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       );
     }
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
-    const gatewayEnv = { ...env, SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS) };
+    const gatewayEnv = {
+      ...env,
+      SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS),
+      LISTEN_HOST: '0.0.0.0',
+      HEALTH_LISTEN_HOST: '127.0.0.1',
+      USAGE_SPOOL_DIR: usageSpoolDir,
+    };
     await supervisor.start(nodeServiceSpec('gateway', c.GATEWAY_PORT, gatewayEnv, c.SHUTDOWN_GRACE_MS + 15_000, runAs));
     if (stopRequested.signal.aborted) return;
     phase = 'ready';

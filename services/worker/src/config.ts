@@ -6,6 +6,7 @@ export const HUGGING_FACE_HOSTS = 'huggingface.co,*.huggingface.co,hf.co,*.hf.co
 export const workerConfigSchema = {
   ...commonConfig,
   PORT: env.port(8096),
+  LISTEN_HOST: env.host(),
   REDIS_URL: env.url(),
   DATABASE_URL: env.url(),
   MODELS_DIR: env.path(),

@@ -14,7 +14,7 @@ const logger = createLogger({ service: 'worker', level: config.LOG_LEVEL });
 handleProcessErrors(logger);
 
 const worker = buildWorker(config, { logger });
-const server = await listen(worker.app, config.PORT);
+const server = await listen(worker.app, config.PORT, config.LISTEN_HOST);
 logger.info(
   { port: boundPort(server), modelsDir: worker.files.dir, allowedHosts: config.PULL_ALLOWED_HOSTS },
   'worker listening',

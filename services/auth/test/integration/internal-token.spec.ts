@@ -6,6 +6,7 @@ const ALICE = 'sk-alice-0000000000000000001';
 const WRONG_TOKEN = 'not-the-internal-token-42424242';
 const INTERNAL = [
   ['/v1/authorize', { key: ALICE, model: 'tiny', route: 'chat', ip: '10.0.0.1' }],
+  ['/v1/identify', { key: ALICE, ip: '10.0.0.1' }],
   ['/v1/settle', { lease: 'some-lease', promptTokens: 1, completionTokens: 1 }],
   ['/v1/renew', { lease: 'some-lease' }],
   ['/v1/keys/reload', {}],

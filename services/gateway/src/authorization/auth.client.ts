@@ -6,6 +6,8 @@ import {
   serviceUnavailable,
   type AuthorizeRequest,
   type AuthorizeResponse,
+  type IdentifyRequest,
+  type IdentifyResponse,
   type KeysReloadResponse,
   type SettleRequest,
 } from '@gguf-gateway/shared';
@@ -52,6 +54,13 @@ export class AuthClient {
       return { allowed: true, decision: reply.body as AuthorizeResponse, headers: clientHeaders(reply.headers) };
     }
     return { allowed: false, error: this.relayedError(reply) };
+  }
+
+  /** The key's id when auth knows the key; else auth's refusal (401, or 429 for a throttled address). */
+  async identify(request: IdentifyRequest, requestId: string): Promise<IdentifyResponse> {
+    const reply = await this.call('POST', '/v1/identify', request, requestId);
+    if (reply.status === 200) return reply.body as IdentifyResponse;
+    throw this.relayedError(reply);
   }
 
   /**

@@ -9,6 +9,7 @@ import {
 } from '@gguf-gateway/shared';
 import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
+import { IdentifiedKeys } from './identified-keys.js';
 import type { RpmReservations } from './rpm-reservations.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
@@ -30,6 +31,12 @@ function apiKeyHeader(req: Request): string {
   return (Array.isArray(value) ? value[0] : value)?.trim() ?? '';
 }
 
+function refuseLongHeader(req: Request): void {
+  if (Math.max(req.headers.authorization?.length ?? 0, apiKeyHeader(req).length) > MAX_AUTHORIZATION_LENGTH) {
+    throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
+  }
+}
+
 interface Decided {
   decision: AuthorizeResponse;
   headers: Record<string, string>;
@@ -45,6 +52,7 @@ const NO_LEASE = '';
 
 export class RequestAuthorizer {
   private readonly grants = new AuthorizationGrants();
+  private readonly identified = new IdentifiedKeys();
 
   /** @param reservations where grant-served requests are counted; without it every request asks auth. */
   constructor(
@@ -63,14 +71,24 @@ export class RequestAuthorizer {
     route: AuthorizedRoute,
     model: string | null,
   ): Promise<AuthorizeResponse> {
-    if (Math.max(req.headers.authorization?.length ?? 0, apiKeyHeader(req).length) > MAX_AUTHORIZATION_LENGTH) {
-      throw new ApiError(401, 'Malformed API key: the Authorization header is too long.', { code: 'invalid_api_key' });
-    }
+    refuseLongHeader(req);
     const request: AuthorizeRequest = { key: clientKey(req), model, route, ip: req.ip ?? '' };
     const { decision, headers } = (await this.fromGrant(request)) ?? (await this.askAuth(request, res));
     res.set(headers);
     res.locals.keyId = decision.keyId;
     return decision;
+  }
+
+  /**
+   * From the headers alone: throws auth's 401 (or 429) unless the key is valid. Runs before a body is
+   * read, so a caller without a key costs no parsing; `authorize` decides for the model afterwards.
+   */
+  async checkKey(req: Request, res: Response): Promise<void> {
+    refuseLongHeader(req);
+    const key = clientKey(req);
+    if (this.identified.has(key)) return;
+    await this.auth.identify({ key, ip: req.ip ?? '' }, res.getHeader('x-request-id') as string);
+    this.identified.add(key);
   }
 
   private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {

@@ -1,13 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import express from 'express';
+import { createHealthRouter, notFoundHandler, type HealthOptions } from '@gguf-gateway/shared';
 
 // `GET /ping` with RunPod load-balancer semantics: 204 while initializing, 200 once ready; `GET
 // /health` says the same as JSON (200 ready, 503 initializing). Both read the background poll's
 // answer and never call a backend, so a probe every second keeps scale-to-zero working. The
 // health port (PORT_HEALTH) serves them, and the API port too, as the seed project's gateway did.
-
-const NOT_FOUND = JSON.stringify({
-  error: { message: 'Not found.', type: 'not_found_error', param: null, code: 'unknown_route' },
-});
 
 /** Answers a ping or health probe; false when the request is neither. */
 export function answerProbe(req: IncomingMessage, res: ServerResponse, isReady: () => boolean): boolean {
@@ -28,11 +26,17 @@ export function answerProbe(req: IncomingMessage, res: ServerResponse, isReady: 
   return false;
 }
 
-/** PORT_HEALTH: the probes and nothing else. */
-export function createPingServer(isReady: () => boolean): Server {
-  return createServer((req, res) => {
-    if (answerProbe(req, res, isReady)) return;
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(NOT_FOUND);
+/**
+ * PORT_HEALTH, not published: the probes, and with `health` the details the API port does not
+ * show: `/readyz` naming each check, `/metrics` for Prometheus, `/healthz`.
+ */
+export function createPingServer(isReady: () => boolean, health?: HealthOptions): Server {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    if (!answerProbe(req, res, isReady)) next();
   });
+  if (health) app.use(createHealthRouter(health));
+  app.use(notFoundHandler);
+  return createServer(app);
 }

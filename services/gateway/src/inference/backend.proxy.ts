@@ -15,6 +15,13 @@ export interface UpstreamTimeouts {
   connectMs: number;
   firstByteMs: number;
   idleMs: number;
+  /** A client that takes no bytes for this long is cut, and the backend request with it. */
+  clientStallMs: number;
+  /**
+   * An idle keep-alive connection to a backend is closed after this, before the backend closes it
+   * (llama-server: 5 s), so a request is never sent on a socket the backend is closing.
+   */
+  keepAliveIdleMs: number;
 }
 
 export interface ProxyRequest {
@@ -39,6 +46,11 @@ export interface ProxyRequest {
    * reset, 5xx, 429, refused key) is then returned as `retry` instead of being answered.
    */
   canRetry: boolean;
+  /**
+   * The request may wait for this backend to come back (a restart): a connect failure, or a reset
+   * before any byte of the answer, is then returned as `retry` too.
+   */
+  canWait: boolean;
   res: Response;
 }
 
@@ -81,10 +93,22 @@ const RETRY_AFTER_SEC = 2;
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 4096, scheduling: 'lifo' }),
-};
+const agents = new Map<string, http.Agent>();
+
+/** One connection pool per protocol and idle timeout (one timeout per process in practice). */
+function agentFor(protocol: 'http:' | 'https:', idleMs: number): http.Agent {
+  const key = `${protocol}${idleMs}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    const options = { keepAlive: true, maxSockets: 4096, scheduling: 'lifo' as const, timeout: idleMs };
+    agent = protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** A reused connection the backend closed as the request went out: no byte of an answer came. */
+const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
 const transports = { 'http:': http, 'https:': https };
 
@@ -151,15 +175,18 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     let upstreamRes: IncomingMessage | null = null;
     let accepted = false;
 
-    const upstream = transports[protocol].request({
-      protocol,
-      hostname: backend.url.hostname,
-      port: backend.url.port,
-      path: backend.url.pathname.replace(/\/$/, '') + request.path,
-      method: 'POST',
-      headers,
-      agent: agents[protocol],
-    });
+    let retriedStaleSocket = false;
+    const send = () =>
+      transports[protocol].request({
+        protocol,
+        hostname: backend.url.hostname,
+        port: backend.url.port,
+        path: backend.url.pathname.replace(/\/$/, '') + request.path,
+        method: 'POST',
+        headers,
+        agent: agentFor(protocol, timeouts.keepAliveIdleMs),
+      });
+    let upstream = send();
 
     // One deadline at a time: connect, then first byte, then idle between chunks (refreshed per chunk).
     let timer = setTimeout(() => fail('connect'), timeouts.connectMs);
@@ -187,7 +214,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
 
     /** Hands the request back to the caller untouched, for the next backend. */
     const handBack = (failure: UpstreamFailure, status: number): boolean => {
-      if (!request.canRetry || !RETRYABLE.has(failure) || res.headersSent) return false;
+      const elsewhere = request.canRetry && RETRYABLE.has(failure);
+      const later = request.canWait && (failure === 'connect' || failure === 'reset');
+      if ((!elsewhere && !later) || res.headersSent) return false;
       upstream.destroy();
       finish(status, null, failure, true);
       return true;
@@ -209,14 +238,41 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       finish(error.status, error.code, reason);
     }
 
-    upstream.on('socket', (socket) => {
-      if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
-      socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
-    });
+    function cutStalledClient() {
+      if (done) return;
+      upstream.destroy();
+      res.destroy();
+      finish(499, 'client_stalled', null);
+    }
 
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
-    });
+    function listen() {
+      upstream.on('socket', (socket) => {
+        if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
+        socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
+      });
+      upstream.on('error', (err: NodeJS.ErrnoException) => {
+        // Destroying the request ourselves (client gone, answered already) reports a reset too.
+        if (done) return;
+        if (
+          upstreamRes === null &&
+          upstream.reusedSocket &&
+          !retriedStaleSocket &&
+          STALE_SOCKET_ERRORS.has(err.code ?? '')
+        ) {
+          // The backend closed an idle connection just as the request went out: once more on a new one.
+          retriedStaleSocket = true;
+          clearTimeout(timer);
+          timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+          upstream = send();
+          listen();
+          upstream.end(request.body);
+          return;
+        }
+        fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
+      });
+      upstream.on('response', onResponse);
+    }
+    listen();
 
     res.on('close', () => {
       if (done) return;
@@ -225,13 +281,15 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       finish(499, 'client_aborted', null);
     });
 
-    upstream.on('response', (incoming) => {
+    function onResponse(incoming: IncomingMessage) {
       upstreamRes = incoming;
       const status = incoming.statusCode ?? 502;
       if (status === 401 || status === 403) {
-        incoming.resume();
-        if (handBack('backend_auth', status)) return;
-        return fail('backend_auth');
+        if (handBack('backend_auth', status)) return void incoming.resume();
+        // The client's key never goes upstream, so a 401 is about the gateway's; a 403 may be the
+        // provider's refusal of this prompt (moderation), relayed as the provider worded it.
+        if (status === 401) return void (incoming.resume(), fail('backend_auth'));
+        return relayRefusal(incoming, status);
       }
       const refusal = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : null;
       if (refusal && handBack(refusal, status)) {
@@ -266,8 +324,10 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         timer.refresh();
         const out = sink.push(chunk);
         if (out.length > 0 && !res.write(out)) {
-          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile.
+          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile;
+          // one that stops reading would hold the backend's slot forever, so it has its own deadline.
           clearTimeout(timer);
+          timer = setTimeout(cutStalledClient, timeouts.clientStallMs);
           incoming.pause();
           res.once('drain', () => {
             if (done) return;
@@ -285,14 +345,14 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       incoming.on('close', () => {
         if (!incoming.complete) fail('reset');
       });
-    });
+    }
 
     /**
-     * A 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
+     * A 403, 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
      * else (an HTML page, a proxy's text) the gateway words it in the OpenAI shape.
      */
     function relayRefusal(incoming: IncomingMessage, status: number) {
-      relayError(incoming, status, status === 429 ? 'status_429' : 'status_5xx');
+      relayError(incoming, status, status === 429 ? 'status_429' : status === 403 ? 'backend_auth' : 'status_5xx');
     }
 
     /** A backend's error answer, in the route's error shape; a refusal (429, 5xx) counts as a failure. */
@@ -319,11 +379,16 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           return finish(status, `backend_status_${status}`, null);
         }
         const error =
-          status === 429
-            ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
-                code: 'backend_rate_limited',
-              })
-            : new ApiError(502, 'The model backend failed to answer.', { code: 'backend_error', type: 'server_error' });
+          failure === 'backend_auth'
+            ? FAILURE_ERRORS.backend_auth(backend)
+            : status === 429
+              ? new ApiError(429, 'The model backend is over its rate limit; retry later.', {
+                  code: 'backend_rate_limited',
+                })
+              : new ApiError(502, 'The model backend failed to answer.', {
+                  code: 'backend_error',
+                  type: 'server_error',
+                });
         sendApiError(res, error);
         finish(error.status, error.code, failure);
       });

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { ApiError, sendApiError, serviceUnavailable, type Logger, type UsageEvent } from '@gguf-gateway/shared';
-import { CLIENT_GONE, proxyToBackend, type ProxyOutcome, type UpstreamTimeouts } from './backend.proxy.js';
+import {
+  CLIENT_GONE,
+  proxyToBackend,
+  type ProxyOutcome,
+  type UpstreamFailure,
+  type UpstreamTimeouts,
+} from './backend.proxy.js';
 import type { BackendState } from '../routing/backend-state.js';
 import type { GatewayMetrics } from '../gateway.metrics.js';
 import type { ModelRoute, ModelRouter } from '../routing/model-router.js';
@@ -11,6 +17,7 @@ import { chargeEveryOutput, outputCount } from './multi-output.metering.js';
 import { validateInferenceBody, type InferenceBody } from './request-validation.js';
 import type { UsageEventsPublisher } from './usage-events.publisher.js';
 import { combineUsage, type UpstreamUsage } from './usage-readers.js';
+import { usageProblem } from './usage-validation.js';
 
 /** Client headers the backend needs to read the request as the client meant it. */
 const FORWARDED_HEADERS = ['anthropic-version', 'anthropic-beta'];
@@ -21,6 +28,8 @@ const MAX_CHOICES_BYTES = 4 * 1024 * 1024;
 // request per prompt token and one streamed event per completion token.
 const BYTES_PER_TOKEN_ESTIMATE = 4;
 const DEFAULT_LEASE_TTL_SEC = 60;
+/** Failures of the connection itself, which count towards cooling a backend down. */
+const TRANSPORT_FAILURES = new Set<UpstreamFailure>(['connect', 'timeout', 'idle_timeout', 'reset']);
 const NO_USAGE: UpstreamUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 export interface InferenceDeps {
@@ -32,6 +41,8 @@ export interface InferenceDeps {
   timeouts: UpstreamTimeouts;
   /** Backends one request may try, the first included. */
   maxAttempts: number;
+  /** How long a request may wait for a backend of its model to come back (a restart) before 503. */
+  waitForBackendMs: number;
 }
 
 /** One request on its way to a backend. */
@@ -133,7 +144,9 @@ export class InferenceService {
     // A stream cut short (client gone, backend failed) may have reported its prompt and not yet its
     // output (Anthropic's message_start): the output is then counted from the streamed events.
     const cutShort = outcome.accepted && input.stream && outcome.errorCode !== null;
-    const whole = outcome.accepted ? combineUsage(route.usage, outcome.reports) : null;
+    const whole = outcome.accepted
+      ? this.checkedUsage(combineUsage(route.usage, outcome.reports), served, requestId)
+      : null;
     const reported = whole && cutShort && whole.completionTokens < outcome.contentEvents ? null : whole;
     const usage =
       reported && served.backend && outcome.status < 400
@@ -190,14 +203,17 @@ export class InferenceService {
     const tried = new Set<BackendState>(unfit);
     let attempts = 0;
     let last: ServedBy | null = null;
-    while (attempts < maxAttempts) {
+    const waitUntil = performance.now() + this.deps.waitForBackendMs;
+    // Distinct backends tried, the unfit ones aside: a restarting one given back while waiting counts once.
+    const triedCount = () => tried.size - unfit.size;
+    while (triedCount() < maxAttempts) {
       // The client left while authorizing or while an attempt failed: nobody waits for a backend.
       if (res.destroyed) {
         return last
           ? { ...last, outcome: { ...last.outcome, status: 499, errorCode: 'client_aborted', retry: false } }
           : { outcome: CLIENT_GONE, backend: null, attempts: 0 };
       }
-      const pick = router.pick(target, tried);
+      const pick = router.pick(target, tried) ?? (await waitForBackend(router, target, tried, waitUntil, res));
       if (!pick) break;
       const { state, tier } = pick;
       tried.add(state);
@@ -208,7 +224,8 @@ export class InferenceService {
       else res.removeHeader('x-gateway-fallback');
 
       const payload = Buffer.from(JSON.stringify({ ...body, model: state.backend.model ?? target.model }));
-      const canRetry = attempts < maxAttempts && router.hasCandidate(target, tried);
+      const canRetry = triedCount() < maxAttempts && router.hasCandidate(target, tried);
+      const canWait = performance.now() < waitUntil;
       state.inFlight += 1;
       metrics.backendRequests.inc({ backend: state.name });
       let outcome: ProxyOutcome;
@@ -226,6 +243,7 @@ export class InferenceService {
             model: input.model,
             keepChoicesBytes: outputCount(input.outputs) > 1 ? MAX_CHOICES_BYTES : 0,
             canRetry,
+            canWait,
             res,
           },
           timeouts,
@@ -239,6 +257,8 @@ export class InferenceService {
         if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
         return last;
       }
+      // The only backend left went away before answering (a restart): it may take the request once back.
+      if (canWait && !canRetry && (outcome.failure === 'connect' || outcome.failure === 'reset')) tried.delete(state);
       this.deps.logger.warn(
         { requestId, backend: state.name, failure: outcome.failure, attempt: attempts },
         'backend failed before answering; trying the next one',
@@ -247,7 +267,22 @@ export class InferenceService {
     return this.noBackendLeft(target, res, last);
   }
 
-  /** Feeds an attempt's result to the backend's circuit breaker and the metrics. */
+  /** The backend's usage when it can be charged and recorded; null (so: estimated) when it is out of range. */
+  private checkedUsage(usage: UpstreamUsage | null, served: ServedBy, requestId: string): UpstreamUsage | null {
+    const problem = usage && usageProblem(usage);
+    if (!problem) return usage;
+    this.deps.logger.warn(
+      { requestId, backend: served.backend?.name, problem },
+      'the backend reported impossible usage: estimated instead',
+    );
+    return null;
+  }
+
+  /**
+   * Feeds an attempt's result to the backend's circuit breaker and the metrics. Only the transport
+   * cools a backend: an answer (a 5xx or 429 for this prompt, a provider's 4xx) says it is up, and a
+   * 401/403 cools it only once a probe with the gateway's key is refused too.
+   */
   private judge(state: BackendState, outcome: ProxyOutcome): void {
     const { failure } = outcome;
     if (failure === null) {
@@ -256,8 +291,10 @@ export class InferenceService {
     }
     this.deps.metrics.upstreamErrors.inc({ backend: state.name, reason: failure });
     this.deps.metrics.backendErrors.inc({ backend: state.name });
-    if (failure === 'backend_auth') state.coolDown("the backend refused the gateway's key");
-    else state.failed(failure);
+    if (failure === 'backend_auth') state.suspectKey();
+    // Nothing listens there (a restart): out of rotation at once, back at the first probe it answers.
+    else if (failure === 'connect') state.coolDown('not accepting connections');
+    else if (TRANSPORT_FAILURES.has(failure)) state.failed(failure);
   }
 
   /** Every candidate is cooling down, busy, or failed before answering: one clean error. */
@@ -310,6 +347,28 @@ function coolingReasons(target: ModelRoute): string {
   return cooling.length === 0
     ? ''
     : ` (${cooling.map((b) => `${b.name}: ${b.lastProblem ?? 'cooling down'}`).join(', ')})`;
+}
+
+const WAIT_POLL_MS = 25;
+
+/**
+ * Waits until a backend of the route can take the request (one restarting, or all busy), until
+ * `waitUntil` or the client leaves; null when none came. No wait when every backend was tried.
+ */
+async function waitForBackend(
+  router: ModelRouter,
+  target: ModelRoute,
+  tried: ReadonlySet<BackendState>,
+  waitUntil: number,
+  res: Response,
+): Promise<ReturnType<ModelRouter['pick']>> {
+  if (!target.tiers.some((tier) => tier.some((b) => !tried.has(b)))) return null;
+  while (performance.now() < waitUntil && !res.destroyed) {
+    await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+    const pick = router.pick(target, tried);
+    if (pick) return pick;
+  }
+  return null;
 }
 
 function estimateUsage(promptTokens: number, contentEvents: number): UpstreamUsage {

@@ -24,9 +24,14 @@ type Json = Record<string, unknown>;
 const asObject = (v: unknown): Json | null =>
   typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : null;
 
-/** A count as the backend gave it, or undefined when it is missing or not a non-negative integer. */
+/**
+ * A count as the backend gave it (NaN when not a number), undefined when it is missing: an
+ * impossible count is kept for usageProblem to judge, so the request is estimated and logged
+ * rather than charged a count the backend never gave.
+ */
 function count(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (value === undefined || value === null) return undefined;
+  return typeof value === 'number' ? value : NaN;
 }
 
 function defined(report: UsageReport): UsageReport | null {

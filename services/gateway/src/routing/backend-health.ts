@@ -19,6 +19,24 @@ export async function backendProblem(backend: Backend, timeoutMs: number): Promi
   }
 }
 
+// Endpoints that need the backend's key: llama-server's /health and /v1/models answer without one.
+const KEYED_PATHS = { llamacpp: '/slots', openai: '/v1/models' } as const;
+
+/** Whether the backend refuses the gateway's key (401/403 on an endpoint that needs it). */
+export async function keyRefused(backend: Backend, timeoutMs: number): Promise<boolean> {
+  const url = new URL(backend.url.pathname.replace(/\/$/, '') + KEYED_PATHS[backend.kind], backend.url);
+  try {
+    const res = await fetch(url, {
+      headers: backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {},
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await res.body?.cancel();
+    return res.status === 401 || res.status === 403;
+  } catch {
+    return false;
+  }
+}
+
 /** Null when at least one backend is healthy. */
 export async function anyBackendProblem(backends: readonly Backend[], timeoutMs: number): Promise<string | null> {
   const problems = await Promise.all(backends.map((b) => backendProblem(b, timeoutMs)));

@@ -22,7 +22,7 @@ export interface Backend {
 export interface BreakerSettings {
   /** Consecutive failures that cool a backend down. */
   failureThreshold: number;
-  /** How long a cooled-down backend is skipped before a probe may bring it back. */
+  /** Between two probes of a cooled-down backend (the first comes at the next poll). */
   cooldownMs: number;
 }
 
@@ -40,6 +40,8 @@ export class BackendState {
   health: BackendHealth = 'healthy';
   /** Why it was cooled down last, shown to clients in a 503: a reason, never a key, address or error text. */
   lastProblem: string | null = null;
+  /** A request saw 401/403: the next poll asks the backend with the gateway's key whether it is refused. */
+  keyProbeWanted = false;
   private consecutiveFailures = 0;
   private coolingUntil = 0;
 
@@ -82,11 +84,19 @@ export class BackendState {
       this.coolDown(problem, now);
   }
 
-  /** Cools down at once (a provider that refuses the gateway's key will not change its mind). */
-  coolDown(problem: string, now = Date.now()): void {
+  /** A 401/403 to a request: a probe with the gateway's key decides whether it cools down. */
+  suspectKey(): void {
+    this.keyProbeWanted = true;
+  }
+
+  /**
+   * Takes it out of rotation. It is probed at the next poll (half-open: a restarted backend is back
+   * as soon as it answers), then every `cooldownMs` while probes fail.
+   */
+  coolDown(problem: string, now = Date.now(), probeInMs = 0): void {
     const wasHealthy = this.health === 'healthy';
     this.health = 'cooling_down';
-    this.coolingUntil = now + this.breaker.cooldownMs;
+    this.coolingUntil = now + probeInMs;
     this.lastProblem = problem;
     if (wasHealthy) this.onChange(this, problem);
   }
@@ -96,9 +106,10 @@ export class BackendState {
     return this.health === 'cooling_down' && now >= this.coolingUntil;
   }
 
-  /** The probe's answer: back to healthy, or another cooling period. */
+  /** The probe's answer: back to healthy, or the next probe after another cooling period. */
   probed(problem: string | null, now = Date.now()): void {
-    if (problem !== null) return this.coolDown(problem, now);
+    // A failed probe keeps the reason it was taken out for (a refused key, a refused connection).
+    if (problem !== null) return this.coolDown(this.lastProblem ?? problem, now, this.breaker.cooldownMs);
     this.health = 'healthy';
     this.consecutiveFailures = 0;
     this.lastProblem = null;

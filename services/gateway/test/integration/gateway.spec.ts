@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort, waitFor } from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
 import { FAKE_PROMPT_TOKENS, FakeOpenAI, SPLIT_UTF8_TEXT } from '../support/fake-openai.js';
@@ -356,12 +359,43 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       await reader.cancel();
     });
 
-    it('still answers when the usage event cannot be written, and counts the loss', async () => {
+    it('still answers when Redis is unreachable, and spools the usage event instead of losing it', async () => {
+      const spoolDir = mkdtempSync(join(tmpdir(), 'gg-spool-'));
       const isolated = await GatewayHarness.start({
         authUrl: auth.url,
         backendsYaml: backendsYaml(fake.url, fake.url),
         inferenceApiKey: BACKEND_KEY,
         redisUrl: `redis://127.0.0.1:${await freePort()}`,
+        spoolDir,
+      });
+      try {
+        const res = await fetch(`${isolated.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${USER}`, 'content-type': 'application/json', 'x-request-id': 'spooled-1' },
+          body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
+        });
+        assert.equal(res.status, 200);
+        const spooled = await waitFor('the spooled event', async () => {
+          const files = readdirSync(spoolDir);
+          return files.length > 0 ? readFileSync(join(spoolDir, files[0]!), 'utf8') : null;
+        });
+        assert.equal((JSON.parse(spooled.trim()) as { clientRequestId: string }).clientRequestId, 'spooled-1');
+        assert.equal(await isolated.metric('gateway_usage_events_dropped_total'), 0);
+      } finally {
+        await isolated.stop();
+        rmSync(spoolDir, { recursive: true, force: true });
+      }
+    });
+
+    it('still answers when neither Redis nor the spool can take the event, and counts the loss', async () => {
+      const notADir = join(mkdtempSync(join(tmpdir(), 'gg-spool-')), 'file');
+      writeFileSync(notADir, '');
+      const isolated = await GatewayHarness.start({
+        authUrl: auth.url,
+        backendsYaml: backendsYaml(fake.url, fake.url),
+        inferenceApiKey: BACKEND_KEY,
+        redisUrl: `redis://127.0.0.1:${await freePort()}`,
+        spoolDir: join(notADir, 'spool'),
       });
       try {
         const res = await fetch(`${isolated.url}/v1/chat/completions`, {
@@ -404,8 +438,15 @@ describe('gateway in front of a fake backend and the auth stub', function () {
       assert.equal(refused.status, 403);
     });
 
+    it('serves /metrics on the API port to an admin key only', async () => {
+      await assertOpenAIError(await fetch(`${gateway.url}/metrics`), 401, 'invalid_api_key');
+      const user = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${USER}` } });
+      await assertOpenAIError(user, 403, 'insufficient_scope');
+    });
+
     it('exposes request, latency, TTFT, token and in-flight metrics under the agreed names', async () => {
-      const lines = (await (await fetch(`${gateway.url}/metrics`)).text()).split('\n');
+      const metrics = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const lines = (await metrics.text()).split('\n');
       const has = (name: string, ...labels: string[]) =>
         lines.some((line) => line.startsWith(name) && labels.every((label) => line.includes(label)));
       const expected: [string, ...string[]][] = [

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger, parseBackendsFile } from '@gguf-gateway/shared';
+import { createLogger, createMetricsRegistry, parseBackendsFile } from '@gguf-gateway/shared';
 import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 import { AuthClient } from '../../src/authorization/auth.client.js';
 import { anyBackendProblem } from '../../src/routing/backend-health.js';
@@ -65,5 +65,40 @@ describe('/ping on the health port', () => {
     for (let i = 0; i < 50; i += 1) assert.equal((await fetch(url)).status, 200);
     assert.equal(fake.healthRequests, checks, 'no backend request per probe');
     assert.equal(fake.requests.length, 0);
+  });
+});
+
+describe('PORT_HEALTH serves the details the API port does not', () => {
+  let server: Server;
+  let base: string;
+
+  before(async () => {
+    const registry = createMetricsRegistry('gateway');
+    server = createPingServer(() => false, {
+      checks: { auth: () => null, backends: () => 'no backend answers its health check (sidecar)' },
+      degradedBy: {},
+      registry,
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('names the failing check on /readyz and serves /metrics without a key', async () => {
+    const ready = await fetch(`${base}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), {
+      status: 'not_ready',
+      checks: { auth: 'ok', backends: 'no backend answers its health check (sidecar)' },
+    });
+    const metrics = await fetch(`${base}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /process_cpu_user_seconds_total/);
+    assert.equal((await fetch(`${base}/ping`)).status, 204);
+    assert.equal((await fetch(`${base}/nothing`)).status, 404);
   });
 });

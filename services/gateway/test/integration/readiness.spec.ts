@@ -64,18 +64,19 @@ describe('dependency problems as clients see them', function () {
     }
   });
 
-  it('answers /readyz naming the auth service and the backends, never their addresses', async () => {
+  it('answers /readyz on the health port naming the auth service and the backends, never their addresses, and only the status on the API port', async () => {
     const authPort = await freePort();
     writeFileSync(
       join(dir, 'backends.yaml'),
       `models:\n  m: { tiers: [[sidecar]] }\nbackends:\n  sidecar: { kind: llamacpp, url: "http://127.0.0.1:${deadPort}" }\n`,
     );
     const port = await freePort();
+    const healthPort = await freePort();
     const gateway = startProcess(process.execPath, [GATEWAY_MAIN], {
       env: {
         ...process.env,
         PORT: String(port),
-        PORT_HEALTH: String(await freePort()),
+        PORT_HEALTH: String(healthPort),
         REDIS_URL: testSettings.TEST_REDIS_URL,
         AUTH_URL: `http://127.0.0.1:${authPort}`,
         AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
@@ -92,7 +93,10 @@ describe('dependency problems as clients see them', function () {
         15_000,
         50,
       );
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      const api = await fetch(`http://127.0.0.1:${port}/readyz`);
+      assert.equal(api.status, 503);
+      assert.deepEqual(await api.json(), { status: 'not_ready' });
+      const res = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
       const readyz = { ...((await res.json()) as { checks: Record<string, string> }), httpStatus: res.status };
       assert.equal(readyz.httpStatus, 503);
       assert.match(readyz.checks.backends!, /sidecar/);

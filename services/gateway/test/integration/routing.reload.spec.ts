@@ -147,8 +147,9 @@ describe('BACKENDS_FILE reload', function () {
     it('reloads on SIGHUP, and reports a broken reload as degraded on /readyz while it keeps serving', async () => {
       writeFileSync(file, `models:\n  m: { tiers: [[one]] }\n${twoBackends(one.url, two.url)}`);
       const port = await freePort();
+      const healthPort = await freePort();
       const base = `http://127.0.0.1:${port}`;
-      const gateway = startProcess(process.execPath, [GATEWAY_MAIN], { env: env(port, await freePort()) });
+      const gateway = startProcess(process.execPath, [GATEWAY_MAIN], { env: env(port, healthPort) });
       try {
         await waitFor(
           'gateway up',
@@ -167,7 +168,8 @@ describe('BACKENDS_FILE reload', function () {
         const readyz = await waitFor(
           '/readyz naming the broken reload',
           async () => {
-            const res = await fetch(`${base}/readyz`);
+            // The details are on the health port; the API port's /readyz says only the status.
+            const res = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
             const body = (await res.json()) as { status: string; checks: Record<string, string> };
             return body.checks.backends_file !== 'ok' ? { ...body, httpStatus: res.status } : null;
           },

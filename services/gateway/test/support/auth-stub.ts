@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
-import type { AuthorizeRequest, AuthorizeResponse, SettleRequest } from '@gguf-gateway/shared';
+import type { AuthorizeRequest, AuthorizeResponse, IdentifyRequest, SettleRequest } from '@gguf-gateway/shared';
 import { TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
 
 export interface StubKey {
@@ -40,6 +40,7 @@ const error = (status: number, code: string, message: string, headers: Record<st
 
 export class AuthStub {
   readonly authorizations: AuthorizeRequest[] = [];
+  readonly identifications: IdentifyRequest[] = [];
   readonly settles: SettleRequest[] = [];
   readonly renews: string[] = [];
   /** The x-request-id of every call, to check the gateway forwards it. */
@@ -96,6 +97,7 @@ export class AuthStub {
       reply = error(401, 'invalid_internal_token', 'This endpoint is internal.');
     } else if (req.method === 'POST' && req.url === '/v1/authorize')
       reply = await this.authorize(body as AuthorizeRequest);
+    else if (req.method === 'POST' && req.url === '/v1/identify') reply = this.identify(body as IdentifyRequest);
     else if (req.method === 'POST' && req.url === '/v1/settle') {
       if (this.settleDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.settleDelayMs));
       reply = this.settle(body as SettleRequest);
@@ -109,6 +111,15 @@ export class AuthStub {
     else reply = error(404, 'unknown_route', 'not found');
     res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
     res.end(reply.body === undefined ? undefined : JSON.stringify(reply.body));
+  }
+
+  private identify(request: IdentifyRequest): Reply {
+    this.identifications.push(request);
+    if (this.keys.length === 0) return error(401, 'invalid_api_key', 'No API keys are loaded on this server.');
+    if (request.key === '') return error(401, 'invalid_api_key', 'Missing API key: send Authorization: Bearer <key>.');
+    const key = this.keys.find((k) => k.secret === request.key);
+    if (!key) return error(401, 'invalid_api_key', 'Incorrect API key provided.');
+    return { status: 200, body: { keyId: key.id } };
   }
 
   private async authorize(request: AuthorizeRequest): Promise<Reply> {

@@ -9,7 +9,10 @@
 //   die-midway   streams two chunks, then drops the connection
 //   endless      streams a chunk every 20 ms until the client goes away
 //   flood        streams FLOOD_EVENTS events of 64 KB as fast as the reader takes them (backpressure)
+//   flood-endless  the same, without end
 //   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
+//   moderated    answers 403 in the OpenAI shape, as a provider's moderation refusing a prompt
+//   usage-*      answers normally with impossible usage (POISONED_USAGE: 3e9, negative, 1.5, "12")
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -20,6 +23,12 @@ export interface FakeOpenAIOptions {
   chunkIntervalMs?: number;
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /**
+   * Hostile keep-alive: a request arriving on a connection that was idle at least this long is
+   * answered with a TCP reset and nothing else, as when a backend's idle timer closes the socket just
+   * as the request is on its way (0: on every reused connection).
+   */
+  resetReusedAfterIdleMs?: number;
 }
 
 export interface SeenRequest {
@@ -32,12 +41,24 @@ export const FAKE_PROMPT_TOKENS = 7;
 export const SPLIT_UTF8_TEXT = 'é日本🙂';
 export const FLOOD_EVENTS = 128;
 
+/** Usage a hostile or broken backend reports, by model name. */
+export const POISONED_USAGE: Record<string, Record<string, unknown>> = {
+  'usage-huge': { prompt_tokens: 3e9 },
+  'usage-negative': { completion_tokens: -4 },
+  'usage-fraction': { prompt_tokens: 1.5 },
+  'usage-text': { completion_tokens: '12' },
+};
+
 export class FakeOpenAI {
   readonly requests: SeenRequest[] = [];
   healthRequests = 0;
   healthStatus = 200;
   /** Streams the client closed before their end. */
   abortedStreams = 0;
+  /** TCP connections accepted, and reused ones reset (resetReusedAfterIdleMs). */
+  connections = 0;
+  resets = 0;
+  private readonly idleSince = new WeakMap<object, number>();
   private server!: Server;
 
   private constructor(private readonly options: FakeOpenAIOptions) {}
@@ -45,6 +66,14 @@ export class FakeOpenAI {
   static async start(options: FakeOpenAIOptions = {}, port = 0): Promise<FakeOpenAI> {
     const fake = new FakeOpenAI(options);
     fake.server = createServer((req, res) => {
+      const idleSince = fake.idleSince.get(req.socket);
+      const resetAfter = fake.options.resetReusedAfterIdleMs;
+      if (resetAfter !== undefined && idleSince !== undefined && performance.now() - idleSince >= resetAfter) {
+        fake.resets += 1;
+        req.socket.resetAndDestroy();
+        return;
+      }
+      res.on('finish', () => fake.idleSince.set(req.socket, performance.now()));
       if (req.method === 'GET' && req.url === '/health') {
         fake.healthRequests += 1;
         res.writeHead(fake.healthStatus, { 'content-type': 'application/json' }).end('{"status":"ok"}');
@@ -64,6 +93,7 @@ export class FakeOpenAI {
       });
     });
     fake.server.keepAliveTimeout = 65_000;
+    fake.server.on('connection', () => (fake.connections += 1));
     await new Promise<void>((resolve) => fake.server.listen(port, '127.0.0.1', resolve));
     return fake;
   }
@@ -86,6 +116,11 @@ export class FakeOpenAI {
     if (model === 'fail-500') {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"code":500,"message":"model crashed","type":"server_error"}}');
+      return;
+    }
+    if (model === 'moderated') {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end('{"error":{"code":403,"message":"Your input was flagged by moderation","type":"moderation_error"}}');
       return;
     }
     if (model === 'fail-html') {
@@ -119,6 +154,7 @@ export class FakeOpenAI {
       prompt_tokens: FAKE_PROMPT_TOKENS,
       completion_tokens: count,
       total_tokens: FAKE_PROMPT_TOKENS + count,
+      ...POISONED_USAGE[model],
     };
     if (body.stream !== true) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -172,9 +208,9 @@ export class FakeOpenAI {
       setTimeout(() => res.socket?.destroy(), 30);
       return;
     }
-    if (model === 'flood') {
+    if (model === 'flood' || model === 'flood-endless') {
       const big = event({ content: 'x'.repeat(64 * 1024) });
-      let left = FLOOD_EVENTS;
+      let left = model === 'flood' ? FLOOD_EVENTS : Infinity;
       const pump = () => {
         while (left > 0) {
           left -= 1;

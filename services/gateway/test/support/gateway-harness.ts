@@ -1,12 +1,14 @@
 // Starts the gateway in-process on a free port, built by the same wiring as main.ts, in front of the
 // given auth URL and backends file text, with a Redis key prefix of its own.
 import type { Server } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
   USAGE_STREAM,
   boundPort,
   createLogger,
-  listen,
   parseBackendsFile,
   redisKey,
   type UsageEvent,
@@ -22,6 +24,7 @@ import {
 import type { Registry } from 'prom-client';
 import type { GatewayConfig } from '../../src/config.js';
 import type { UpstreamTimeouts } from '../../src/inference/backend.proxy.js';
+import { listenApi, type ApiServerLimits } from '../../src/http/api-server.js';
 import type { BackendMonitor } from '../../src/routing/backend.monitor.js';
 import type { BreakerSettings } from '../../src/routing/backend-state.js';
 import type { BackendsFileWatcher } from '../../src/routing/backends-file.watcher.js';
@@ -37,12 +40,17 @@ export interface HarnessOptions {
   backendKeys?: Record<string, string>;
   breaker?: Partial<BreakerSettings>;
   maxAttempts?: number;
+  /** ROUTING_WAIT_MS: how long a request waits for a restarting backend (default 0: 503 at once). */
+  waitForBackendMs?: number;
   /** Background poll of /slots and probes; without it the monitor is not started. */
   backendPollMs?: number;
   inferenceApiKey?: string;
   timeouts?: Partial<UpstreamTimeouts>;
   bodyLimitBytes?: number;
+  serverLimits?: Partial<ApiServerLimits>;
   corsOrigins?: string[];
+  /** Where usage events are spooled while Redis is away (default: a fresh temporary folder). */
+  spoolDir?: string;
   /** Redis the usage events go to (default: the test Redis). */
   redisUrl?: string;
   /** REDIS_KEY_PREFIX, to share one with an auth instance (default: a fresh one). */
@@ -72,29 +80,52 @@ export class GatewayHarness {
     const prefix = options.redisPrefix ?? testRedisPrefix();
     const logs = new LogCapture();
     const logger = createLogger({ service: 'gateway', level: 'info', destination: logs });
-    const timeouts = { connectMs: 2000, firstByteMs: 10_000, idleMs: 10_000, ...options.timeouts };
+    const timeouts = {
+      connectMs: 2000,
+      firstByteMs: 10_000,
+      idleMs: 10_000,
+      clientStallMs: 30_000,
+      keepAliveIdleMs: 2000,
+      ...options.timeouts,
+    };
+    const limits = {
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
+      maxConnections: 4096,
+      ...options.serverLimits,
+    };
     const breaker = { failureThreshold: 3, cooldownMs: 10_000, ...options.breaker };
     const config: GatewayConfig = {
       LOG_LEVEL: 'info',
       REDIS_KEY_PREFIX: prefix,
       PORT: 0,
+      LISTEN_HOST: '127.0.0.1',
       PORT_HEALTH: 0,
+      HEALTH_LISTEN_HOST: '127.0.0.1',
       REDIS_URL: options.redisUrl ?? testSettings.TEST_REDIS_URL,
       AUTH_URL: options.authUrl,
       BACKENDS_FILE: options.backendsFile ?? '',
       DATABASE_URL: undefined,
       INFERENCE_API_KEY: options.inferenceApiKey,
+      USAGE_SPOOL_DIR: options.spoolDir ?? mkdtempSync(join(tmpdir(), 'gg-usage-spool-')),
       BODY_LIMIT_BYTES: options.bodyLimitBytes ?? 1024 * 1024,
+      JSON_MAX_DEPTH: 400,
+      HTTP_HEADERS_TIMEOUT_MS: limits.headersTimeoutMs,
+      HTTP_REQUEST_TIMEOUT_MS: limits.requestTimeoutMs,
+      HTTP_MAX_CONNECTIONS: limits.maxConnections,
       CORS_ORIGINS: options.corsOrigins ?? [],
       TRUST_PROXY_HOPS: 0,
       UPSTREAM_CONNECT_TIMEOUT_MS: timeouts.connectMs,
       UPSTREAM_FIRST_BYTE_TIMEOUT_MS: timeouts.firstByteMs,
       UPSTREAM_IDLE_TIMEOUT_MS: timeouts.idleMs,
+      CLIENT_STALL_MS: timeouts.clientStallMs,
+      UPSTREAM_KEEPALIVE_IDLE_MS: timeouts.keepAliveIdleMs,
       AUTH_TIMEOUT_MS: 2000,
       AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
       READINESS_POLL_MS: 60_000,
       SHUTDOWN_GRACE_MS: 1000,
       ROUTING_MAX_ATTEMPTS: options.maxAttempts ?? 3,
+      ROUTING_WAIT_MS: options.waitForBackendMs ?? 0,
       ROUTING_FAILURE_THRESHOLD: breaker.failureThreshold,
       ROUTING_COOLDOWN_MS: breaker.cooldownMs,
       BACKEND_POLL_MS: options.backendPollMs ?? 60_000,
@@ -112,9 +143,10 @@ export class GatewayHarness {
       isReady: options.isReady ?? (() => true),
     });
     if (!options.redisUrl) await waitFor('redis', async () => gateway.redis.status === 'ready' || null, 5000, 20);
+    gateway.usageEvents.start();
     if (options.backendPollMs) gateway.backendMonitor.start();
     if (options.backendsFile) gateway.backendsWatcher.start();
-    const server = await listen(gateway.app, 0, '127.0.0.1');
+    const server = await listenApi(gateway.app, 0, '127.0.0.1', limits);
     return new GatewayHarness(
       `http://127.0.0.1:${boundPort(server)}`,
       logs,

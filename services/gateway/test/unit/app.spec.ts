@@ -14,24 +14,28 @@ describe('gateway app', () => {
     logger: createLogger({ service: 'gateway', destination: logs }),
     registry: createMetricsRegistry('gateway'),
     readiness: { dependency: () => 'not connected yet' },
+    isReady: () => false,
     auth,
     router: new ModelRouter(
       parseBackendsFile('models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "http://127.0.0.1:9"}}'),
       () => undefined,
     ),
     usageStream: { append: () => Promise.resolve() } as unknown as UsageEventsPublisher,
-    timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100 },
+    timeouts: { connectMs: 100, firstByteMs: 100, idleMs: 100, clientStallMs: 100, keepAliveIdleMs: 100 },
     bodyLimitBytes: 1024,
-    isReady: () => false,
+    jsonMaxDepth: 400,
   });
 
   after(() => auth.close());
 
-  it('is live on /healthz while a dependency is not ready', async () => {
+  it('is live on /healthz while a dependency is not ready, and /readyz says not ready without naming it', async () => {
     assert.equal((await request(app).get('/healthz')).status, 200);
     const ready = await request(app).get('/readyz');
     assert.equal(ready.status, 503);
-    assert.equal(ready.body.checks.dependency, 'not connected yet');
+    assert.deepEqual(ready.body, { status: 'not_ready' });
+    assert.equal((await request(app).get('/ping')).status, 204);
+    // `/health` is the seed project's JSON probe (answerProbe): 503 while initializing.
+    assert.equal((await request(app).get('/health')).status, 503);
   });
 
   it('logs /readyz answering 503 while starting at info, not as an error', async () => {
@@ -46,10 +50,10 @@ describe('gateway app', () => {
     assert.equal(res.body.error.code, 'unknown_route');
   });
 
-  it('rejects a body that is not a JSON object before asking auth', async () => {
+  it('checks the key before it looks at the body: auth unreachable answers 503, not the 400 of the body', async () => {
     const res = await request(app).post('/v1/chat/completions').set('content-type', 'text/plain').send('hello');
-    assert.equal(res.status, 400);
-    assert.equal(res.body.error.code, 'invalid_body');
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error.code, 'auth_unavailable');
     assert.ok(res.headers['x-request-id']);
   });
 });

@@ -80,7 +80,7 @@ describe('model router', () => {
     assert.equal(r.pick(route, new Set<BackendState>([a!, pick.state])), null);
   });
 
-  it('cools a backend down after the threshold of failures in a row, and a good probe brings it back', () => {
+  it('cools a backend down after the threshold of failures in a row, probes it at once and every cooldown after, and a good probe brings it back', () => {
     const r = router(2);
     const a = r.resolve('m')!.tiers[0]![0]!;
     a.failed('connect', 0);
@@ -89,10 +89,10 @@ describe('model router', () => {
     assert.equal(a.health, 'healthy', 'a success in between resets the count');
     a.failed('connect', 0);
     assert.equal(a.health, 'cooling_down');
-    assert.equal(a.probeDue(999), false);
-    assert.equal(a.probeDue(1000), true);
+    assert.equal(a.probeDue(0), true, 'half-open: the first probe comes at once');
     a.probed('still down', 1000);
     assert.equal(a.probeDue(1500), false, 'a failed probe starts another period');
+    assert.equal(a.probeDue(2000), true);
     a.probed(null, 2000);
     assert.equal(a.health, 'healthy');
     assert.deepEqual(

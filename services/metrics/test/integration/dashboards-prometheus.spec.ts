@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   createTestDatabase,
   deleteRedisPrefix,
   FakeHub,
+  freePort,
   freePorts,
   LlamaServer,
   llamaServerBinary,
@@ -44,6 +46,8 @@ interface Context {
   /** supervise refuses to start without a default model: it runs its own llama-server with this. */
   llamaServerBin: string;
   tinyModel: string;
+  /** The gateway's PORT_HEALTH: its /metrics are there, not on the API port. */
+  gatewayHealthPort: string;
 }
 
 /**
@@ -86,11 +90,13 @@ const NODE_SERVICES: {
       AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
       BACKENDS_FILE: join(ctx.dir, 'backends.yaml'),
       DATABASE_URL: ctx.databaseUrl,
-      PORT_HEALTH: '0',
+      PORT_HEALTH: ctx.gatewayHealthPort,
       READINESS_POLL_MS: '200',
-      // The refusing backend fails once per round and cools down at its second failure, for good.
+      // The refusing backend (it drops every connection: a reset) fails once per round and cools down
+      // at its second failure, for good; requests do not wait for it to come back.
       ROUTING_FAILURE_THRESHOLD: '2',
       ROUTING_COOLDOWN_MS: '120000',
+      ROUTING_WAIT_MS: '0',
     }),
   },
   {
@@ -236,6 +242,8 @@ describe('dashboards against a real Prometheus scraping the running services', f
   let llama: LlamaServer;
   let prometheus: TestPrometheus;
   const services: RunningService[] = [];
+  // A backend that accepts connections and drops them at once.
+  const resetting = createNetServer((socket) => socket.destroy());
   const service = (name: string) => services.find((s) => s.name === name)!;
 
   before(async () => {
@@ -254,6 +262,8 @@ describe('dashboards against a real Prometheus scraping the running services', f
     mkdirSync(join(ctx.dir, 'models'));
     ctx.llamaServerBin = await llamaServerBinary();
     ctx.tinyModel = await tinyModelPath();
+    ctx.gatewayHealthPort = String(await freePort());
+    await new Promise<void>((resolve) => resetting.listen(0, '127.0.0.1', resolve));
     ctx.ports = await freePorts([
       'GATEWAY_PORT',
       'GATEWAY_HEALTH_PORT',
@@ -275,7 +285,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
         '  tiny-fallback: { tiers: [[refusing], [local]] }',
         'backends:',
         `  local: { kind: llamacpp, url: "${llama.url}" }`,
-        '  refusing: { kind: openai, url: "http://127.0.0.1:9" }',
+        `  refusing: { kind: openai, url: "http://127.0.0.1:${(resetting.address() as AddressInfo).port}" }`,
         '',
       ].join('\n'),
     );
@@ -288,7 +298,10 @@ describe('dashboards against a real Prometheus scraping the running services', f
     const gateway = service('gateway');
     await waitFor('gateway ready', async () => (await fetch(`${gateway.url}/readyz`)).ok, 20_000, 100);
     prometheus = await TestPrometheus.start([
-      ...services.map((s) => ({ job: s.name, address: s.address })),
+      ...services.map((s) => ({
+        job: s.name,
+        address: s.name === 'gateway' ? `127.0.0.1:${ctx.gatewayHealthPort}` : s.address,
+      })),
       { job: 'inference', address: `127.0.0.1:${llama.port}` },
     ]);
     const targets = services.length + 1;
@@ -308,6 +321,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
   });
 
   after(async () => {
+    resetting.close();
     await prometheus?.stop();
     for (const running of [...services].reverse()) await running.stop();
     await llama?.stop();
@@ -363,7 +377,9 @@ describe('dashboards against a real Prometheus scraping the running services', f
 
   for (const spec of NODE_SERVICES) {
     it(`serves ${spec.name}'s /metrics in a form promtool check metrics accepts`, async () => {
-      const { code, output } = await promtoolCheck(await (await fetch(`${service(spec.name).url}/metrics`)).text());
+      // The gateway serves its /metrics on its health port (the API port's need an admin key).
+      const base = spec.name === 'gateway' ? `http://127.0.0.1:${ctx.gatewayHealthPort}` : service(spec.name).url;
+      const { code, output } = await promtoolCheck(await (await fetch(`${base}/metrics`)).text());
       assert.equal(code, 0, output);
     });
   }

@@ -18,11 +18,11 @@ interface ScrapeConfig {
 describe('infra/prometheus/prometheus.yml', () => {
   const config = parse(readFileSync(CONFIG, 'utf8')) as { scrape_configs: ScrapeConfig[] };
 
-  it('scrapes every service by its compose name and port, and llama.cpp', () => {
+  it('scrapes every service by its compose name and port (the gateway on its health port), and llama.cpp', () => {
     const targets = config.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)).sort();
     assert.deepEqual(targets, [
       'auth:8090',
-      'gateway:8080',
+      'gateway:8081',
       'inference:8180',
       'metrics:8095',
       'orchestrator:8099',

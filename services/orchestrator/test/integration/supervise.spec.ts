@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
@@ -34,6 +35,39 @@ const isGone = (pid: number) => {
  * The all-in-one stack as local processes: its own redis-server and Postgres under DATA_DIR, the
  * services from their dist folders, and the real llama-server serving the tiny model.
  */
+/** Whether something accepts a TCP connection on host:port. */
+function accepts(host: string, port: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), host, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/** From this machine's outside address only the gateway's API and /ping answer; every internal port is loopback. */
+async function assertOnlyPublicPortsOutside(env: Record<string, string>): Promise<void> {
+  const outside = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i?.family === 'IPv4' && !i.internal)?.address;
+  assert.ok(outside, 'this machine has a non-loopback IPv4 address to probe from');
+  assert.equal(await accepts(outside, env.GATEWAY_PORT!), true, 'the API answers outside');
+  assert.equal(await accepts(outside, env.PORT_HEALTH!), true, '/ping answers outside');
+  for (const name of [
+    'GATEWAY_HEALTH_PORT',
+    'AUTH_PORT',
+    'METRICS_PORT',
+    'WORKER_PORT',
+    'INFERENCE_PORT',
+    'LOCAL_REDIS_PORT',
+    'LOCAL_POSTGRES_PORT',
+  ]) {
+    assert.equal(await accepts(outside, env[name]!), false, `${name} listens on loopback only`);
+    assert.equal(await accepts('127.0.0.1', env[name]!), true, `${name} answers on loopback`);
+  }
+}
+
 describe('orchestrator supervise (the all-in-one stack as local processes)', function () {
   this.timeout(120_000);
   let dir: string;
@@ -112,6 +146,7 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
       ['redis', 'postgres', 'auth', 'metrics', 'worker', 'llama-server', 'gateway'].map((n) => [n, 'ready']),
     );
     assert.ok(ready.gates.every((g) => g.state === 'passed'));
+    await assertOnlyPublicPortsOutside(env);
 
     const llama = ready.processes.find((p) => p.name === 'llama-server')!;
     process.kill(llama.pid!, 'SIGKILL');
