@@ -149,7 +149,7 @@ describe('containers: docker-compose stack on the CPU', function () {
     await waitFor('the key to be back', async () => (await chat(host.userKey)).status === 200, 5000, 100);
   });
 
-  it('answers 503 with Retry-After while inference restarts, then serves, with no other restart', async () => {
+  it('holds or answers 503 with Retry-After while inference restarts, then serves, with no other restart', async () => {
     const startedAt = async () =>
       Object.fromEntries(
         await Promise.all(
@@ -160,13 +160,14 @@ describe('containers: docker-compose stack on the CPU', function () {
         ),
       );
     const before = await startedAt();
-    const seen: { status: number; retryAfter: string | null }[] = [];
+    const seen: { status: number; retryAfter: string | null; ms: number }[] = [];
     let restarting = true;
     const restart = project.run(['restart', 'inference'], 120_000).finally(() => (restarting = false));
     while (restarting) {
+      const sent = Date.now();
       const res = await chat(host.userKey);
-      seen.push({ status: res.status, retryAfter: res.headers.get('retry-after') });
       await res.arrayBuffer();
+      seen.push({ status: res.status, retryAfter: res.headers.get('retry-after'), ms: Date.now() - sent });
       await new Promise((r) => setTimeout(r, 50));
     }
     await restart;
@@ -174,17 +175,21 @@ describe('containers: docker-compose stack on the CPU', function () {
       'chat after the restart',
       async () => {
         const res = await chat(host.userKey);
-        seen.push({ status: res.status, retryAfter: res.headers.get('retry-after') });
+        seen.push({ status: res.status, retryAfter: res.headers.get('retry-after'), ms: 0 });
         return res.status === 200;
       },
       60_000,
       200,
     );
+    // With one backend, a request that arrives while it restarts waits for it (ROUTING_WAIT_MS);
+    // one that cannot wait so long is refused with 503 and told when to retry.
     const refused = seen.filter((s) => s.status !== 200);
-    assert.ok(refused.length > 0, 'no request saw the restart');
+    // A chat with the tiny model takes tens of ms; one held through the restart, hundreds.
+    const held = seen.filter((s) => s.status === 200 && s.ms > 250);
+    assert.ok(refused.length + held.length > 0, `no request saw the restart: ${JSON.stringify(seen)}`);
     // The one request llama-server was answering when it stopped may be cut (502); every request
     // after that waits for no backend and is told when to retry.
-    if (refused[0]!.status === 502) refused.shift();
+    if (refused[0]?.status === 502) refused.shift();
     for (const r of refused) {
       assert.equal(r.status, 503, JSON.stringify(seen));
       assert.ok(Number(r.retryAfter) > 0, `503 without Retry-After: ${JSON.stringify(r)}`);

@@ -59,6 +59,8 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
       status: () => ({ mode: 'supervise', phase, gates: gates.statuses(), processes: supervisor.statuses() }),
     }),
     c.PORT,
+    // The status of every gate and process is for the machine itself: only /ping is public.
+    '127.0.0.1',
   );
   const pingServer = await listen(
     createPingApp(
