@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
 /** A readiness check answers null when ready, or a short reason when not. */
@@ -11,6 +11,10 @@ export interface HealthOptions {
   registry: Registry;
   /** Per-check limit, so a hung dependency makes /readyz say so instead of hanging too. */
   checkTimeoutMs?: number;
+  /** Where anyone can call it (a published port): /readyz gives its status only, not which check fails. */
+  public?: boolean;
+  /** Runs before /metrics (e.g. an admin-key check on a published port). */
+  metricsGuard?: RequestHandler;
 }
 
 export function createMetricsRegistry(service: string): Registry {
@@ -60,16 +64,18 @@ export async function checkReadiness(
 }
 
 /** `/healthz` (liveness, never touches a dependency), `/readyz` (JSON per check), `/metrics`. */
-export function createHealthRouter({ checks, degradedBy, registry, checkTimeoutMs = 2000 }: HealthOptions): Router {
+export function createHealthRouter(options: HealthOptions): Router {
+  const { checks, degradedBy, registry, checkTimeoutMs = 2000 } = options;
+  const guards = options.metricsGuard ? [options.metricsGuard] : [];
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
     const { ready, status, checks: report } = await checkReadiness(checks, checkTimeoutMs, degradedBy);
-    res.status(ready ? 200 : 503).json({ status, checks: report });
+    res.status(ready ? 200 : 503).json(options.public ? { status } : { status, checks: report });
   });
-  router.get('/metrics', async (_req, res) => {
+  router.get('/metrics', ...guards, async (_req, res) => {
     res.set('Content-Type', registry.contentType).send(await registry.metrics());
   });
   return router;

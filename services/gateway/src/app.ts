@@ -1,6 +1,7 @@
 import express, { type Express } from 'express';
 import type { Registry } from 'prom-client';
 import {
+  createHealthRouter,
   errorMiddleware,
   notFoundHandler,
   requestIdMiddleware,
@@ -13,7 +14,6 @@ import type { UsageService } from './admin/usage.service.js';
 import type { AuthClient } from './authorization/auth.client.js';
 import type { UpstreamTimeouts } from './inference/backend.proxy.js';
 import { corsAllowlist } from './http/cors.middleware.js';
-import { createPublicHealthRouter } from './http/public-health.router.js';
 import { createGatewayMetrics } from './gateway.metrics.js';
 import { InferenceService } from './inference/inference.service.js';
 import type { ModelRouter } from './routing/model-router.js';
@@ -91,11 +91,14 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
   app.use(
-    createPublicHealthRouter({
-      readiness: deps.readiness,
+    // The published port: /readyz without which check fails, /metrics for admin keys only (the
+    // details are on PORT_HEALTH; /ping and /health are answered above by answerProbe).
+    createHealthRouter({
+      checks: deps.readiness,
       degradedBy: deps.degradedBy,
       registry,
-      requireAdmin: requireAdmin(authorizer),
+      public: true,
+      metricsGuard: requireAdmin(authorizer),
     }),
   );
   app.use(meteredPaths(), requestMetrics(metrics));
