@@ -20,9 +20,12 @@ import { z } from 'zod';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
 
+/** The kinds a backend may be; what the gateway does with each is its BACKEND_KINDS table. */
+export const BACKEND_KIND_NAMES = ['llamacpp', 'openai'] as const;
+
 const backendSchema = z
   .object({
-    kind: z.enum(['llamacpp', 'openai']),
+    kind: z.enum(BACKEND_KIND_NAMES),
     url: z.string().url(),
     model: z.string().min(1).optional(),
     apiKeyEnv: z
@@ -46,7 +49,7 @@ const fileSchema = z.object({
   backends: z.record(z.string().min(1), backendSchema),
 });
 
-export type BackendKind = 'llamacpp' | 'openai';
+export type BackendKind = (typeof BACKEND_KIND_NAMES)[number];
 
 export interface BackendConfig {
   name: string;

@@ -1,9 +1,10 @@
-import type { Server } from 'node:http';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
+import { createServer, type Server } from 'node:http';
 import {
   closeServer,
+  createPingApp,
   createLogger,
   createMetricsRegistry,
   createPgPool,
@@ -24,10 +25,9 @@ import { AuthClient } from './authorization/auth.client.js';
 import { RpmReservations } from './authorization/rpm-reservations.js';
 import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { readBackendKey, type GatewayConfig } from './config.js';
-import { createPingServer } from './http/ping.server.js';
 import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 import { UsageSpoolRepository } from './inference/usage-spool.repository.js';
-import { anyBackendProblem } from './routing/backend-health.js';
+import { kindOf } from './routing/backend-kinds.js';
 import { BackendMonitor } from './routing/backend.monitor.js';
 import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
@@ -78,11 +78,11 @@ export interface Gateway {
 export async function buildGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const logger = overrides.logger ?? createLogger({ service: 'gateway', level: config.LOG_LEVEL });
   const backendKeyOf = overrides.readBackendKey ?? readBackendKey;
-  // A remote backend's key comes from the variable it names; llama.cpp sidecars share INFERENCE_API_KEY.
+  // A remote backend's key comes from the variable it names; local sidecars share INFERENCE_API_KEY.
   const backendKey = (backend: BackendConfig): string | undefined =>
     backend.apiKeyEnv
       ? backendKeyOf(backend.apiKeyEnv)
-      : backend.kind === 'llamacpp'
+      : kindOf(backend).usesInferenceKey
         ? config.INFERENCE_API_KEY
         : undefined;
   const backendsFile = overrides.backendsFile ?? (await readBackendsFile(config.BACKENDS_FILE));
@@ -95,7 +95,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
         ? logger.warn({ backend: state.name, problem }, 'backend cooled down')
         : logger.info({ backend: state.name }, 'backend healthy again'),
   );
-  if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => b.kind === 'llamacpp')) {
+  if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => kindOf(b).usesInferenceKey)) {
     logger.warn('INFERENCE_API_KEY is not set: llama.cpp backends are called without a key');
   }
   const backendMonitor = new BackendMonitor(router, config.BACKEND_POLL_MS, config.UPSTREAM_CONNECT_TIMEOUT_MS, logger);
@@ -108,18 +108,8 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
   const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
-  const readiness = new ReadinessMonitor(
-    {
-      auth: () => auth.problem(),
-      backends: () =>
-        anyBackendProblem(
-          router.backends().map((b) => b.backend),
-          config.UPSTREAM_CONNECT_TIMEOUT_MS,
-        ),
-    },
-    config.READINESS_POLL_MS,
-    logger,
-  );
+  // Readiness reads the backends' state as the monitor leaves it: one poller, one verdict.
+  const readiness = new ReadinessMonitor(() => auth.problem(), backendMonitor, config.READINESS_POLL_MS, logger);
 
   // Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
   const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
@@ -146,16 +136,8 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   // /readyz on the API port says only ready or not; PORT_HEALTH names the check (never an address:
   // those and the errors are in the logs).
   const checks = {
-    auth: () => (readiness.problem('auth') === null ? null : 'the auth service is not ready'),
-    backends: () =>
-      readiness.problem('backends') === null
-        ? null
-        : `no backend answers its health check (${
-            router
-              .backends()
-              .map((b) => b.name)
-              .join(', ') || 'none configured'
-          })`,
+    auth: () => readiness.problem('auth'),
+    backends: () => readiness.problem('backends'),
     redis: () => redisProblem(redis),
   };
   // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
@@ -191,7 +173,9 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     pulls,
     usage,
   });
-  const pingServer = createPingServer(isReady, { checks, degradedBy, registry });
+  const pingServer = createServer(
+    createPingApp(() => (isReady() ? 'ready' : 'initializing'), { checks, degradedBy, registry }),
+  );
 
   return {
     app,

@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Response } from 'express';
 import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
 import type { Backend } from '../routing/backend-state.js';
+import { kindOf } from '../routing/backend-kinds.js';
 import { backendErrorBody, renderError, type ErrorShape } from './error-shapes.js';
 import { JsonBodyTap } from './json-body.tap.js';
 import { SseUsageTap } from './usage.tap.js';
@@ -126,13 +127,7 @@ const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = 
     new ApiError(502, 'The model backend closed the connection.', { code: 'backend_error', type: 'server_error' }),
   // Names the variable that holds the key, never the key.
   backend_auth: (backend) =>
-    new ApiError(
-      502,
-      backend.kind === 'openai'
-        ? `The provider behind backend '${backend.name}' refused the gateway's API key; check ${backend.apiKeyEnv ?? 'its apiKeyEnv'}.`
-        : 'The model backend refused the gateway; check INFERENCE_API_KEY.',
-      { code: 'backend_auth_failed', type: 'server_error' },
-    ),
+    new ApiError(502, kindOf(backend).keyHint(backend), { code: 'backend_auth_failed', type: 'server_error' }),
 };
 
 /** Failures after which another backend may be tried, when nothing has reached the client yet. */
