@@ -1,7 +1,7 @@
+import { createServer, type Server } from 'node:http';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
-import { createServer, type Server } from 'node:http';
 import {
   closeServer,
   createPingApp,
