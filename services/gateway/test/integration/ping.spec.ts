@@ -60,6 +60,41 @@ describe('/ping on the health port', () => {
   });
 });
 
+describe('/ping reads the state routing uses', () => {
+  let fake: FakeOpenAI;
+  let server: Server;
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await fake.stop();
+  });
+
+  it("answers 204 while every backend is cooled down, though each one's /health answers 200", async () => {
+    // The backend refuses the gateway's key: /health (no key needed) says 200, requests would fail.
+    fake = await FakeOpenAI.start({ apiKey: 'the-key-the-backend-knows-0123' });
+    const router = new ModelRouter(
+      parseBackendsFile(`models: {m: {tiers: [[b]]}}\nbackends: {b: {kind: llamacpp, url: "${fake.url}"}}`),
+      () => 'a-key-it-does-not-know-0123',
+      { failureThreshold: 1, cooldownMs: 60_000 },
+    );
+    const logger = createLogger({ service: 'gateway', destination: new LogCapture() });
+    const backends = new BackendMonitor(router, 1, 1000, logger);
+    const readiness = new ReadinessMonitor(async () => null, backends, 600_000, logger);
+    server = createServer(createPingApp(() => (readiness.ready ? 'ready' : 'initializing')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await Promise.all([backends.poll(), readiness.poll()]);
+
+    assert.equal((await fetch(`${fake.url}/health`)).status, 200);
+    assert.deepEqual(
+      router.backends().map((b) => b.health),
+      ['cooling_down'],
+    );
+    assert.equal((await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/ping`)).status, 204);
+    assert.match(readiness.problem('backends')!, /no backend answers its health check \(b\)/);
+  });
+});
+
 describe('PORT_HEALTH serves the details the API port does not', () => {
   let server: Server;
   let base: string;

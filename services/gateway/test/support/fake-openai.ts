@@ -74,11 +74,16 @@ export class FakeOpenAI {
         return;
       }
       res.on('finish', () => fake.idleSince.set(req.socket, performance.now()));
-      // Like llama-server, /slots answers what /health does while the model loads; once loaded this
-      // one has no slots endpoint (--no-slots: 501), so the gateway reads no load from it.
+      // Like llama-server, /slots answers what /health does while the model loads, and needs the key
+      // where /health does not; once loaded this one has no slots endpoint (--no-slots: 501), so the
+      // gateway reads no load from it.
       if (req.method === 'GET' && (req.url === '/health' || req.url === '/slots')) {
         fake.healthRequests += 1;
-        const status = req.url === '/slots' && fake.healthStatus === 200 ? 501 : fake.healthStatus;
+        const keyRefused =
+          req.url === '/slots' &&
+          fake.options.apiKey !== undefined &&
+          req.headers.authorization !== `Bearer ${fake.options.apiKey}`;
+        const status = keyRefused ? 401 : req.url === '/slots' && fake.healthStatus === 200 ? 501 : fake.healthStatus;
         res.writeHead(status, { 'content-type': 'application/json' }).end('{"status":"ok"}');
         return;
       }
