@@ -16,7 +16,12 @@ export interface ServiceProcessOptions {
   env?: Record<string, string>;
 }
 
-function startService(name: string, options: ServiceProcessOptions, own: Record<string, string>): ManagedProcess {
+/** `services/<name>/dist/main.js` with the shared environment, then `own`, then `options.env`. */
+export function startServiceProcess(
+  name: string,
+  options: ServiceProcessOptions,
+  own: Record<string, string> = {},
+): ManagedProcess {
   return startProcess(process.execPath, [join(repoRoot, `services/${name}/dist/main.js`)], {
     env: {
       ...process.env,
@@ -33,14 +38,14 @@ function startService(name: string, options: ServiceProcessOptions, own: Record<
 
 /** `services/auth/dist/main.js` serving the keys in `keysFile`. */
 export function startAuthProcess(options: ServiceProcessOptions & { keysFile: string }): ManagedProcess {
-  return startService('auth', options, { API_KEYS_FILE: options.keysFile });
+  return startServiceProcess('auth', options, { API_KEYS_FILE: options.keysFile });
 }
 
 /** `services/gateway/dist/main.js` in front of `backendsFile`, asking auth at `authUrl`; readiness polled every 100 ms. */
 export function startGatewayProcess(
   options: ServiceProcessOptions & { healthPort: number; authUrl: string; backendsFile: string },
 ): ManagedProcess {
-  return startService('gateway', options, {
+  return startServiceProcess('gateway', options, {
     PORT_HEALTH: String(options.healthPort),
     AUTH_URL: options.authUrl,
     BACKENDS_FILE: options.backendsFile,
