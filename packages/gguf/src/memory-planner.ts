@@ -80,12 +80,11 @@ export function estimateModelMemory(
   const vocab = vocabularySize(metadata, arch);
 
   // Offloading n of L layers puts about n/(L+1) of the weights (the output layer is the +1) on the device.
-  const share =
-    options.gpuLayers !== undefined && layers > 0 && options.gpuLayers < layers + 1
-      ? options.gpuLayers / (layers + 1)
-      : 1;
+  // A negative count (-1) is llama.cpp's "all" (or "auto").
+  const gpuLayers = options.gpuLayers !== undefined && options.gpuLayers >= 0 ? options.gpuLayers : layers + 1;
+  const share = layers > 0 && gpuLayers < layers + 1 ? gpuLayers / (layers + 1) : 1;
   const weightsBytes = Math.ceil(fileBytes * share);
-  const kvLayers = options.gpuLayers !== undefined ? Math.min(layers, options.gpuLayers) : layers;
+  const kvLayers = Math.min(layers, gpuLayers);
   const kvCacheBytes = kvLayers * ctxSize * kvHeads * (keyDim + valueDim) * KV_BYTES_PER_VALUE;
   // One micro-batch: attention scores (f32, every head against the whole context), activations and logits.
   const computeBytes = UBATCH * 4 * (Math.min(ctxSize, 32_768) * heads + 8 * embedding + vocab);

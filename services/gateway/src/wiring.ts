@@ -33,6 +33,7 @@ import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { ModelRouter } from './routing/model-router.js';
 import { ReadinessMonitor } from './routing/readiness.monitor.js';
+import { buildModelsOnDemand, type ModelsOnDemand } from './models/models.wiring.js';
 
 // A Redis that hangs must not hang a request: past this a grant-served request asks auth instead.
 const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -66,6 +67,8 @@ export interface Gateway {
   readiness: ReadinessMonitor;
   backendMonitor: BackendMonitor;
   backendsWatcher: BackendsFileWatcher;
+  /** Models on demand through llama-server's router; null without MODELS_ROUTER_URL. */
+  models: ModelsOnDemand | null;
   /** Starts the background polls and the backends-file watcher. */
   start(): void;
   /** Everything to close on shutdown, in order, after the API server `server` stops taking requests. */
@@ -107,22 +110,28 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
+  // Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
+  const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
+  const registry = createMetricsRegistry('gateway');
+  const models = buildModelsOnDemand(config, { registry, logger, pool, localModels: () => router.localModels() });
   const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
   const readiness = new ReadinessMonitor(
     {
       auth: () => auth.problem(),
-      backends: () =>
-        anyBackendProblem(
+      backends: async () => {
+        const problem = await anyBackendProblem(
           router.backends().map((b) => b.backend),
           config.UPSTREAM_CONNECT_TIMEOUT_MS,
-        ),
+        );
+        if (problem === null || !models) return problem;
+        // The models router serving is enough: its models load on demand.
+        return (await models.router.problem()) === null ? null : problem;
+      },
     },
     config.READINESS_POLL_MS,
     logger,
   );
 
-  // Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
-  const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
   // The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
   const pullsRedis = pool ? createRedis(config.REDIS_URL, 'request-path') : null;
   pullsRedis?.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
@@ -132,7 +141,6 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   const pulls = pool && pullQueue ? new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) : null;
   const usage = pool ? new UsageService(new UsageRepository(pool)) : null;
 
-  const registry = createMetricsRegistry('gateway');
   const usageEvents = new UsageEventsPublisher(
     redis,
     config.REDIS_KEY_PREFIX,
@@ -190,6 +198,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     trustProxyHops: config.TRUST_PROXY_HOPS,
     pulls,
     usage,
+    models: models?.service ?? null,
   });
   const pingServer = createPingServer(isReady, { checks, degradedBy, registry });
 
@@ -204,7 +213,9 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     readiness,
     backendMonitor,
     backendsWatcher,
+    models,
     start() {
+      models?.service.start();
       readiness.start();
       backendMonitor.start();
       backendsWatcher.start();
@@ -215,6 +226,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
       { name: 'readiness', close: () => readiness.stop() },
       { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+      { name: 'models', close: () => models?.service.stop() },
       // Settles charge the last requests' tokens: they finish before the auth connections close.
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },
