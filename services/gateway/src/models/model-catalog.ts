@@ -31,6 +31,8 @@ interface Header {
   failure: string | null;
 }
 
+const FORCED_RELOAD_EVERY_MS = 1_000;
+
 export interface CatalogOptions {
   /** Count only the offloaded layers' share (a GPU budget); on CPU everything counts. */
   gpu: boolean;
@@ -41,6 +43,7 @@ export class ModelCatalog {
   private byName = new Map<string, CatalogModel>();
   private readonly headers = new Map<string, Header>();
   private refreshing: Promise<void> | null = null;
+  private forcedReloadAt = 0;
   /** When the router's list the catalog holds was asked for (Date.now()); 0 before the first. */
   routerListedAt = 0;
   /** Whether the last refresh reached the router. */
@@ -70,7 +73,11 @@ export class ModelCatalog {
   async resolve(name: string): Promise<CatalogModel | null> {
     const known = this.find(name);
     if (known) return known;
-    await this.refresh({ reloadRouter: true });
+    // A new file makes the scan reload the router anyway; a forced reload (a preset edited) is
+    // rationed, so that a flood of requests for names that do not exist is not a flood of reloads.
+    const force = Date.now() - this.forcedReloadAt >= FORCED_RELOAD_EVERY_MS;
+    if (force) this.forcedReloadAt = Date.now();
+    await this.refresh({ reloadRouter: force });
     return this.find(name);
   }
 

@@ -84,6 +84,11 @@ export class ModelsService {
     return this.admission.acquire(model, gone.signal).finally(() => res.off('close', onClose));
   }
 
+  /** Admission's view of one model: load state and requests in flight. */
+  state(name: string): ReturnType<ModelAdmission['state']> {
+    return this.admission.state(name);
+  }
+
   async list(): Promise<ModelView[]> {
     await this.catalog.refresh();
     return this.catalog.list().map((m) => this.view(m));
