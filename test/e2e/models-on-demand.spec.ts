@@ -268,11 +268,12 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
   });
 
   it('answers a clear 503 naming the sizes for a model larger than the memory budget', async () => {
+    // A second gateway on the same router with a 1 MiB budget; nothing loaded, so it adopts nothing.
+    await unloadAll();
     const small = await GatewayHarness.start({
       authUrl,
       backendsYaml: BACKENDS_YAML,
       inferenceApiKey: INFERENCE_KEY,
-      redisPrefix: prefix,
       models: { MODELS_DIR: modelsDir, MODELS_ROUTER_URL: router.url, MODELS_MEMORY_BYTES: 1024 * 1024 },
     });
     try {
@@ -292,11 +293,13 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
   });
 
   it('refuses to delete a loaded model (409) and deletes an idle one: file, pull record and listing', async () => {
-    const loaded = [...(await listed()).values()].find((m) => m.status === 'loaded' && m.alias_of === null)!;
-    const refused = await api('DELETE', `/admin/v1/models/${loaded.id}`);
+    const load = await api('POST', '/admin/v1/models/bravo/load');
+    assert.equal(load.status, 200, JSON.stringify(load.body));
+    assert.equal(load.body.status, 'loaded');
+    const refused = await api('DELETE', '/admin/v1/models/bravo');
     assert.equal(refused.status, 409);
     assert.equal((refused.body.error as { code: string }).code, 'model_loaded');
-    assert.ok(existsSync(join(modelsDir, `${loaded.id}.gguf`)));
+    assert.ok(existsSync(join(modelsDir, 'bravo.gguf')));
 
     if ((await listed()).get('delta')?.status === 'loaded') {
       assert.equal((await api('POST', '/admin/v1/models/delta/unload')).status, 200);

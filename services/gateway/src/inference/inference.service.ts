@@ -90,9 +90,10 @@ export class InferenceService {
     if (usageId !== requestId) res.locals.usageId = usageId;
     const models = router.models().filter((m) => m.aliasOf === null);
     const input = validateInferenceBody(route, req.body, models.length === 1 ? models[0]!.id : null);
+    const routed = router.resolve(input.model);
     // A model the backends file does not name may be a model on disk, served by the models router.
-    const onDemand = router.resolve(input.model) === null ? await this.deps.models?.target(input.model) : null;
-    const target = onDemand?.route ?? router.resolve(input.model);
+    const onDemand = routed ? null : ((await this.deps.models?.target(input.model)) ?? null);
+    const target = routed ?? onDemand?.route ?? null;
     res.locals.model = target?.model ?? 'unknown';
     const decision = await authorizer.authorize(req, res, route.name, target?.model ?? input.model);
     if (!target) {
