@@ -31,9 +31,8 @@ const INFERENCE_KEY = 'inference-key-0123456789abcdef';
 const USER = 'sk-models-user-0123456789';
 const ADMIN = 'sk-models-admin-0123456789';
 const MODELS = ['alpha', 'bravo', 'charlie'] as const;
-// The backends file must name a model; this one routes nowhere and is only listed.
-const BACKENDS_YAML =
-  'models: { elsewhere: { tiers: [[nowhere]] } }\nbackends: { nowhere: { kind: openai, url: "http://127.0.0.1:9" } }';
+// Every model comes from the folder: the backends file names none.
+const BACKENDS_YAML = 'models: {}\nbackends: {}';
 
 interface ListedModel {
   id: string;

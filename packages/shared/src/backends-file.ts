@@ -148,7 +148,8 @@ export function parseBackendsFile(text: string): BackendsFile {
   const backends = Object.entries(parsed.data.backends).map(([name, b]) => ({ name, ...b }));
   const entries = Object.entries(parsed.data.models).map(([name, m]) => ({ name, ...m }));
   const problems: string[] = [];
-  if (entries.length === 0) problems.push(`${at(['models'])}: configure at least one model`);
+  // No entries is valid: with models on demand every model may come from MODELS_DIR (the gateway
+  // refuses to start with neither).
   const models: ModelConfig[] = [];
   const localModels: LocalModelConfig[] = [];
   for (const { name, aliases, tiers, local, llama } of entries) {

@@ -89,6 +89,11 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
         ? config.INFERENCE_API_KEY
         : undefined;
   const backendsFile = overrides.backendsFile ?? (await readBackendsFile(config.BACKENDS_FILE));
+  if (backendsFile.models.length === 0 && !config.MODELS_ROUTER_URL) {
+    throw new Error(
+      'BACKENDS_FILE names no model with tiers and MODELS_ROUTER_URL is not set: the gateway would serve nothing',
+    );
+  }
   const router = new ModelRouter(
     backendsFile,
     backendKey,

@@ -61,6 +61,10 @@ backends:
     assert.equal(file.backends[0]!.utilizationUrl, 'https://api.chutes.ai/chutes/utilization');
   });
 
+  it('accepts a file that names no model: with models on demand they all come from MODELS_DIR', () => {
+    assert.deepEqual(parseBackendsFile('models: {}\nbackends: {}'), { models: [], localModels: [], backends: [] });
+  });
+
   it('rejects text that is not YAML', () => {
     assert.throws(() => parseBackendsFile('models: [unclosed'), /not valid YAML/);
   });
