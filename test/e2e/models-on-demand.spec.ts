@@ -82,7 +82,13 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
   };
   const complete = (model: string) =>
     client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 });
-  const loads = () => gateway.metric('gateway_model_load_seconds_count');
+  /** Loads so far: the load-time histogram's count over every model. */
+  const loads = async () => {
+    const histogram = await gateway.registry.getSingleMetric('gateway_model_load_seconds')!.get();
+    return (histogram.values as { metricName?: string; value: number }[])
+      .filter((v) => v.metricName?.endsWith('_count'))
+      .reduce((sum, v) => sum + v.value, 0);
+  };
   const unloadAll = async () => {
     for (const [name, model] of await listed()) {
       if (model.status === 'loaded' && model.alias_of === null) {
@@ -230,6 +236,7 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
     const before = await loads();
     const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => complete(MODELS[i % 3]!)));
     const failures = results.filter((r) => r.status === 'rejected').map((r) => String(r.reason));
+    if (failures.length > 0) writeFileSync('/tmp/gg-debug-gateway.log', gateway.logs.text());
     assert.deepEqual(failures, []);
     const count = (await loads()) - before;
     console.log(`      30 requests over 3 models with room for 2: ${count} loads`);

@@ -176,7 +176,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     let accepted = false;
 
     let retriedStaleSocket = false;
-    const send = () =>
+    // The retry after a stale socket goes on a new connection, not the next pooled one: a backend
+    // may have closed several at once (llama-server's router does when it starts a model).
+    const send = (fresh = false) =>
       transports[protocol].request({
         protocol,
         hostname: backend.url.hostname,
@@ -184,7 +186,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         path: backend.url.pathname.replace(/\/$/, '') + request.path,
         method: 'POST',
         headers,
-        agent: agentFor(protocol, timeouts.keepAliveIdleMs),
+        agent: fresh ? false : agentFor(protocol, timeouts.keepAliveIdleMs),
       });
     let upstream = send();
 
@@ -263,7 +265,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           retriedStaleSocket = true;
           clearTimeout(timer);
           timer = setTimeout(() => fail('connect'), timeouts.connectMs);
-          upstream = send();
+          upstream = send(true);
           listen();
           upstream.end(request.body);
           return;
