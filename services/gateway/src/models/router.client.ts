@@ -103,9 +103,8 @@ export class LlamaRouterClient {
   }
 
   private async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-    let res: Response;
-    try {
-      res = await fetch(new URL(path, this.url), {
+    const send = () =>
+      fetch(new URL(path, this.url), {
         method,
         headers: {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
@@ -114,6 +113,11 @@ export class LlamaRouterClient {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
       });
+    let res: Response;
+    try {
+      // Once more on a failed connection: the router closes idle keep-alive connections when it
+      // starts a model, and every call here may be repeated (a load or unload twice is answered).
+      res = await send().catch(() => send());
     } catch (err) {
       const cause = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
       throw new RouterError(`the models router is not reachable (${cause})`);
