@@ -111,6 +111,17 @@ export class ModelCatalog {
         : { info: null, failure: `its file ${path} is not there` };
       models.set(entry.name, this.model(entry.name, entry.name, [path], file?.bytes ?? 0, header, fromRouter, entry));
     }
+    // Models of the router's preset file that are not in MODELS_DIR (the default model given by an
+    // absolute MODEL_PATH): served by their router id; planned from their file when this process can read it.
+    const served = new Set([...models.values()].map((m) => m.routerId));
+    for (const routed of routerModels ?? []) {
+      if (routed.source !== 'preset' || served.has(routed.id) || models.has(routed.id)) continue;
+      const path = routed.modelPath;
+      const file = path ? await this.files.file(path) : null;
+      const header: Header = file && path ? await this.header(path, file.version) : { info: null, failure: null };
+      const paths = path ? [path] : [];
+      models.set(routed.id, this.model(routed.id, routed.id, paths, file?.bytes ?? 0, header, fromRouter, null));
+    }
     const byName = new Map<string, CatalogModel>();
     for (const model of models.values()) byName.set(model.name, model);
     // Aliases never shadow a model's own name.

@@ -13,12 +13,22 @@ export interface RouterModel {
   exitCode: number | null;
   /** The options the child gets (ini text of its preset), to plan memory with; null when the router has none. */
   preset: string | null;
+  /** models_dir (a file in --models-dir), preset (a section of --models-preset), cache (llama.cpp's HF cache). */
+  source: string | null;
+  /** The model file its child opens (`--model` of its command line), when the router says. */
+  modelPath: string | null;
 }
 
 interface RouterModelJson {
   id: string;
   aliases?: string[];
-  status?: { value?: string; failed?: boolean; exit_code?: number; preset?: string };
+  source?: string;
+  status?: { value?: string; failed?: boolean; exit_code?: number; preset?: string; args?: string[] };
+}
+
+function modelArg(args: readonly string[] | undefined): string | null {
+  const at = (args ?? []).findIndex((a) => a === '--model' || a === '-m');
+  return at >= 0 ? (args![at + 1] ?? null) : null;
 }
 
 export class RouterError extends Error {
@@ -47,6 +57,8 @@ export class LlamaRouterClient {
       status: m.status?.value ?? 'unknown',
       exitCode: m.status?.failed ? (m.status.exit_code ?? -1) : null,
       preset: m.status?.preset ?? null,
+      source: m.source ?? null,
+      modelPath: modelArg(m.status?.args),
     }));
   }
 

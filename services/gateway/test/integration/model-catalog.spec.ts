@@ -25,6 +25,8 @@ const routerModel = (id: string, extra: Partial<RouterModel> = {}): RouterModel 
   status: 'unloaded',
   exitCode: null,
   preset: null,
+  source: 'models_dir',
+  modelPath: null,
   ...extra,
 });
 
@@ -97,6 +99,31 @@ describe('model catalog over a real models folder', () => {
     assert.equal(late?.name, 'late');
     assert.equal(router.reloads, reloadsBefore + 1);
     assert.equal(await catalog.resolve('never-there'), null);
+  });
+
+  it("serves a model of the router's preset file outside MODELS_DIR by its router id and aliases", async () => {
+    const elsewhere = mkdtempSync(join(tmpdir(), 'gg-catalog-elsewhere-'));
+    try {
+      await writeTinyLlama(join(elsewhere, 'base.gguf'), 5);
+      router.models.push(
+        routerModel('base', { source: 'preset', aliases: ['default'], modelPath: join(elsewhere, 'base.gguf') }),
+        routerModel('remote-only', { source: 'preset', modelPath: '/nowhere/remote.gguf' }),
+        routerModel('cached', { source: 'cache' }),
+      );
+      await catalog.refresh();
+      const base = catalog.find('default')!;
+      assert.equal(base.name, 'base');
+      assert.equal(base.routerId, 'base');
+      assert.deepEqual(base.paths, [join(elsewhere, 'base.gguf')]);
+      assert.equal(base.failure, null);
+      assert.ok(base.memory!.totalBytes > 0);
+      // A file this process cannot see is still served; its size is not known.
+      assert.equal(catalog.find('remote-only')!.failure, null);
+      assert.equal(catalog.find('remote-only')!.memory, null);
+      assert.equal(catalog.find('cached'), null);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it("plans with the options the router gives the model's process (its preset)", () => {
