@@ -160,7 +160,9 @@ export class ModelsService {
     };
     this.syncTimer = setTimeout(tick, 0).unref();
     this.admission.start();
-    void sync().then(() => this.loadPinned());
+    void sync()
+      .then(() => this.loadPinned())
+      .catch((err: unknown) => this.logger.warn({ err }, 'models sync failed; pinned models load at first use'));
   }
 
   stop(): void {
