@@ -324,4 +324,38 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
     }
     await assert.rejects(complete('delta'), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404);
   });
+
+  it('loads a pinned model at start and never unloads it to make room', async () => {
+    await unloadAll();
+    const pinned = await GatewayHarness.start({
+      authUrl,
+      backendsYaml: BACKENDS_YAML,
+      inferenceApiKey: INFERENCE_KEY,
+      models: {
+        MODELS_DIR: modelsDir,
+        MODELS_ROUTER_URL: router.url,
+        MODELS_MAX_LOADED: 2,
+        MODELS_MEMORY_BYTES: 8 * 1024 ** 3,
+        MODELS_PINNED: ['charlie'],
+      },
+    });
+    try {
+      await waitFor('the pinned model to load', async () => pinned.models!.service.state('charlie').state === 'loaded');
+      const pinnedClient = new OpenAI({ apiKey: USER, baseURL: `${pinned.url}/v1`, maxRetries: 0 });
+      for (const model of ['alpha', 'bravo', 'alpha']) {
+        const answer = await pinnedClient.chat.completions.create({
+          model,
+          messages: [{ role: 'user', content: 'hi' }],
+          max_tokens: 2,
+        });
+        assert.equal(answer.model, model);
+      }
+      // Room for two: alpha and bravo took turns on the one place charlie left.
+      assert.equal(pinned.models!.service.state('charlie').state, 'loaded');
+      assert.equal(pinned.models!.service.state('bravo').state, 'unloaded');
+      assert.deepEqual(await routerLoaded(), ['alpha', 'charlie']);
+    } finally {
+      await pinned.stop();
+    }
+  });
 });

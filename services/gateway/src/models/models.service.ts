@@ -142,6 +142,8 @@ export class ModelsService {
 
   /** Follows the router (a process that died, models loaded before this start) and loads pinned models. */
   start(): void {
+    // Pinned models load after the first sync that reached the router (their names need the catalog).
+    let pinnedStarted = false;
     const sync = async () => {
       await this.catalog.refresh();
       if (!this.catalog.routerReached) return;
@@ -150,6 +152,10 @@ export class ModelsService {
         models.filter((m) => ['loaded', 'loading', 'sleeping'].includes(m.routerStatus ?? '')).map((m) => m.routerId),
       );
       this.admission.reconcile(models.map(admitted), running, this.catalog.routerListedAt);
+      if (!pinnedStarted) {
+        pinnedStarted = true;
+        void this.loadPinned();
+      }
     };
     const tick = () => {
       sync()
@@ -160,9 +166,6 @@ export class ModelsService {
     };
     this.syncTimer = setTimeout(tick, 0).unref();
     this.admission.start();
-    void sync()
-      .then(() => this.loadPinned())
-      .catch((err: unknown) => this.logger.warn({ err }, 'models sync failed; pinned models load at first use'));
   }
 
   stop(): void {
