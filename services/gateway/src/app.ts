@@ -19,6 +19,7 @@ import { requestMetrics } from './http/request-metrics.middleware.js';
 import type { RpmReservations } from './authorization/rpm-reservations.js';
 import { securityHeaders } from './http/security-headers.middleware.js';
 import type { UsageEventsPublisher } from './inference/usage-events.publisher.js';
+import type { ModelsService } from './models/models.service.js';
 
 export interface GatewayAppDeps {
   logger: Logger;
@@ -47,6 +48,8 @@ export interface GatewayAppDeps {
   /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
   pulls?: ModelPullsService | null;
   usage?: UsageService | null;
+  /** Models on demand through llama-server's router (null without MODELS_ROUTER_URL). */
+  models?: ModelsService | null;
 }
 
 /** Where request metrics are counted: /v1 and llama-server's own paths of the route table. */
@@ -68,12 +71,13 @@ export function createApp(deps: GatewayAppDeps): Express {
     timeouts: deps.timeouts,
     maxAttempts: deps.maxAttempts ?? 3,
     waitForBackendMs: deps.waitForBackendMs ?? 0,
+    models: deps.models ?? null,
   });
 
   const routes = Router();
   routes.use(meteredPaths(), requestMetrics(metrics));
   routes.use(createInferenceRouter({ inference, authorizer, bodyLimitBytes, jsonMaxDepth }));
-  routes.use('/v1', createModelsRouter({ router, authorizer }));
+  routes.use('/v1', createModelsRouter({ router, authorizer, models: deps.models ?? null }));
   routes.use(
     '/admin/v1',
     createAdminRouter({
@@ -83,6 +87,7 @@ export function createApp(deps: GatewayAppDeps): Express {
       jsonMaxDepth,
       pulls: deps.pulls ?? null,
       usage: deps.usage ?? null,
+      models: deps.models ?? null,
     }),
   );
   return createServiceApp({

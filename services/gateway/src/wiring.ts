@@ -33,6 +33,7 @@ import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { ModelRouter } from './routing/model-router.js';
 import { ReadinessMonitor } from './routing/readiness.monitor.js';
+import { buildModelsOnDemand, type ModelsOnDemand } from './models/models.wiring.js';
 
 // A Redis that hangs must not hang a request: past this a grant-served request asks auth instead.
 const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -66,6 +67,8 @@ export interface Gateway {
   readiness: ReadinessMonitor;
   backendMonitor: BackendMonitor;
   backendsWatcher: BackendsFileWatcher;
+  /** Models on demand through llama-server's router; null without MODELS_ROUTER_URL. */
+  models: ModelsOnDemand | null;
   /** Starts the background polls and the backends-file watcher. */
   start(): void;
   /** Everything to close on shutdown, in order, after the API server `server` stops taking requests. */
@@ -86,6 +89,11 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
         ? config.INFERENCE_API_KEY
         : undefined;
   const backendsFile = overrides.backendsFile ?? (await readBackendsFile(config.BACKENDS_FILE));
+  if (backendsFile.models.length === 0 && !config.MODELS_ROUTER_URL) {
+    throw new Error(
+      'BACKENDS_FILE names no model with tiers and MODELS_ROUTER_URL is not set: the gateway would serve nothing',
+    );
+  }
   const router = new ModelRouter(
     backendsFile,
     backendKey,
@@ -107,12 +115,20 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
-  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
-  // Readiness reads the backends' state as the monitor leaves it: one poller, one verdict.
-  const readiness = new ReadinessMonitor(() => auth.problem(), backendMonitor, config.READINESS_POLL_MS, logger);
-
   // Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
   const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
+  const registry = createMetricsRegistry('gateway');
+  const models = buildModelsOnDemand(config, { registry, logger, pool, localModels: () => router.localModels() });
+  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
+  // Readiness reads the backends' state as the monitor leaves it: one poller, one verdict.
+  const readiness = new ReadinessMonitor(
+    () => auth.problem(),
+    backendMonitor,
+    config.READINESS_POLL_MS,
+    logger,
+    models ? () => models.router.problem() : null,
+  );
+
   // The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
   const pullsRedis = pool ? createRedis(config.REDIS_URL, 'request-path') : null;
   pullsRedis?.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
@@ -122,7 +138,6 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   const pulls = pool && pullQueue ? new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) : null;
   const usage = pool ? new UsageService(new UsageRepository(pool)) : null;
 
-  const registry = createMetricsRegistry('gateway');
   const usageEvents = new UsageEventsPublisher(
     redis,
     config.REDIS_KEY_PREFIX,
@@ -172,6 +187,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     trustProxyHops: config.TRUST_PROXY_HOPS,
     pulls,
     usage,
+    models: models?.service ?? null,
   });
   const pingServer = createServer(
     createPingApp(() => (isReady() ? 'ready' : 'initializing'), { checks, degradedBy, registry }),
@@ -188,7 +204,9 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     readiness,
     backendMonitor,
     backendsWatcher,
+    models,
     start() {
+      models?.service.start();
       readiness.start();
       backendMonitor.start();
       backendsWatcher.start();
@@ -199,6 +217,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
       { name: 'readiness', close: () => readiness.stop() },
       { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+      { name: 'models', close: () => models?.service.stop() },
       // Settles charge the last requests' tokens: they finish before the auth connections close.
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },

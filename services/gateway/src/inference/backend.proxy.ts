@@ -108,6 +108,14 @@ function agentFor(protocol: 'http:' | 'https:', idleMs: number): http.Agent {
   return agent;
 }
 
+/** Closes the pool's idle connections to a backend (the agent names its pools `host:port:...`). */
+function dropIdleSockets(agent: http.Agent, url: URL): void {
+  const origin = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}:`;
+  for (const [name, sockets] of Object.entries(agent.freeSockets)) {
+    if (name.startsWith(origin)) for (const socket of sockets ?? []) socket.destroy();
+  }
+}
+
 /** A reused connection the backend closed as the request went out: no byte of an answer came. */
 const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
@@ -258,6 +266,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           retriedStaleSocket = true;
           clearTimeout(timer);
           timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+          // On a new connection, not the next pooled one: a backend may close several at once
+          // (llama-server's router does when it starts a model), so its idle ones go too.
+          dropIdleSockets(agentFor(protocol, timeouts.keepAliveIdleMs), backend.url);
           upstream = send();
           listen();
           upstream.end(request.body);

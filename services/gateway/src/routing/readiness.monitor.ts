@@ -14,6 +14,7 @@ export type ReadinessCheckName = 'auth' | 'backends';
  */
 export class ReadinessMonitor {
   private authProblem: string | null = 'not checked yet';
+  private modelsRouterProblem: string | null = 'not checked yet';
   private everPassed = false;
   private wasReady = false;
   private readonly polling: BackgroundPoll;
@@ -23,8 +24,11 @@ export class ReadinessMonitor {
     private readonly backends: BackendMonitor,
     intervalMs: number,
     private readonly logger: Logger,
+    /** With models on demand: the models router's health. It is no backend of the routing table (its
+     * models load on demand), so its answer stands beside the monitor's: either one serving is enough. */
+    private readonly modelsRouterCheck: ProblemCheck | null = null,
   ) {
-    this.polling = new BackgroundPoll(() => this.checkAuth(), intervalMs);
+    this.polling = new BackgroundPoll(() => this.checkDependencies(), intervalMs);
   }
 
   get ready(): boolean {
@@ -34,6 +38,7 @@ export class ReadinessMonitor {
   /** Why a check fails now, in words a client may read (no address: those are in the logs); null when it passes. */
   problem(name: ReadinessCheckName): string | null {
     if (name === 'auth') return this.authProblem === null ? null : 'the auth service is not ready';
+    if (this.modelsRouterCheck && this.modelsRouterProblem === null) return null;
     return this.backends.problem;
   }
 
@@ -45,13 +50,16 @@ export class ReadinessMonitor {
     return this.polling.stop();
   }
 
-  /** One check of auth (overlapping ones are skipped), then the verdict, logged when it changed. */
+  /** One check of auth and the models router (overlapping ones are skipped), then the verdict, logged when it changed. */
   poll(): Promise<void> {
     return this.polling.poll();
   }
 
-  private async checkAuth(): Promise<void> {
-    this.authProblem = await this.authCheck().catch((e: Error) => e.message);
+  private async checkDependencies(): Promise<void> {
+    [this.authProblem, this.modelsRouterProblem] = await Promise.all([
+      this.authCheck().catch((e: Error) => e.message),
+      this.modelsRouterCheck ? this.modelsRouterCheck().catch((e: Error) => e.message) : null,
+    ]);
     const ready = this.ready;
     if (ready && !this.wasReady) {
       this.logger.info(this.everPassed ? 'dependencies ready again' : 'ready: auth and a backend answer');

@@ -39,7 +39,7 @@ describe('a client that stops reading', function () {
     before(async () => {
       ({ fake, auth, gateway } = stack = await startFakeBackendStack({
         user: USER,
-        models: ['flood-endless'],
+        fakeModels: ['flood-endless'],
         timeouts: { clientStallMs: STALL_MS },
       }));
     });

@@ -17,7 +17,7 @@ describe('usage a backend reports out of range', function () {
   before(async () => {
     ({ auth, gateway } = stack = await startFakeBackendStack({
       user: USER,
-      models: ['fine', ...Object.keys(POISONED_USAGE)],
+      fakeModels: ['fine', ...Object.keys(POISONED_USAGE)],
     }));
   });
 

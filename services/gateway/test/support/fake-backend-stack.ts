@@ -6,7 +6,7 @@ export interface FakeBackendStackOptions extends Omit<HarnessOptions, 'authUrl' 
   /** The one key the auth stub knows (key id `user`). */
   user: string;
   /** Models served by the fake alone, as llama.cpp backend `fake` (default: `m`). */
-  models?: string[];
+  fakeModels?: string[];
   /** The backends file instead, given the fake's URL. */
   backendsYaml?: (fakeUrl: string) => string;
   fake?: FakeOpenAIOptions;
@@ -21,7 +21,7 @@ export interface FakeBackendStack {
 
 /** A fake llama.cpp backend, an auth stub that knows one key, and a gateway in front of both. */
 export async function startFakeBackendStack(options: FakeBackendStackOptions): Promise<FakeBackendStack> {
-  const { user, models = ['m'], backendsYaml, fake: fakeOptions, ...harness } = options;
+  const { user, fakeModels = ['m'], backendsYaml, fake: fakeOptions, ...harness } = options;
   const fake = await FakeOpenAI.start(fakeOptions);
   const auth = await AuthStub.start({ keys: [{ id: 'user', secret: user }] });
   const gateway = await GatewayHarness.start({
@@ -31,7 +31,7 @@ export async function startFakeBackendStack(options: FakeBackendStackOptions): P
       ? backendsYaml(fake.url)
       : [
           'models:',
-          ...models.map((m) => `  ${m}: { tiers: [[fake]] }`),
+          ...fakeModels.map((m) => `  ${m}: { tiers: [[fake]] }`),
           `backends: { fake: { kind: llamacpp, url: "${fake.url}" } }`,
         ].join('\n'),
   });
