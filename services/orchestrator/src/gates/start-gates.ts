@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { migrateUp } from '@gguf-gateway/db';
-import { PullQueue, unreadableReason, type Logger } from '@gguf-gateway/shared';
+import { detectGpus, PullQueue, unreadableReason, type GpuDetection, type Logger } from '@gguf-gateway/shared';
 import { ensureDefaultModel, type DefaultModel, type DefaultModelSettings } from '../default-model.service.js';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
-import { detectGpus, type GpuDetection } from '../gpu/gpu.detector.js';
+
 import { llamaServerArgs, planLlamaArgs, type LlamaOverrides, type ModelFacts } from '../gpu/llama-args.planner.js';
 import { writeLlamaArgs } from '../llama-args.repository.js';
 import { describeProblems, type FileValidator } from './file-validators.js';

@@ -1,4 +1,4 @@
-import type { Gpu } from './gpu.detector.js';
+import type { Gpu } from '@gguf-gateway/shared';
 
 export interface ModelFacts {
   path: string;
