@@ -14,7 +14,7 @@ import { gatewayConfigSchema } from '../../../gateway/src/config.js';
 import { metricsConfigSchema } from '../../../metrics/src/config.js';
 import { workerConfigSchema } from '../../../worker/src/config.js';
 import { orchestratorConfigSchema } from '../../src/config.js';
-import { writeLlamaArgs } from '../../src/llama-args.repository.js';
+import { writeLlamaArgs } from '../../src/router/inference-files.repository.js';
 import { resolveDirs } from '../../src/start-context.js';
 
 const run = promisify(execFile);
