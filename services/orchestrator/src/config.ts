@@ -34,6 +34,11 @@ export const orchestratorConfigSchema = {
   LLAMA_CTX_SIZE: optionalCount(256),
   LLAMA_PARALLEL: optionalCount(1),
   LLAMA_THREADS: optionalCount(1),
+  /**
+   * supervise: models the gateway keeps loaded (comma-separated names or aliases); the default
+   * model is always added. The gateway's other MODELS_* / MODEL_* settings pass through as they are.
+   */
+  MODELS_PINNED: z.string().optional(),
   /** Passed to auth: the rpm of a key whose line sets none (the seed's MAX_REQUESTS_PER_MINUTE). */
   DEFAULT_KEY_RPM: optionalCount(1),
 

@@ -102,8 +102,11 @@ export function renderModelsPreset(sections: PresetSection[]): string {
     if (!SECTION_NAME.test(name) || name.trim() !== name) {
       throw new ModelsPresetError(`model name "${name}" cannot be a llama-server preset section`);
     }
-    // The same model named twice (the default model also listed with local:): one section, both option sets.
-    merged.set(name, { ...merged.get(name), ...options });
+    // The same model named twice (the default model also listed with local:): one section, both
+    // option sets, and every alias of both.
+    const before = merged.get(name) ?? {};
+    const aliases = [before.alias, options.alias].filter(Boolean).join(',');
+    merged.set(name, { ...before, ...options, ...(aliases ? { alias: aliases } : {}) });
   }
   const lines = ['; Written by the orchestrator on every start (prepare / supervise): edits are replaced.', ''];
   for (const [name, options] of merged) {

@@ -104,11 +104,13 @@ describe("llama-server router mode: the orchestrator's models preset", () => {
         defaults,
         defaultModel: { path: '/models/qwen.gguf', options: {} },
         defaultAliases: [],
-        localModels: [{ name: 'qwen', aliases: [], path: '/models/qwen.gguf', options: { 'ctx-size': '4096' } }],
+        localModels: [
+          { name: 'qwen', aliases: ['qwen-chat'], path: '/models/qwen.gguf', options: { 'ctx-size': '4096' } },
+        ],
       }),
     );
     assert.equal(ini.match(/^\[qwen\]$/gm)?.length, 1);
-    assert.match(ini, /\[qwen\]\nalias = default\nctx-size = 4096\n/);
+    assert.match(ini, /\[qwen\]\nalias = default,qwen-chat\nctx-size = 4096\n/);
   });
 
   it("refuses what the router's ini parser would cut short, naming it", () => {
