@@ -22,6 +22,11 @@ export const orchestratorConfigSchema = {
   MODEL_REPO: z.string().min(1).optional(),
   MODEL_FILE: z.string().min(1).optional(),
   MODEL_REVISION: z.string().min(1).optional(),
+  /**
+   * More names the default model answers to besides `default` (comma-separated), so that clients
+   * whose OpenAI SDK defaults name a model reach it. Empty: `default` only.
+   */
+  MODEL_ALIASES: z.string().default('gpt-4o-mini'),
   /** How long each gate waits for a dependency before it fails. */
   GATE_TIMEOUT_MS: env.millis(60_000),
   /** How long the model gate waits for a pull to finish. */

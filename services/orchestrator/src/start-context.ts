@@ -55,6 +55,9 @@ export function startSettings(ctx: StartContext, databaseUrl: string, redisUrl: 
     modelRevision: c.MODEL_REVISION,
     nvidiaSmi: c.NVIDIA_SMI,
     llamaArgsFile: ctx.llamaArgsFile,
+    defaultModelAliases: c.MODEL_ALIASES.split(',')
+      .map((alias) => alias.trim())
+      .filter(Boolean),
     modelsPresetFile: ctx.modelsPresetFile,
     memoryBudgetFile: ctx.memoryBudgetFile,
     overrides: {

@@ -36,6 +36,8 @@ export interface StartSettings extends DefaultModelSettings {
   backendsFile: string;
   nvidiaSmi: string;
   llamaArgsFile: string;
+  /** MODEL_ALIASES: more names of the default model. */
+  defaultModelAliases: string[];
   modelsPresetFile: string;
   memoryBudgetFile: string;
   overrides: LlamaOverrides;
@@ -77,9 +79,10 @@ function localModels(file: BackendsFile, modelsDir: string): LocalModelEntry[] {
   }));
 }
 
-/** The names the backends file gives `default`: the default model answers to them too. */
-function defaultAliases(file: BackendsFile): string[] {
-  return [...file.models, ...file.localModels].find((m) => m.name === 'default')?.aliases ?? [];
+/** MODEL_ALIASES and the names the backends file gives `default`: the default model answers to them too. */
+function defaultAliases(configured: string[], file: BackendsFile): string[] {
+  const fromFile = [...file.models, ...file.localModels].find((m) => m.name === 'default')?.aliases ?? [];
+  return [...new Set([...configured, ...fromFile])];
 }
 
 async function checkFile(path: string, variable: string, validate: FileValidator): Promise<string> {
@@ -212,7 +215,7 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
           modelsDir: s.modelsDir,
           defaults: presetDefaults(plan),
           defaultModel: { path: model.path, options: {} },
-          defaultAliases: defaultAliases(backends),
+          defaultAliases: defaultAliases(s.defaultModelAliases, backends),
           localModels: localModels(backends, s.modelsDir),
         });
         // The preset first: the arguments name it, and the inference container starts on the arguments.

@@ -88,6 +88,18 @@ const SECTION_NAME = /^[^\]\r\n;#]+$/;
 const KEY = /^[a-zA-Z_][a-zA-Z0-9_.-]*$/;
 const VALUE = /^[^\r\n;#]*$/;
 
+/**
+ * The name the router gives a section: llama.cpp (common/preset.cpp, canonical_tag) rewrites what
+ * follows the last `:` as a quantisation tag (`qwen:q4_k_m` -> `qwen:Q4_K_M`, `m:7b-q4` -> `m:Q4`).
+ */
+function routerSectionName(name: string): string {
+  const colon = name.lastIndexOf(':');
+  if (colon < 0 || name === '*') return name;
+  const tag = name.slice(colon + 1);
+  const suffix = /[-.]([A-Z0-9_]+)$/i.exec(tag);
+  return `${name.slice(0, colon + 1)}${(suffix ? suffix[1]! : tag).toUpperCase()}`;
+}
+
 export class ModelsPresetError extends Error {
   constructor(message: string) {
     super(message);
@@ -101,6 +113,11 @@ export function renderModelsPreset(sections: PresetSection[]): string {
   for (const { name, options } of sections) {
     if (!SECTION_NAME.test(name) || name.trim() !== name) {
       throw new ModelsPresetError(`model name "${name}" cannot be a llama-server preset section`);
+    }
+    if (routerSectionName(name) !== name) {
+      throw new ModelsPresetError(
+        `model name "${name}": llama-server's router would call it "${routerSectionName(name)}" (it rewrites what follows ":"); rename it`,
+      );
     }
     // The same model named twice (the default model also listed with local:): one section, both
     // option sets, and every alias of both.

@@ -79,7 +79,7 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
     // The default model lives outside MODELS_DIR: its section gives its path and the name `default`.
     const ini = readFileSync(preset, 'utf8');
     assert.match(ini, /\[\*\]\nn-gpu-layers = 0\nctx-size = \d+\nparallel = 2\nthreads = \d+\n/);
-    assert.ok(ini.includes(`[tiny]\nalias = default\nmodel = ${join(dir, 'tiny.gguf')}\n`), ini);
+    assert.ok(ini.includes(`[tiny]\nalias = default,gpt-4o-mini\nmodel = ${join(dir, 'tiny.gguf')}\n`), ini);
     const budget = JSON.parse(readFileSync(join(dir, 'memory-budget.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual({ ...budget, bytes: typeof budget.bytes }, { device: 'cpu', bytes: 'number', gpus: [] });
     const passed = run.records().filter((r) => typeof r.msg === 'string' && /^gate \S+ passed$/.test(r.msg));
@@ -89,13 +89,13 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
     );
   });
 
-  it("writes a preset section for each backends-file local: model, and the `default` entry's aliases on the default model", async () => {
+  it("writes a preset section for each backends-file local: model, and MODEL_ALIASES and the `default` entry's aliases on the default model", async () => {
     writeFileSync(
       join(dir, 'backends.yaml'),
       [
         'models:',
         '  default:',
-        '    aliases: [gpt-4o-mini]',
+        '    aliases: [assistant]',
         '    tiers: [[local]]',
         '  embed:',
         '    aliases: [text-embedding-3-small]',
@@ -106,10 +106,10 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
         '',
       ].join('\n'),
     );
-    const run = runOrchestrator('prepare', env);
+    const run = runOrchestrator('prepare', { ...env, MODEL_ALIASES: 'gpt-4o-mini,gpt-4o' });
     assert.equal(await run.exited, 0, run.output());
     const ini = readFileSync(join(dir, 'llama-server.models.ini'), 'utf8');
-    assert.ok(ini.includes('[tiny]\nalias = default,gpt-4o-mini\n'), ini);
+    assert.ok(ini.includes('[tiny]\nalias = default,gpt-4o-mini,gpt-4o,assistant\n'), ini);
     assert.ok(
       ini.includes(
         `[embed]\nalias = text-embedding-3-small\nmodel = ${join(dir, 'embed.gguf')}\nctx-size = 512\nembedding = true\n`,
@@ -190,7 +190,10 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
       assert.ok(progress.includes('model pull downloading 50.0% 1.0 MiB/s eta 1 s'), progress.join('\n'));
       assert.ok(progress.includes('gate model passed'));
       // Pulled into MODELS_DIR, where the router finds it under its file name: no path needed.
-      assert.match(readFileSync(join(dir, 'llama-server.models.ini'), 'utf8'), /\[tiny-q8\]\nalias = default\n$/);
+      assert.match(
+        readFileSync(join(dir, 'llama-server.models.ini'), 'utf8'),
+        /\[tiny-q8\]\nalias = default,gpt-4o-mini\n$/,
+      );
       assert.ok(readFileSync(join(dir, 'llama-server.args'), 'utf8').includes(`--models-dir\n${modelsDir}\n`));
     } finally {
       await worker.close();

@@ -122,6 +122,9 @@ describe("llama-server router mode: the orchestrator's models preset", () => {
     assert.throws(render({ 'chat-template': 'line one\nline two' }), /\[m\] chat-template: the value/);
     assert.throws(render({}, 'bad]name'), /model name "bad\]name"/);
     assert.throws(render({ '--ctx-size': '1' }), /"--ctx-size" is not a llama-server option name/);
+    // The router rewrites what follows a colon, as a quantisation tag.
+    assert.throws(render({}, 'qwen:7b-q4'), /router would call it "qwen:Q4"/);
+    assert.doesNotThrow(render({}, 'qwen:Q4_K_M'));
   });
 
   it('names a model as the router does: its file name without .gguf', () => {
