@@ -52,6 +52,7 @@ if (taken.length > 0) {
 
 const dir = resolve(config.STACK_DIR);
 const modelsDir = resolve(config.MODELS_DIR ?? join(dir, 'models'));
+mkdirSync(dir, { recursive: true });
 mkdirSync(modelsDir, { recursive: true });
 // As root, the stack's Postgres runs as the postgres user, which must reach its data directory.
 chmodSync(dir, 0o755);
