@@ -160,6 +160,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
           inferenceKey,
           env,
           c.LLAMA_READY_TIMEOUT_MS,
+          join(ctx.dataDir, 'llama-cache'),
           runAs,
         ),
       );

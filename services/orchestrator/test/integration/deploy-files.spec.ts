@@ -225,6 +225,8 @@ describe('docker-compose.yml', function () {
       '/data/memory-budget.json',
     );
     assert.ok(services.init!.volumes!.includes('orchestrator-data:/data:rw'));
+    // The router lists llama.cpp's download cache too: an empty tmpfs folder, not the image's HOME.
+    assert.equal(services.inference!.environment!.LLAMA_CACHE, '/tmp/llama-cache');
   });
 
   it('drops every capability and privilege gain, with read-only root filesystems but for Grafana', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { nodeServiceEnv, pinnedModels, systemEnv } from '../../src/supervisor/child-env.js';
+import { llamaServerSpec } from '../../src/supervisor/stack.processes.js';
 
 describe("each supervised process's environment", () => {
   const env = {
@@ -60,5 +61,18 @@ describe("each supervised process's environment", () => {
     assert.equal(pinnedModels(undefined, 'tiny'), 'tiny');
     assert.equal(pinnedModels(' qwen, tiny ,', 'tiny'), 'qwen,tiny');
     assert.equal(pinnedModels('qwen', null), 'qwen');
+  });
+
+  it("gives llama-server's router its key and an empty model cache of its own, not HOME's", () => {
+    const spec = llamaServerSpec('llama-server', [], 8180, 'sk-inference', env, 1000, '/data/llama-cache');
+    assert.deepEqual(spec.env, {
+      PATH: '/usr/bin',
+      HOME: '/root',
+      CUDA_VISIBLE_DEVICES: '0',
+      LLAMA_API_KEY: 'sk-inference',
+      // The router also lists models from llama.cpp's download cache (HOME's by default, which
+      // RUN_AS_USER may not read: it would not start).
+      LLAMA_CACHE: '/data/llama-cache',
+    });
   });
 });
