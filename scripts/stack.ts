@@ -1,9 +1,9 @@
 // The node half of `npm run stack` (scripts/stack builds first): checks its ports, prepares .stack/
-// (demo model, demo admin key, backends file), runs `orchestrator supervise` with its logs in
+// (models folder, demo admin key, backends file), runs `orchestrator supervise` with its logs in
 // .stack/logs, prints one line per state change and, once ready, how to call the API.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import { env, loadConfigOrExit, z } from '@gguf-gateway/shared';
@@ -23,6 +23,8 @@ const config = loadConfigOrExit({
   // Not 6379 / 5432: a Redis or Postgres this machine already runs is never touched.
   LOCAL_REDIS_PORT: env.port(16379),
   LOCAL_POSTGRES_PORT: env.port(15432),
+  /** Every GGUF in it is served, by its file name; default `$STACK_DIR/models`. */
+  MODELS_DIR: z.string().optional(),
   MODEL_PATH: z.string().optional(),
   MODEL_REPO: z.string().optional(),
 });
@@ -49,7 +51,9 @@ if (taken.length > 0) {
 }
 
 const dir = resolve(config.STACK_DIR);
-mkdirSync(join(dir, 'models'), { recursive: true });
+const modelsDir = resolve(config.MODELS_DIR ?? join(dir, 'models'));
+mkdirSync(dir, { recursive: true });
+mkdirSync(modelsDir, { recursive: true });
 // As root, the stack's Postgres runs as the postgres user, which must reach its data directory.
 chmodSync(dir, 0o755);
 
@@ -81,26 +85,31 @@ const backendsFile = join(dir, 'backends.yaml');
 writeFileSync(
   backendsFile,
   [
-    '# Written by npm run stack on every start: the supervised llama-server on loopback.',
-    'models:',
-    '  default:',
-    '    tiers:',
-    '      - [local]',
-    'backends:',
-    '  local:',
-    '    kind: llamacpp',
-    `    url: http://127.0.0.1:${config.INFERENCE_PORT}`,
+    '# Written by npm run stack on every start. Every GGUF in the models folder is a model already,',
+    "# served on demand by the supervised llama-server's router: nothing to route here.",
+    'models: {}',
+    'backends: {}',
     '',
   ].join('\n'),
 );
 
-const modelEnv: Record<string, string> = {};
+const ggufs = readdirSync(modelsDir)
+  .filter((name) => name.endsWith('.gguf'))
+  .sort();
+const modelEnv: Record<string, string> = { MODELS_DIR: modelsDir };
 if (!config.MODEL_PATH && !config.MODEL_REPO) {
-  const tiny = join(dir, 'models', 'tiny-llama.gguf');
-  if (!existsSync(tiny)) await writeTinyLlama(tiny);
-  modelEnv.MODEL_PATH = tiny;
-  process.stderr.write(`stack: no MODEL_PATH or MODEL_REPO: serving the tiny demo model (gibberish by design)\n`);
+  if (ggufs.length === 0) {
+    // An empty folder only: the demo model never lands next to models of the user's own.
+    await writeTinyLlama(join(modelsDir, 'tiny-llama.gguf'));
+    ggufs.push('tiny-llama.gguf');
+    process.stderr.write(`stack: ${modelsDir} is empty: serving the tiny demo model (gibberish by design)\n`);
+  }
+  modelEnv.MODEL_PATH = join(modelsDir, ggufs.includes('tiny-llama.gguf') ? 'tiny-llama.gguf' : ggufs[0]!);
+  process.stderr.write(`stack: default model ${modelEnv.MODEL_PATH} (MODEL_PATH chooses another)\n`);
 }
+process.stderr.write(
+  `stack: serving every GGUF in ${modelsDir} by its file name: ${ggufs.map((f) => f.replace(/\.gguf$/, '')).join(', ') || 'none yet'}\n`,
+);
 
 // The stack runs its own Redis and Postgres: URLs exported in this shell (for tests, another
 // deployment) must not make it use, and migrate, those instead.
@@ -134,6 +143,7 @@ const banner = [
   'gguf-gateway is ready.',
   `  API URL:  ${api}`,
   `  API key:  ${key}   (admin scope; keys file ${keysFile})`,
+  `  Models:   every GGUF in ${modelsDir}, called by its file name (model "default": the default model)`,
   `  Postgres: postgres://postgres@127.0.0.1:${config.LOCAL_POSTGRES_PORT}/postgres`,
   `  Logs:     ${logFile}`,
   '  Try it:',

@@ -57,12 +57,20 @@ describe('containers: docker-compose stack on the CPU', function () {
     if (host) rmSync(host.dir, { recursive: true, force: true });
   });
 
-  it('runs init to completion and inference with the arguments init wrote', async () => {
+  it('runs init to completion and inference as a router with the arguments and models preset init wrote', async () => {
     assert.equal(await project.inspect('init', '{{.State.Status}} {{.State.ExitCode}}'), 'exited 0');
     const inference = (await project.containerId('inference'))!;
     const written = (await docker(['exec', inference, 'cat', '/data/llama-server.args'])).stdout.trim().split('\n');
     const cmdline = (await docker(['exec', inference, 'cat', '/proc/1/cmdline'])).stdout.split('\0');
-    assert.ok(written.includes('--model') && written.includes('/models/tiny.gguf'), written.join(' '));
+    // llama-server's router over the models volume, with the preset init wrote beside the arguments.
+    assert.deepEqual(written.slice(0, 4), [
+      '--models-dir',
+      '/models',
+      '--models-preset',
+      '/data/llama-server.models.ini',
+    ]);
+    const preset = (await docker(['exec', inference, 'cat', '/data/llama-server.models.ini'])).stdout;
+    assert.match(preset, /^\[tiny\]\nalias = default,gpt-4o-mini$/m);
     assert.deepEqual(cmdline.slice(1, 1 + written.length), written, `llama-server runs as ${cmdline.join(' ')}`);
   });
 

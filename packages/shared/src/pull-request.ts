@@ -181,6 +181,14 @@ export function pullFiles(data: PullJobData): PullFile[] {
 }
 
 /**
+ * The name a pulled model is called by (the model's id in `/v1/models`): its file name without
+ * `.gguf`, and a split model's without `-00001-of-0000N` too.
+ */
+export function modelNameOfFile(fileName: string): string {
+  return fileName.replace(/(-\d{5}-of-\d{5})?\.gguf$/i, '');
+}
+
+/**
  * BullMQ's key prefix for the pull queue, under the deployment's REDIS_KEY_PREFIX, so that producers
  * and the worker meet on the same keys (`<prefix>bull:model-pulls:...`).
  */

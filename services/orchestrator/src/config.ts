@@ -22,6 +22,11 @@ export const orchestratorConfigSchema = {
   MODEL_REPO: z.string().min(1).optional(),
   MODEL_FILE: z.string().min(1).optional(),
   MODEL_REVISION: z.string().min(1).optional(),
+  /**
+   * More names the default model answers to besides `default` (comma-separated), so that clients
+   * whose OpenAI SDK defaults name a model reach it. Empty: `default` only.
+   */
+  MODEL_ALIASES: z.string().default('gpt-4o-mini'),
   /** How long each gate waits for a dependency before it fails. */
   GATE_TIMEOUT_MS: env.millis(60_000),
   /** How long the model gate waits for a pull to finish. */
@@ -34,6 +39,11 @@ export const orchestratorConfigSchema = {
   LLAMA_CTX_SIZE: optionalCount(256),
   LLAMA_PARALLEL: optionalCount(1),
   LLAMA_THREADS: optionalCount(1),
+  /**
+   * supervise: models the gateway keeps loaded (comma-separated names or aliases); the default
+   * model is always added. The gateway's other MODELS_* / MODEL_* settings pass through as they are.
+   */
+  MODELS_PINNED: z.string().optional(),
   /** Passed to auth: the rpm of a key whose line sets none (the seed's MAX_REQUESTS_PER_MINUTE). */
   DEFAULT_KEY_RPM: optionalCount(1),
 

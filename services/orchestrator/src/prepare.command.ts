@@ -15,7 +15,7 @@ export async function runPrepare(ctx: StartContext): Promise<number> {
     logger.error('prepare needs DATABASE_URL and REDIS_URL: set both (supervise starts its own when unset)');
     return 1;
   }
-  const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
+  const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null, defaultModelName: null };
   const gates = new GateRunner(
     startGates(
       startSettings(ctx, config.DATABASE_URL, config.REDIS_URL),

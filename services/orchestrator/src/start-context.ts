@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from '@gguf-gateway/shared';
 import type { Registry } from 'prom-client';
 import type { OrchestratorConfig } from './config.js';
@@ -15,17 +15,27 @@ export interface StartContext {
   dataDir: string;
   modelsDir: string;
   llamaArgsFile: string;
+  /** Beside the arguments file: llama-server's router reads both from the same volume. */
+  modelsPresetFile: string;
+  /** The gateway's MODELS_MEMORY_FILE. */
+  memoryBudgetFile: string;
   keysFile: string;
 }
 
 export function resolveDirs(
   config: OrchestratorConfig,
-): Pick<StartContext, 'dataDir' | 'modelsDir' | 'llamaArgsFile' | 'keysFile'> {
+): Pick<
+  StartContext,
+  'dataDir' | 'modelsDir' | 'llamaArgsFile' | 'modelsPresetFile' | 'memoryBudgetFile' | 'keysFile'
+> {
   const dataDir = resolveDataDir(config.DATA_DIR);
+  const llamaArgsFile = config.LLAMA_ARGS_FILE ?? join(dataDir, 'llama-server.args');
   return {
     dataDir,
     modelsDir: config.MODELS_DIR ?? join(dataDir, 'models'),
-    llamaArgsFile: config.LLAMA_ARGS_FILE ?? join(dataDir, 'llama-server.args'),
+    llamaArgsFile,
+    modelsPresetFile: join(dirname(llamaArgsFile), 'llama-server.models.ini'),
+    memoryBudgetFile: join(dirname(llamaArgsFile), 'memory-budget.json'),
     keysFile: config.API_KEYS_FILE ?? defaultKeysFile(dataDir),
   };
 }
@@ -45,6 +55,11 @@ export function startSettings(ctx: StartContext, databaseUrl: string, redisUrl: 
     modelRevision: c.MODEL_REVISION,
     nvidiaSmi: c.NVIDIA_SMI,
     llamaArgsFile: ctx.llamaArgsFile,
+    defaultModelAliases: c.MODEL_ALIASES.split(',')
+      .map((alias) => alias.trim())
+      .filter(Boolean),
+    modelsPresetFile: ctx.modelsPresetFile,
+    memoryBudgetFile: ctx.memoryBudgetFile,
     overrides: {
       nGpuLayers: c.LLAMA_N_GPU_LAYERS,
       ctxSize: c.LLAMA_CTX_SIZE,

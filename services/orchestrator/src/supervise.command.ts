@@ -15,6 +15,7 @@ import {
 } from './supervisor/local-stores.js';
 import { ProcessSupervisor } from './supervisor/process.supervisor.js';
 import { handOver, resolveRunAs } from './supervisor/run-as.js';
+import { pinnedModels } from './supervisor/child-env.js';
 import { llamaServerSpec, nodeServiceSpec } from './supervisor/stack.processes.js';
 import { startSettings, type StartContext } from './start-context.js';
 
@@ -40,7 +41,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
   process.on('exit', killChildren);
   const databaseUrl = c.DATABASE_URL ?? localPostgresUrl(c.LOCAL_POSTGRES_PORT);
   const redisUrl = c.REDIS_URL ?? localRedisUrl(c.LOCAL_REDIS_PORT);
-  const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null };
+  const prepared: PreparedStart = { model: null, gpus: null, llamaArgs: null, defaultModelName: null };
   const gates = new GateRunner(
     startGates(
       startSettings(ctx, databaseUrl, redisUrl),
@@ -159,6 +160,7 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
           inferenceKey,
           env,
           c.LLAMA_READY_TIMEOUT_MS,
+          join(ctx.dataDir, 'llama-cache'),
           runAs,
         ),
       );
@@ -166,6 +168,10 @@ export async function runSupervise(ctx: StartContext): Promise<number> {
     // The gateway cuts streams still running after SHUTDOWN_GRACE_MS, then flushes usage: SIGKILL only after that.
     const gatewayEnv = {
       ...env,
+      // llama-server's router: the gateway lists, loads and unloads the models through it.
+      MODELS_ROUTER_URL: `http://127.0.0.1:${c.INFERENCE_PORT}`,
+      MODELS_MEMORY_FILE: ctx.memoryBudgetFile,
+      MODELS_PINNED: pinnedModels(c.MODELS_PINNED, prepared.defaultModelName),
       SHUTDOWN_GRACE_MS: String(c.SHUTDOWN_GRACE_MS),
       LISTEN_HOST: '0.0.0.0',
       HEALTH_LISTEN_HOST: '127.0.0.1',

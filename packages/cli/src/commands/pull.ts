@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { PullProgress } from '@gguf-gateway/shared/contracts';
-import type { PullJobResult } from '@gguf-gateway/shared/pull-request';
+import { modelNameOfFile, type PullJobResult } from '@gguf-gateway/shared/pull-request';
 import { AdminApiError, AdminClient } from '../admin-client.js';
 import { formatBytes, formatDuration } from '../format.js';
 
@@ -74,6 +74,8 @@ async function pull(args: string[]): Promise<number> {
         `done: ${job.result.name}, ${formatBytes(job.result.bytes)}, sha256 ${job.result.sha256}${note}\n`,
       );
       process.stdout.write(`${job.result.path}\n`);
+      // Last, where the eye lands: every model on disk is served by this name, no restart needed.
+      process.stderr.write(`call it as: ${modelNameOfFile(job.result.name)}\n`);
       return 0;
     }
     if (event === 'failed' || event === 'cancelled' || event === 'error') {

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeTinyLlama } from '@gguf-gateway/gguf';
 import {
   createTestDatabase,
   deleteRedisPrefix,
@@ -12,12 +13,15 @@ import {
   freePorts,
   LlamaServer,
   llamaServerBinary,
+  startProcess,
+  stopProcess,
   testRedisPrefix,
   testSettings,
   TEST_AUTH_INTERNAL_TOKEN,
   tinyModelPath,
   waitFor,
   writeTestGguf,
+  type ManagedProcess,
   type TestDatabase,
 } from '@gguf-gateway/testkit';
 import { expandPromQl, loadDashboards, metricNames, panelTargets } from '../support/dashboards.js';
@@ -33,6 +37,9 @@ import { startService, type RunningService } from '../support/services.js';
 const USER_KEY = 'sk-dashboards-user-key-0001';
 const ADMIN_KEY = 'sk-dashboards-admin-key-0001';
 const PULL = { repo: 'acme/dashboards-GGUF', file: 'pulled.gguf' };
+/** A model file in the router's folder: served on demand, loaded by its first request. */
+const ON_DEMAND = 'on-demand';
+const INFERENCE_KEY = 'sk-dashboards-inference-0001';
 
 interface Context {
   redisUrl: string;
@@ -48,6 +55,9 @@ interface Context {
   tinyModel: string;
   /** The gateway's PORT_HEALTH: its /metrics are there, not on the API port. */
   gatewayHealthPort: string;
+  /** llama-server in router mode over `routerModels`, for the models-on-demand panels. */
+  routerUrl: string;
+  routerModels: string;
 }
 
 /**
@@ -97,6 +107,11 @@ const NODE_SERVICES: {
       ROUTING_FAILURE_THRESHOLD: '2',
       ROUTING_COOLDOWN_MS: '120000',
       ROUTING_WAIT_MS: '0',
+      // Models on demand: every load and unload feeds the Backends dashboard's models panels.
+      MODELS_DIR: ctx.routerModels,
+      MODELS_ROUTER_URL: ctx.routerUrl,
+      MODELS_MEMORY_BYTES: String(2 ** 30),
+      INFERENCE_API_KEY: INFERENCE_KEY,
     }),
   },
   {
@@ -165,6 +180,8 @@ const TRAFFIC: { what: string; key: string; body: object; status: number }[] = [
   { what: 'streamed chat (TTFT)', key: USER_KEY, body: chat('tiny', true), status: 200 },
   // The first tier refuses connections: an upstream error, then the answer from the fallback tier.
   { what: 'chat by fallback', key: USER_KEY, body: chat('tiny-fallback'), status: 200 },
+  // Unloaded at the end of each round (unloadOnDemand): each round loads it again.
+  { what: 'chat with a model loaded on demand', key: USER_KEY, body: chat(ON_DEMAND), status: 200 },
   { what: 'unknown model', key: USER_KEY, body: chat('no-such-model'), status: 404 },
   { what: 'wrong key', key: 'sk-not-a-key-of-this-gateway', body: chat('tiny'), status: 401 },
 ];
@@ -180,6 +197,15 @@ async function driveTraffic(gateway: RunningService): Promise<void> {
     await res.arrayBuffer();
     assert.equal(res.status, status, what);
   }
+}
+
+/** An admin unload: an eviction (reason admin), so that the next round loads the model again. */
+async function unloadOnDemand(gateway: RunningService): Promise<void> {
+  const res = await fetch(`${gateway.url}/admin/v1/models/${ON_DEMAND}/unload`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_KEY}` },
+  });
+  assert.equal(res.status, 200, await res.text());
 }
 
 /** POST /admin/v1/models/pull with the admin key, then waits for the worker to finish the job. */
@@ -240,6 +266,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
   } as Context;
   let db: TestDatabase;
   let llama: LlamaServer;
+  let router: ManagedProcess | undefined;
   let prometheus: TestPrometheus;
   const services: RunningService[] = [];
   // A backend that accepts connections and drops them at once.
@@ -263,6 +290,28 @@ describe('dashboards against a real Prometheus scraping the running services', f
     ctx.llamaServerBin = await llamaServerBinary();
     ctx.tinyModel = await tinyModelPath();
     ctx.gatewayHealthPort = String(await freePort());
+    ctx.routerModels = join(ctx.dir, 'router-models');
+    mkdirSync(ctx.routerModels);
+    await writeTinyLlama(join(ctx.routerModels, `${ON_DEMAND}.gguf`));
+    const routerPort = await freePort();
+    ctx.routerUrl = `http://127.0.0.1:${routerPort}`;
+    // As the orchestrator starts it: the gateway alone loads and unloads. Per-model options on its
+    // command line are fine here: there is one model.
+    router = startProcess(
+      ctx.llamaServerBin,
+      ['--models-dir', ctx.routerModels, '--no-models-autoload', '--models-max', '0', '--host', '127.0.0.1'].concat([
+        '--port',
+        String(routerPort),
+        '--ctx-size',
+        '512',
+        '--parallel',
+        '1',
+        '--threads',
+        '1',
+      ]),
+      { env: { ...process.env, LLAMA_API_KEY: INFERENCE_KEY } },
+    );
+    await waitFor('the llama-server router', async () => (await fetch(`${ctx.routerUrl}/health`)).ok, 20_000, 100);
     await new Promise<void>((resolve) => resetting.listen(0, '127.0.0.1', resolve));
     ctx.ports = await freePorts([
       'GATEWAY_PORT',
@@ -312,6 +361,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     // traffic does. The pull's histogram has no labels and is there from the start.
     for (const round of [1, 2]) {
       await driveTraffic(gateway);
+      await unloadOnDemand(gateway);
       if (round === 2) await pullModel(gateway);
       await waitFor('usage events written', async () =>
         (await eventsWritten(service('metrics'))) >= round * ANSWERED_PER_ROUND ? true : null,
@@ -325,6 +375,7 @@ describe('dashboards against a real Prometheus scraping the running services', f
     await prometheus?.stop();
     for (const running of [...services].reverse()) await running.stop();
     await llama?.stop();
+    if (router) await stopProcess(router);
     await ctx.hub?.stop();
     await deleteRedisPrefix(ctx.prefix);
     await db?.drop();

@@ -1,12 +1,30 @@
 import { readFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { migrateUp } from '@gguf-gateway/db';
-import { PullQueue, unreadableReason, type Logger } from '@gguf-gateway/shared';
+import {
+  detectGpus,
+  localModelPath,
+  localModelPreset,
+  memoryBudgetOf,
+  parseBackendsFile,
+  PullQueue,
+  unreadableReason,
+  type BackendsFile,
+  type GpuDetection,
+  type Logger,
+} from '@gguf-gateway/shared';
 import { ensureDefaultModel, type DefaultModel, type DefaultModelSettings } from '../default-model.service.js';
 import { pingPostgres, pingRedis } from '../dependency.probes.js';
-import { detectGpus, type GpuDetection } from '../gpu/gpu.detector.js';
-import { llamaServerArgs, planLlamaArgs, type LlamaOverrides, type ModelFacts } from '../gpu/llama-args.planner.js';
-import { writeLlamaArgs } from '../llama-args.repository.js';
+
+import { planLlamaArgs, presetDefaults, type LlamaOverrides, type ModelFacts } from '../gpu/llama-args.planner.js';
+import { writeLlamaArgs, writeMemoryBudget, writeModelsPreset } from '../router/inference-files.repository.js';
+import {
+  modelsPresetSections,
+  renderModelsPreset,
+  routerArgs,
+  routerModelName,
+  type LocalModelEntry,
+} from '../router/models-preset.js';
 import { describeProblems, type FileValidator } from './file-validators.js';
 import type { Gate } from './gate-runner.js';
 
@@ -18,6 +36,10 @@ export interface StartSettings extends DefaultModelSettings {
   backendsFile: string;
   nvidiaSmi: string;
   llamaArgsFile: string;
+  /** MODEL_ALIASES: more names of the default model. */
+  defaultModelAliases: string[];
+  modelsPresetFile: string;
+  memoryBudgetFile: string;
   overrides: LlamaOverrides;
   gateTimeoutMs: number;
   modelPullTimeoutMs: number;
@@ -28,6 +50,8 @@ export interface StartGateDeps {
   validateKeysFile: FileValidator;
   validateBackendsFile: FileValidator;
   cpuCount?: number;
+  /** The memory budget without a GPU; the machine's RAM unless a test says otherwise. */
+  ramBytes?: number;
   /** supervise starts llama-server with the default model: there, no model is a failed start. */
   modelRequired?: boolean;
 }
@@ -37,11 +61,29 @@ export interface PreparedStart {
   model: DefaultModel | null;
   gpus: GpuDetection | null;
   llamaArgs: string[] | null;
+  /** The router's name of the default model: the gateway keeps it loaded (MODELS_PINNED). */
+  defaultModelName: string | null;
 }
 
 /** The gates that need the services started by `supervise` before them (the worker pulls the model). */
 export const DEPENDENCY_GATES = ['postgres', 'redis', 'migrations', 'keys-file', 'backends-file'] as const;
 export const MODEL_GATES = ['model', 'gpu', 'llama-args'] as const;
+
+/** The backends file's entries that name a local model, with their preset keys. */
+function localModels(file: BackendsFile, modelsDir: string): LocalModelEntry[] {
+  return file.localModels.map((entry) => ({
+    name: entry.name,
+    aliases: entry.aliases,
+    path: localModelPath(entry, modelsDir),
+    options: localModelPreset(entry),
+  }));
+}
+
+/** MODEL_ALIASES and the names the backends file gives `default`: the default model answers to them too. */
+function defaultAliases(configured: string[], file: BackendsFile): string[] {
+  const fromFile = [...file.models, ...file.localModels].find((m) => m.name === 'default')?.aliases ?? [];
+  return [...new Set([...configured, ...fromFile])];
+}
 
 async function checkFile(path: string, variable: string, validate: FileValidator): Promise<string> {
   let text: string;
@@ -159,18 +201,44 @@ export function startGates(s: StartSettings, deps: StartGateDeps, prepared: Prep
     },
     {
       name: 'llama-args',
-      waitsFor: 'llama-server arguments to be written',
-      fix: 'DATA_DIR (or LLAMA_ARGS_FILE) must be writable.',
+      waitsFor: 'the llama-server router arguments, models preset and memory budget to be written',
+      fix: 'DATA_DIR (or LLAMA_ARGS_FILE) must be writable; a model name or option the preset file cannot hold is named above.',
       timeoutMs: wait,
       retry: false,
       check: async () => {
         const { model, gpus } = prepared;
         if (!model) return { skipped: true, detail: 'no default model: llama-server is not configured here' };
         const plan = planLlamaArgs(modelFacts(model), gpus?.gpus ?? [], deps.cpuCount ?? cpus().length, s.overrides);
-        prepared.llamaArgs = llamaServerArgs(model.path, plan);
+        // Validated by the backends-file gate before this one.
+        const backends = parseBackendsFile(await readFile(s.backendsFile, 'utf8'));
+        const sections = modelsPresetSections({
+          modelsDir: s.modelsDir,
+          defaults: presetDefaults(plan),
+          defaultModel: { path: model.path, options: {} },
+          defaultAliases: defaultAliases(s.defaultModelAliases, backends),
+          localModels: localModels(backends, s.modelsDir),
+        });
+        // The preset first: the arguments name it, and the inference container starts on the arguments.
+        await writeModelsPreset(s.modelsPresetFile, renderModelsPreset(sections));
+        await writeMemoryBudget(
+          s.memoryBudgetFile,
+          memoryBudgetOf(gpus ?? { gpus: [], reason: null }, deps.ramBytes ?? totalmem()),
+        );
+        prepared.llamaArgs = routerArgs(s.modelsDir, s.modelsPresetFile);
+        prepared.defaultModelName = routerModelName(model.path);
         await writeLlamaArgs(s.llamaArgsFile, prepared.llamaArgs);
-        logger.info({ args: prepared.llamaArgs, file: s.llamaArgsFile }, plan.reason);
-        return { detail: `${s.llamaArgsFile}: ${prepared.llamaArgs.join(' ')}` };
+        logger.info(
+          {
+            args: prepared.llamaArgs,
+            file: s.llamaArgsFile,
+            preset: s.modelsPresetFile,
+            defaults: sections[0]!.options,
+          },
+          plan.reason,
+        );
+        return {
+          detail: `${s.llamaArgsFile}: ${prepared.llamaArgs.join(' ')}; default model ${prepared.defaultModelName} (alias default)`,
+        };
       },
     },
   ];

@@ -1,4 +1,4 @@
-import type { Gpu } from './gpu.detector.js';
+import type { Gpu } from '@gguf-gateway/shared';
 
 export interface ModelFacts {
   path: string;
@@ -25,6 +25,8 @@ export interface LlamaPlan {
   threads: number;
   /** Share of layers per GPU (free VRAM), only with more than one GPU. */
   tensorSplit: number[] | null;
+  /** Every layer of the model is on the GPU and the user set no count of their own. */
+  allLayersOffloaded: boolean;
   /** One line a user can read in the log: why these numbers. */
   reason: string;
 }
@@ -77,22 +79,21 @@ export function planLlamaArgs(model: ModelFacts, gpus: Gpu[], cpus: number, over
     nGpuLayers = overrides.nGpuLayers;
     reason += '; n-gpu-layers set by LLAMA_N_GPU_LAYERS';
   }
-  return { nGpuLayers, ctxSize, parallel, threads, tensorSplit, reason };
+  const allLayersOffloaded = allOnGpu && overrides.nGpuLayers === undefined;
+  return { nGpuLayers, ctxSize, parallel, threads, tensorSplit, allLayersOffloaded, reason };
 }
 
-/** The llama-server arguments the inference container (or the supervisor) starts with, one per element. */
-export function llamaServerArgs(modelPath: string, plan: LlamaPlan): string[] {
-  return [
-    '--model',
-    modelPath,
-    '--n-gpu-layers',
-    String(plan.nGpuLayers),
-    '--ctx-size',
-    String(plan.ctxSize),
-    '--parallel',
-    String(plan.parallel),
-    '--threads',
-    String(plan.threads),
-    ...(plan.tensorSplit ? ['--tensor-split', plan.tensorSplit.join(',')] : []),
-  ];
+/**
+ * The planner's settings as the router's `[*]` preset keys: every model's defaults. When the
+ * default model fits in VRAM entirely, every model gets all of its layers offloaded (the gateway
+ * loads only what fits); otherwise the planned count, and LLAMA_N_GPU_LAYERS always wins.
+ */
+export function presetDefaults(plan: LlamaPlan): Record<string, string> {
+  return {
+    'n-gpu-layers': plan.allLayersOffloaded ? 'all' : String(plan.nGpuLayers),
+    'ctx-size': String(plan.ctxSize),
+    parallel: String(plan.parallel),
+    threads: String(plan.threads),
+    ...(plan.tensorSplit ? { 'tensor-split': plan.tensorSplit.join(',') } : {}),
+  };
 }

@@ -14,16 +14,37 @@ const SECRET_OWNERS: Record<string, readonly NodeService[]> = {
   AUTH_INTERNAL_TOKEN_FILE: [],
 };
 
+/**
+ * The gateway's model-loading settings (llama-server's router, the memory budget, pinned models):
+ * passed through to the gateway as set, and to no other service, which would have no use for them.
+ */
+const GATEWAY_MODEL_SETTING =
+  /^(MODELS_(ROUTER_URL|MEMORY_FILE|MEMORY_BYTES|MAX_LOADED|PINNED)|MODEL_(LOAD_TIMEOUT_MS|IDLE_UNLOAD_SEC|CAPACITY_WAIT_MS))$/;
+
 /** What a program that is not ours needs: where things are, the locale, the GPU runtime's and its own settings. */
 const SYSTEM_VARIABLE =
   /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|LD_LIBRARY_PATH|CUDA_.*|NVIDIA_.*|GGML_.*|LLAMA_ARG_.*)$/;
 
 export function nodeServiceEnv(name: NodeService, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(
-    Object.entries(env).filter(([key]) => !(key in SECRET_OWNERS) || SECRET_OWNERS[key]!.includes(name)),
+    Object.entries(env).filter(
+      ([key]) =>
+        (!(key in SECRET_OWNERS) || SECRET_OWNERS[key]!.includes(name)) &&
+        (name === 'gateway' || !GATEWAY_MODEL_SETTING.test(key)),
+    ),
   );
 }
 
 export function systemEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([key]) => SYSTEM_VARIABLE.test(key)));
+}
+
+/** The user's MODELS_PINNED with the default model added: it stays loaded, as it did before router mode. */
+export function pinnedModels(userList: string | undefined, defaultModel: string | null): string {
+  const names = (userList ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  if (defaultModel) names.push(defaultModel);
+  return [...new Set(names)].join(',');
 }

@@ -33,7 +33,11 @@ export function nodeServiceSpec(
   };
 }
 
-/** llama-server with the arguments the gates chose, on loopback; its key comes by environment, not argv. */
+/**
+ * llama-server with the arguments the gates chose, on loopback; its key comes by environment, not
+ * argv. `llamaCache`: llama.cpp's download cache, which the router also lists models from; a folder
+ * of ours that stays empty, not HOME's (RUN_AS_USER may not even read root's HOME).
+ */
 export function llamaServerSpec(
   bin: string,
   args: string[],
@@ -41,13 +45,14 @@ export function llamaServerSpec(
   apiKey: string,
   env: NodeJS.ProcessEnv,
   readyTimeoutMs: number,
+  llamaCache: string,
   runAs?: RunAs,
 ): ProcessSpec {
   return {
     name: 'llama-server',
     command: bin,
     args: [...args, '--host', '127.0.0.1', '--port', String(port), '--metrics', '--slots', '--no-webui'],
-    env: { ...systemEnv(env), LLAMA_API_KEY: apiKey },
+    env: { ...systemEnv(env), LLAMA_API_KEY: apiKey, LLAMA_CACHE: llamaCache },
     ...runAsIds(runAs),
     ready: () => httpOk(`http://127.0.0.1:${port}/health`),
     readyTimeoutMs,

@@ -14,7 +14,8 @@ import { gatewayConfigSchema } from '../../../gateway/src/config.js';
 import { metricsConfigSchema } from '../../../metrics/src/config.js';
 import { workerConfigSchema } from '../../../worker/src/config.js';
 import { orchestratorConfigSchema } from '../../src/config.js';
-import { writeLlamaArgs } from '../../src/llama-args.repository.js';
+import { writeLlamaArgs, writeModelsPreset } from '../../src/router/inference-files.repository.js';
+import { modelsPresetSections, renderModelsPreset, routerArgs } from '../../src/router/models-preset.js';
 import { resolveDirs } from '../../src/start-context.js';
 
 const run = promisify(execFile);
@@ -164,7 +165,7 @@ describe('docker-compose.yml', function () {
   });
 
   it('passes the default model, revision included, through to init', () => {
-    for (const name of ['MODEL_PATH', 'MODEL_REPO', 'MODEL_FILE', 'MODEL_REVISION']) {
+    for (const name of ['MODEL_PATH', 'MODEL_REPO', 'MODEL_FILE', 'MODEL_REVISION', 'MODEL_ALIASES']) {
       assert.ok(name in services.init!.environment!, `init does not pass ${name} through`);
     }
     assert.match(readFileSync(join(repoRoot, '.env.example'), 'utf8'), /^#?MODEL_REVISION=/m);
@@ -191,6 +192,41 @@ describe('docker-compose.yml', function () {
     assert.equal(services.inference!.image, 'ghcr.io/ggml-org/llama.cpp:server');
     assert.equal(gpu.inference!.image, 'ghcr.io/ggml-org/llama.cpp:server-cuda');
     assert.deepEqual(Object.keys(gpu).sort(), Object.keys(services).sort());
+  });
+
+  it('mounts the models volume writable for the worker (pulls) and the gateway (deletes) only, read-only elsewhere', () => {
+    const mounts = Object.fromEntries(
+      Object.entries(services)
+        .map(([name, s]) => [name, s.volumes?.find((v) => v.startsWith('models:'))] as const)
+        .filter((e): e is readonly [string, string] => e[1] !== undefined),
+    );
+    assert.deepEqual(mounts, {
+      init: 'models:/models:ro',
+      worker: 'models:/models:rw',
+      inference: 'models:/models:ro',
+      gateway: 'models:/models:rw',
+    });
+  });
+
+  it("points the gateway at llama-server's router, the models volume and init's memory budget (read-only)", () => {
+    const env = services.gateway!.environment!;
+    assert.equal(env.MODELS_DIR, '/models');
+    assert.equal(env.MODELS_ROUTER_URL, 'http://inference:8180');
+    assert.equal(env.MODELS_MEMORY_FILE, '/orchestrator/memory-budget.json');
+    assert.equal(env.MODELS_PINNED, 'default', 'the default model stays loaded');
+    assert.ok(services.gateway!.volumes!.includes('orchestrator-data:/orchestrator:ro'));
+    for (const name of ['MODELS_MAX_LOADED', 'MODEL_LOAD_TIMEOUT_MS', 'MODEL_IDLE_UNLOAD_SEC']) {
+      assert.ok(name in env, `the gateway does not pass ${name} through`);
+    }
+    // init writes the budget and the router's files into the volume that inference reads.
+    assert.equal(
+      resolveDirs(loadConfig(orchestratorConfigSchema, { BACKENDS_FILE: '/config/backends.yaml', DATA_DIR: '/data' }))
+        .memoryBudgetFile,
+      '/data/memory-budget.json',
+    );
+    assert.ok(services.init!.volumes!.includes('orchestrator-data:/data:rw'));
+    // The router lists llama.cpp's download cache too: an empty tmpfs folder, not the image's HOME.
+    assert.equal(services.inference!.environment!.LLAMA_CACHE, '/tmp/llama-cache');
   });
 
   it('drops every capability and privilege gain, with read-only root filesystems but for Grafana', () => {
@@ -345,6 +381,94 @@ describe('container scripts', function () {
         fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
       assert.equal((await models('wrong')).status, 401);
       assert.equal((await models('sk-inference-0123456789')).status, 200);
+    } finally {
+      await stopProcess(proc);
+    }
+  });
+
+  it("infra/inference/entrypoint.sh starts llama-server's router on the models folder and preset prepare wrote, behind the key", async function () {
+    this.timeout(120_000);
+    const modelsDir = join(dir, 'router models');
+    mkdirSync(modelsDir);
+    await writeTinyLlama(join(modelsDir, 'tiny-a.gguf'));
+    await writeTinyLlama(join(modelsDir, 'tiny-b.gguf'));
+    const presetFile = join(dir, 'llama-server.models.ini');
+    await writeModelsPreset(
+      presetFile,
+      renderModelsPreset(
+        modelsPresetSections({
+          modelsDir,
+          defaults: { 'n-gpu-layers': '0', 'ctx-size': '512', parallel: '1', threads: '1' },
+          defaultModel: { path: join(modelsDir, 'tiny-a.gguf'), options: {} },
+          defaultAliases: ['gpt-4o-mini'],
+          localModels: [
+            { name: 'tiny-b', aliases: ['b'], path: join(modelsDir, 'tiny-b.gguf'), options: { 'ctx-size': '256' } },
+          ],
+        }),
+      ),
+    );
+    const argsFile = join(dir, 'router.args');
+    await writeLlamaArgs(argsFile, routerArgs(modelsDir, presetFile));
+    writeFileSync(join(dir, 'router_key'), 'sk-inference-0123456789\n');
+    const port = await freePort();
+    const proc = startProcess('sh', [join(repoRoot, 'infra/inference/entrypoint.sh')], {
+      env: {
+        ...process.env,
+        LLAMA_SERVER_BIN: await llamaServerBinary(),
+        LLAMA_ARGS_FILE: argsFile,
+        INFERENCE_API_KEY_FILE: join(dir, 'router_key'),
+        INFERENCE_HOST: '127.0.0.1',
+        INFERENCE_PORT: String(port),
+      },
+    });
+    const call = (path: string, key: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    const key = 'sk-inference-0123456789';
+    interface RouterModel {
+      id: string;
+      aliases: string[];
+      status: { value: string; args?: string[] };
+    }
+    const listed = async () => ((await (await call('/models', key)).json()) as { data: RouterModel[] }).data;
+    try {
+      // Healthy with no model loaded: the inference container's healthcheck passes at once.
+      await waitFor('router /health', async () => {
+        if (proc.child.exitCode !== null) throw new Error(proc.output());
+        return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200;
+      });
+      assert.equal((await call('/models', 'wrong')).status, 401);
+      const models = await listed();
+      assert.deepEqual(models.map((m) => [m.id, [...m.aliases].sort(), m.status.value]).sort(), [
+        ['tiny-a', ['default', 'gpt-4o-mini'], 'unloaded'],
+        ['tiny-b', ['b'], 'unloaded'],
+      ]);
+      // Autoload is off: nothing loads until asked.
+      const chat = (model: string, k = key) =>
+        call('/v1/chat/completions', k, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+      assert.equal((await chat('default')).status, 400);
+      assert.equal((await call('/models/load', key, { model: 'default' })).status, 200);
+      const loaded = await waitFor(
+        'tiny-a loaded',
+        async () => {
+          const a = (await listed()).find((m) => m.id === 'tiny-a')!;
+          if (a.status.value === 'unloaded' && a.status.args === undefined) return null;
+          return a.status.value === 'loaded' ? a : null;
+        },
+        60_000,
+        200,
+      );
+      // [*] reached the child: the router's own command line carries nothing per model.
+      assert.ok(loaded.status.args!.join(' ').includes('--ctx-size 512'), loaded.status.args!.join(' '));
+      assert.equal((await chat('default', 'wrong')).status, 401);
+      const completion = await chat('gpt-4o-mini');
+      assert.equal(completion.status, 200, await completion.clone().text());
+      const body = (await completion.json()) as { usage: { completion_tokens: number } };
+      assert.equal(body.usage.completion_tokens, 4);
+      assert.equal((await call('/models/unload', key, { model: 'tiny-a' })).status, 200);
     } finally {
       await stopProcess(proc);
     }

@@ -61,16 +61,60 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('passes every gate, migrates the database and writes the llama-server arguments, then exits 0', async () => {
+  it('passes every gate, migrates the database and writes the router arguments, models preset and memory budget, then exits 0', async () => {
     const run = runOrchestrator('prepare', env);
     assert.equal(await run.exited, 0, run.output());
     assert.deepEqual(await pendingMigrations(db.url), []);
     const args = readFileSync(join(dir, 'llama-server.args'), 'utf8').trim().split('\n');
-    assert.deepEqual(args.slice(0, 4), ['--model', join(dir, 'tiny.gguf'), '--n-gpu-layers', '0']);
+    const preset = join(dir, 'llama-server.models.ini');
+    assert.deepEqual(args, [
+      '--models-dir',
+      join(dir, 'models'),
+      '--models-preset',
+      preset,
+      '--no-models-autoload',
+      '--models-max',
+      '0',
+    ]);
+    // The default model lives outside MODELS_DIR: its section gives its path and the name `default`.
+    const ini = readFileSync(preset, 'utf8');
+    assert.match(ini, /\[\*\]\nn-gpu-layers = 0\nctx-size = \d+\nparallel = 2\nthreads = \d+\n/);
+    assert.ok(ini.includes(`[tiny]\nalias = default,gpt-4o-mini\nmodel = ${join(dir, 'tiny.gguf')}\n`), ini);
+    const budget = JSON.parse(readFileSync(join(dir, 'memory-budget.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual({ ...budget, bytes: typeof budget.bytes }, { device: 'cpu', bytes: 'number', gpus: [] });
     const passed = run.records().filter((r) => typeof r.msg === 'string' && /^gate \S+ passed$/.test(r.msg));
     assert.deepEqual(
       passed.map((r) => r.gate),
       ['postgres', 'redis', 'migrations', 'keys-file', 'backends-file', 'model', 'gpu', 'llama-args'],
+    );
+  });
+
+  it("writes a preset section for each backends-file local: model, and MODEL_ALIASES and the `default` entry's aliases on the default model", async () => {
+    writeFileSync(
+      join(dir, 'backends.yaml'),
+      [
+        'models:',
+        '  default:',
+        '    aliases: [assistant]',
+        '    tiers: [[local]]',
+        '  embed:',
+        '    aliases: [text-embedding-3-small]',
+        `    local: ${join(dir, 'embed.gguf')}`,
+        '    llama: { ctxSize: 512, mode: embeddings }',
+        'backends:',
+        '  local: { kind: llamacpp, url: http://inference:8180 }',
+        '',
+      ].join('\n'),
+    );
+    const run = runOrchestrator('prepare', { ...env, MODEL_ALIASES: 'gpt-4o-mini,gpt-4o' });
+    assert.equal(await run.exited, 0, run.output());
+    const ini = readFileSync(join(dir, 'llama-server.models.ini'), 'utf8');
+    assert.ok(ini.includes('[tiny]\nalias = default,gpt-4o-mini,gpt-4o,assistant\n'), ini);
+    assert.ok(
+      ini.includes(
+        `[embed]\nalias = text-embedding-3-small\nmodel = ${join(dir, 'embed.gguf')}\nctx-size = 512\nembedding = true\n`,
+      ),
+      ini,
     );
   });
 
@@ -145,7 +189,12 @@ describe('orchestrator prepare (real Postgres and Redis)', function () {
       const progress = run.records().map((r) => r.msg);
       assert.ok(progress.includes('model pull downloading 50.0% 1.0 MiB/s eta 1 s'), progress.join('\n'));
       assert.ok(progress.includes('gate model passed'));
-      assert.match(readFileSync(join(dir, 'llama-server.args'), 'utf8'), /tiny-q8\.gguf/);
+      // Pulled into MODELS_DIR, where the router finds it under its file name: no path needed.
+      assert.match(
+        readFileSync(join(dir, 'llama-server.models.ini'), 'utf8'),
+        /\[tiny-q8\]\nalias = default,gpt-4o-mini\n$/,
+      );
+      assert.ok(readFileSync(join(dir, 'llama-server.args'), 'utf8').includes(`--models-dir\n${modelsDir}\n`));
     } finally {
       await worker.close();
       connection.disconnect();

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeTinyLlama } from '@gguf-gateway/gguf';
 import {
   freePort,
   llamaServerBinary,
@@ -91,7 +92,23 @@ describe('npm run stack (scripts/stack)', function () {
       output,
       new RegExp(`Postgres: postgres://postgres@127\\.0\\.0\\.1:${ports.LOCAL_POSTGRES_PORT}/postgres`),
     );
-    assert.match(output, /serving the tiny demo model/);
+    assert.match(output, /is empty: serving the tiny demo model/);
+    // Every GGUF in the models folder is served by the router; the default model answers to `default` too.
+    const api = (path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${ports.GATEWAY_PORT}/v1${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    const listed = (await (await api('/models')).json()) as { data: { id: string }[] };
+    const ids = listed.data.map((m) => m.id);
+    assert.ok(ids.includes('tiny-llama') && ids.includes('default'), ids.join(', '));
+    const chat = await api('/chat/completions', {
+      model: 'default',
+      max_tokens: 4,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    assert.equal(chat.status, 200, await chat.clone().text());
     // The terminal keeps state changes; the services' own lines are in the log file it names.
     const logFile = join(dir, '.stack', 'logs', 'stack.log');
     assert.match(output, new RegExp(`Logs: +${logFile}`));
@@ -122,6 +139,77 @@ describe('npm run stack (scripts/stack)', function () {
     assert.equal(await exited, 0, output.slice(-3000));
     for (const port of ['PORT_HEALTH', 'GATEWAY_PORT', 'INFERENCE_PORT', 'LOCAL_REDIS_PORT', 'LOCAL_POSTGRES_PORT']) {
       assert.equal(await portOpen(Number(ports[port])), false, `${port} still open after Ctrl-C`);
+    }
+  });
+});
+
+describe('npm run stack with models of your own', function () {
+  this.timeout(180_000);
+
+  it('serves every GGUF in MODELS_DIR by its file name and writes no demo model next to them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gg-stack-own-'));
+    chmodSync(dir, 0o755);
+    const models = join(dir, 'my models');
+    mkdirSync(models);
+    await writeTinyLlama(join(models, 'alpha.gguf'));
+    await writeTinyLlama(join(models, 'beta.gguf'));
+    const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...ports,
+      STACK_DIR: join(dir, '.stack'),
+      MODELS_DIR: models,
+      LLAMA_SERVER_BIN: await llamaServerBinary(),
+      LLAMA_CTX_SIZE: '1024',
+      LOG_LEVEL: 'warn',
+    };
+    delete env.MODEL_PATH;
+    delete env.MODEL_REPO;
+    delete env.REDIS_URL;
+    delete env.DATABASE_URL;
+    const stack = spawn(join(repoRoot, 'scripts/stack'), [], {
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    stack.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    stack.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => stack.once('exit', resolve));
+    try {
+      await Promise.race([
+        waitFor(
+          'the ready banner',
+          async () => (output.includes('gguf-gateway is ready.') ? true : null),
+          150_000,
+          200,
+        ),
+        exited.then((code) => {
+          throw new Error(`npm run stack exited with ${code} before it was ready:\n${output.slice(-4000)}`);
+        }),
+      ]);
+      assert.deepEqual(
+        readdirSync(models)
+          .filter((f) => f.endsWith('.gguf'))
+          .sort(),
+        ['alpha.gguf', 'beta.gguf'],
+        'no demo model beside them',
+      );
+      assert.match(output, new RegExp(`default model ${models}/alpha\\.gguf`));
+      const key = /API key: {2}(sk-demo-\S+)/.exec(output)![1]!;
+      const res = await fetch(`http://127.0.0.1:${ports.GATEWAY_PORT}/v1/models`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      const ids = ((await res.json()) as { data: { id: string }[] }).data.map((m) => m.id);
+      for (const id of ['alpha', 'beta', 'default']) assert.ok(ids.includes(id), `${id} not in ${ids.join(', ')}`);
+    } finally {
+      try {
+        process.kill(-stack.pid!, 'SIGINT');
+      } catch {
+        // Gone already.
+      }
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

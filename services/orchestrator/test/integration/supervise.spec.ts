@@ -174,10 +174,26 @@ describe('orchestrator supervise (the all-in-one stack as local processes)', fun
       return now.state === 'ready' && now.pid !== llama.pid ? now : null;
     });
     assert.equal(back.restarts, 1);
-    const completion = await fetch(`http://127.0.0.1:${env.INFERENCE_PORT}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${INFERENCE_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+    // llama-server runs as a router over the models folder and the preset the gates wrote: the
+    // default model answers to `default` once loaded (the gateway loads it; here, by hand).
+    const router = (path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${env.INFERENCE_PORT}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${INFERENCE_KEY}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    const load = await router('/models/load', { model: 'default' });
+    assert.equal(load.status, 200, await load.text());
+    await waitFor('the default model loaded', async () => {
+      const { data } = (await (await router('/models')).json()) as {
+        data: { id: string; status: { value: string } }[];
+      };
+      return data.find((m) => m.id === 'tiny')?.status.value === 'loaded' ? true : null;
+    });
+    const completion = await router('/v1/chat/completions', {
+      model: 'default',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 4,
     });
     assert.equal(completion.status, 200, 'requests are served again after the restart');
     assert.equal(await ping(), 200);

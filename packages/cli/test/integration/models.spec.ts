@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { boundPort, closeServer } from '@gguf-gateway/shared';
+import { repoRoot } from '@gguf-gateway/testkit';
+
+/** Runs the built CLI against `url`, as a user would. */
+function cli(url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(repoRoot, 'packages/cli/dist/main.js'), ...args], {
+    env: { PATH: process.env.PATH, GGUF_GATEWAY_URL: url, GGUF_GATEWAY_API_KEY: 'sk-admin-test' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const killer = setTimeout(() => child.kill(), 10_000);
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+}
+
+// GET /admin/v1/models of a gateway serving models on demand (the gateway's admin router's shape).
+const MODELS = [
+  {
+    name: 'qwen2.5-7b-instruct-q4_k_m',
+    aliases: ['default'],
+    status: 'loaded',
+    reason: null,
+    sizeBytes: 4_683_073_184,
+    bytes: 4_683_073_184,
+    quantization: 'Q4_K_M',
+    lastUsedAt: '2026-11-30T06:58:12.345Z',
+    pulledAt: null,
+  },
+  {
+    name: 'tiny',
+    aliases: [],
+    status: 'available',
+    reason: null,
+    sizeBytes: 479_136,
+    bytes: 479_136,
+    quantization: 'F32',
+    lastUsedAt: null,
+    pulledAt: '2026-11-29T10:00:00.000Z',
+  },
+  {
+    name: 'broken',
+    aliases: [],
+    status: 'failed',
+    reason: 'not a GGUF file (bad magic)',
+    sizeBytes: 65_536,
+    bytes: 65_536,
+    quantization: null,
+    lastUsedAt: null,
+    pulledAt: null,
+  },
+];
+
+describe('gguf-gateway models and pull against the admin API', function () {
+  this.timeout(20_000);
+  let server: Server;
+  let url: string;
+  let handler: (req: IncomingMessage, res: ServerResponse) => void;
+  const seen: string[] = [];
+
+  before(async () => {
+    server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+      handler(req, res);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    url = `http://127.0.0.1:${boundPort(server)}`;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await closeServer(server);
+  });
+
+  it('lists every model with its size, quantisation, status and when it was last used', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: MODELS }));
+    };
+    const run = await cli(url, 'models');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(seen.at(-1), 'GET /admin/v1/models Bearer sk-admin-test');
+    assert.deepEqual(run.stdout.trimEnd().split('\n'), [
+      'NAME                        SIZE       QUANT   STATUS                               LAST USED (UTC)',
+      'qwen2.5-7b-instruct-q4_k_m  4.4 GiB    Q4_K_M  loaded                               2026-11-30 06:58:12',
+      'tiny                        467.9 KiB  F32     available',
+      'broken                      64.0 KiB           failed: not a GGUF file (bad magic)',
+    ]);
+  });
+
+  it('ends a pull by naming the model to call, a split model without its part suffix', async () => {
+    const result = {
+      name: 'Qwen2.5-72B-Instruct-Q4_K_M-00001-of-00002.gguf',
+      path: '/models/Qwen2.5-72B-Instruct-Q4_K_M-00001-of-00002.gguf',
+      bytes: 1024,
+      sha256: 'a'.repeat(64),
+      alreadyPresent: false,
+      files: [],
+    };
+    handler = (req, res) => {
+      if (req.method === 'POST') {
+        res
+          .writeHead(202, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ jobId: 'j1', deduplicated: false }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const job = { id: 'j1', state: 'completed', progress: null, error: null, result };
+      res.end(`event: completed\ndata: ${JSON.stringify(job)}\n\n`);
+    };
+    const run = await cli(url, 'pull', 'acme/Qwen2.5-72B-GGUF', 'Qwen2.5-72B-Instruct-Q4_K_M-00001-of-00002.gguf');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, `${result.path}\n`);
+    assert.equal(run.stderr.trimEnd().split('\n').at(-1), 'call it as: Qwen2.5-72B-Instruct-Q4_K_M');
+  });
+});
