@@ -101,7 +101,8 @@ export class ModelAdmission {
           startWaiting();
           entry.waiting += 1;
           try {
-            await entry.pending;
+            // A client that leaves stops waiting at once; the load goes on for the others.
+            await untilAborted(entry.pending, signal);
           } catch {
             // The load failed: reported below from entry.failure
           } finally {
@@ -373,6 +374,22 @@ export class ModelAdmission {
   private changedNow(): void {
     for (const wake of [...this.wakers]) wake();
   }
+}
+
+/** Settles when `work` does, or as soon as `signal` aborts (without stopping `work`). */
+function untilAborted(work: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return work;
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done);
+    work.then(done, (err: unknown) => {
+      signal.removeEventListener('abort', done);
+      reject(err as Error);
+    });
+  });
 }
 
 function gib(bytes: number): string {
