@@ -81,6 +81,8 @@ export class ModelsService {
     const gone = new AbortController();
     const onClose = () => gone.abort();
     res.once('close', onClose);
+    // The client may have left already (while its key was checked): its 'close' is then past.
+    if (res.destroyed) gone.abort();
     return this.admission.acquire(model, gone.signal).finally(() => res.off('close', onClose));
   }
 
