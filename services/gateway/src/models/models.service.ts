@@ -125,7 +125,7 @@ export class ModelsService {
         code: 'model_pulling',
       });
     }
-    if (!model.paths.every((p) => p.startsWith(`${this.files.dir.replace(/\/+$/, '')}/`))) {
+    if (model.paths.length === 0 || !model.paths.every((p) => this.files.holds(p))) {
       throw new ApiError(
         409,
         `The model '${model.name}' is outside MODELS_DIR (a backends-file entry): remove it there.`,
