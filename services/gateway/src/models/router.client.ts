@@ -31,9 +31,10 @@ function modelArg(args: readonly string[] | undefined): string | null {
   return at >= 0 ? (args![at + 1] ?? null) : null;
 }
 
+/** Its message may reach clients (a 503, /v1/models' reason): never the router's address; that is in `cause`. */
 export class RouterError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'RouterError';
   }
 }
@@ -131,8 +132,7 @@ export class LlamaRouterClient {
       // starts a model, and every call here may be repeated (a load or unload twice is answered).
       res = await send().catch(() => send());
     } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-      throw new RouterError(`the models router is not reachable (${cause})`);
+      throw new RouterError('the models router is not reachable', { cause: (err as Error).cause ?? err });
     }
     const text = await res.text();
     let json: unknown = null;
