@@ -41,6 +41,8 @@ export class RouterError extends Error {
 
 /** How a model that loads is followed: GET /models every this often. */
 const LOAD_POLL_MS = 100;
+/** How long a model's process may take to stop; past it, admission stops waiting (the next sync corrects it). */
+const UNLOAD_WAIT_MS = 60_000;
 
 export class LlamaRouterClient {
   constructor(
@@ -89,19 +91,21 @@ export class LlamaRouterClient {
     throw new RouterError(`it did not load within ${Math.round(timeoutMs / 1000)} s (MODEL_LOAD_TIMEOUT_MS)`);
   }
 
-  /** Stops the model's process and waits until the router lists it unloaded. */
-  async unload(id: string): Promise<void> {
+  /** Stops the model's process and waits until the router lists it unloaded, at most `timeoutMs`. */
+  async unload(id: string, timeoutMs = UNLOAD_WAIT_MS): Promise<void> {
     try {
       await this.call('POST', '/models/unload', { model: id });
     } catch (err) {
       if (err instanceof RouterError && /not running/.test(err.message)) return;
       throw err;
     }
-    for (;;) {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
       const model = (await this.list()).find((m) => m.id === id);
       if (!model || (model.status !== 'loaded' && model.status !== 'loading' && model.status !== 'sleeping')) return;
       await new Promise((resolve) => setTimeout(resolve, LOAD_POLL_MS));
     }
+    throw new RouterError(`its process did not stop within ${Math.round(timeoutMs / 1000)} s`);
   }
 
   /** Null when the router answers its /health. */
