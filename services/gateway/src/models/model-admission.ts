@@ -57,6 +57,8 @@ interface Entry {
   pending: Promise<void> | null;
   /** Why its last load failed; cleared by the next explicit load. */
   failure: string | null;
+  /** Its files are being deleted: no request may load it (until forget()). */
+  retired: boolean;
   /** When its last load or unload ended (this.now()): a router list older than that is stale for it. */
   settledAt: number;
 }
@@ -96,6 +98,12 @@ export class ModelAdmission {
       for (;;) {
         if (signal?.aborted) throw new ApiError(499, 'The client closed the request.', { code: 'client_aborted' });
         const entry = this.entry(model);
+        if (entry.retired) {
+          throw new ApiError(404, `The model '${model.name}' is being deleted.`, {
+            code: 'model_not_found',
+            param: 'model',
+          });
+        }
         if (entry.state === 'loaded') return this.take(entry);
         if (entry.pending) {
           startWaiting();
@@ -193,10 +201,23 @@ export class ModelAdmission {
     }
   }
 
-  /** Forgets a model removed from disk (it was not loaded: the caller checked). */
+  /**
+   * Marks a model whose files are about to be deleted, so that no request loads it meanwhile;
+   * false (and nothing marked) while it is loaded, loading or has requests on it. forget() ends it.
+   */
+  retire(model: AdmittedModel): boolean {
+    const entry = this.entry(model);
+    if (entry.state !== 'unloaded' || entry.pending || entry.inFlight > 0 || entry.waiting > 0) return false;
+    entry.retired = true;
+    return true;
+  }
+
+  /** Forgets a model removed from disk (it was not loaded: the caller checked or retired it). */
   forget(name: string): void {
     const entry = this.entries.get(name);
-    if (entry && entry.state === 'unloaded' && !entry.pending) this.entries.delete(name);
+    if (!entry) return;
+    entry.retired = false;
+    if (entry.state === 'unloaded' && !entry.pending) this.entries.delete(name);
   }
 
   /** Unloads models idle for idleUnloadMs, on a timer. */
@@ -231,6 +252,7 @@ export class ModelAdmission {
         lastUsedAt: 0,
         pending: null,
         failure: null,
+        retired: false,
         settledAt: 0,
       };
       this.entries.set(model.name, entry);

@@ -134,9 +134,16 @@ export class ModelsService {
         },
       );
     }
-    await this.files.remove(model.paths);
-    await this.record?.removeByPath(model.paths);
-    this.admission.forget(model.name);
+    // From here until the files are gone, a request for it gets 404 rather than loading a file being deleted.
+    if (!this.admission.retire(admitted(model))) {
+      throw new ApiError(409, `The model '${model.name}' is in use: unload it first.`, { code: 'model_loaded' });
+    }
+    try {
+      await this.files.remove(model.paths);
+      await this.record?.removeByPath(model.paths);
+    } finally {
+      this.admission.forget(model.name);
+    }
     await this.catalog.refresh({ reloadRouter: true });
     this.logger.info({ model: model.name }, 'model deleted');
     return { name: model.name, deleted: true, paths: model.paths };

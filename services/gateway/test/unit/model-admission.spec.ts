@@ -274,6 +274,19 @@ describe('model admission', () => {
     assert.equal(events.waitingNow, 0);
   });
 
+  it('starts no load of a model while its files are being deleted: 404 until forgotten, then a fresh start', async () => {
+    const { admit, loader } = admission();
+    const releaseB = await admit.acquire(B);
+    assert.equal(admit.retire(B), false, 'a model in use is not deleted');
+    releaseB();
+    assert.equal(admit.retire(A), true);
+    await assert.rejects(admit.acquire(A), rejectsWith(404, 'model_not_found', /being deleted/));
+    assert.equal(loader.calls.includes('load a-id'), false);
+    admit.forget('a');
+    (await admit.acquire(A))();
+    assert.equal(admit.state('a').state, 'loaded');
+  });
+
   it('does not wait at all for a client that left before asking', async () => {
     const { admit, loader } = admission();
     const gone = new AbortController();

@@ -19,7 +19,28 @@ const slowLoader: ModelLoader & { loads: number } = {
 };
 const quiet: AdmissionEvents = { loaded() {}, evicted() {}, waiting() {}, loadedCount() {} };
 
-function service(loader: ModelLoader): ModelsService {
+const catalogModel = {
+  name: 'alpha',
+  routerId: 'alpha',
+  aliases: [],
+  paths: ['/models/alpha.gguf'],
+  sizeBytes: 100 * MB,
+  architecture: 'llama',
+  quantization: 'F32',
+  contextLength: 256,
+  memory: null,
+  failure: null,
+  routerStatus: null,
+};
+/** MODELS_DIR stand-in whose unlink takes a while: the window a concurrent request falls into. */
+const slowFiles = {
+  beingPulled: () => false,
+  holds: () => true,
+  remove: () => new Promise((resolve) => setTimeout(resolve, 100)),
+};
+const catalog = { resolve: async () => catalogModel, refresh: async () => undefined };
+
+function service(loader: ModelLoader, files: unknown = null): ModelsService {
   const admission = new ModelAdmission(
     loader,
     {
@@ -32,11 +53,11 @@ function service(loader: ModelLoader): ModelsService {
     },
     quiet,
   );
-  // Only admission takes part in a slot; the catalog, files and router are not reached.
+  // The router backend is not reached: only admission, the catalog and the files take part.
   return new ModelsService(
-    null as never,
+    catalog as never,
     admission,
-    null as never,
+    files as never,
     null as never,
     { names: [], resolved: new Set() },
     null,
@@ -53,6 +74,20 @@ describe('models service', () => {
       assert.equal(err.status, 499);
       return true;
     });
+    assert.equal(slowLoader.loads, 0);
+  });
+
+  it('loads no model whose files are being deleted: a request meanwhile gets 404', async () => {
+    const models = service(slowLoader, slowFiles);
+    const res = new EventEmitter() as unknown as Response;
+    const deleting = models.remove('alpha');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await assert.rejects(models.acquire(model, res), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.status, 404);
+      return true;
+    });
+    assert.deepEqual(await deleting, { name: 'alpha', deleted: true, paths: ['/models/alpha.gguf'] });
     assert.equal(slowLoader.loads, 0);
   });
 });
