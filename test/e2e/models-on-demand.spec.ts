@@ -15,9 +15,9 @@ import {
   freePort,
   LlamaServer,
   repoRoot,
+  startAuthProcess,
   startProcess,
   stopProcess,
-  TEST_AUTH_INTERNAL_TOKEN,
   testRedisPrefix,
   testSettings,
   waitFor,
@@ -110,17 +110,7 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
     const authPort = await freePort();
     const keysFile = join(dir, 'api_keys');
     writeFileSync(keysFile, `models-user:${USER}\nmodels-admin:${ADMIN} scope=admin\n`, { mode: 0o600 });
-    auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(authPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        API_KEYS_FILE: keysFile,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        LOG_LEVEL: 'warn',
-      },
-    });
+    auth = startAuthProcess({ port: authPort, redisPrefix: prefix, keysFile });
     authUrl = `http://127.0.0.1:${authPort}`;
     await waitFor('auth /readyz', async () => (await fetch(`${authUrl}/readyz`)).status === 200, 15_000);
     worker = startProcess(process.execPath, [join(repoRoot, 'services/worker/dist/main.js')], {
