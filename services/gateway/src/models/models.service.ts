@@ -48,6 +48,10 @@ const SYNC_MS = 2_000;
 
 export class ModelsService {
   private syncTimer: NodeJS.Timeout | null = null;
+  /** Pinned models being loaded again by reloadPinned. */
+  private readonly reloading = new Set<string>();
+  /** The last reason each pinned model did not load again, logged once. */
+  private readonly reloadProblems = new Map<string, string>();
 
   constructor(
     private readonly catalog: ModelCatalog,
@@ -164,6 +168,8 @@ export class ModelsService {
       if (!pinnedStarted) {
         pinnedStarted = true;
         void this.loadPinned();
+      } else {
+        this.reloadPinned();
       }
     };
     const tick = () => {
@@ -194,6 +200,31 @@ export class ModelsService {
       await this.admission
         .load(admitted(model))
         .catch((err: Error) => this.logger.warn({ model: name, err: err.message }, 'pinned model did not load'));
+    }
+  }
+
+  /**
+   * Loads again a pinned model that is no longer loaded (its process died, llama-server restarted),
+   * as a request would: a load that failed is retried only after admission's pause, never in a loop.
+   */
+  private reloadPinned(): void {
+    for (const name of this.pinned.resolved) {
+      const model = this.catalog.find(name);
+      if (!model || this.admission.state(name).state !== 'unloaded' || this.reloading.has(name)) continue;
+      this.reloading.add(name);
+      this.admission
+        .acquire(admitted(model))
+        .then((release) => {
+          release();
+          this.reloadProblems.delete(name);
+        })
+        .catch((err: Error) => {
+          // Admission refuses a failed load for a while: say so once, not at every sync.
+          if (this.reloadProblems.get(name) === err.message) return;
+          this.reloadProblems.set(name, err.message);
+          this.logger.warn({ model: name, err: err.message }, 'pinned model did not load again');
+        })
+        .finally(() => this.reloading.delete(name));
     }
   }
 

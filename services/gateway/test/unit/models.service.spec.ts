@@ -77,6 +77,60 @@ describe('models service', () => {
     assert.equal(slowLoader.loads, 0);
   });
 
+  it('loads a pinned model again after its process died, without waiting for a request', async function () {
+    this.timeout(10_000);
+    const running = new Set<string>();
+    const loader: ModelLoader & { loads: number } = {
+      loads: 0,
+      async load(id) {
+        this.loads += 1;
+        running.add(id);
+      },
+      async unload(id) {
+        running.delete(id);
+      },
+    };
+    const routerCatalog = {
+      routerReached: true,
+      routerListedAt: 0,
+      refresh: async () => {
+        routerCatalog.routerListedAt = Date.now();
+      },
+      list: () => [{ ...catalogModel, routerStatus: running.has('alpha') ? 'loaded' : 'unloaded' }],
+      find: () => catalogModel,
+    };
+    const models = new ModelsService(
+      routerCatalog as never,
+      new ModelAdmission(
+        loader,
+        {
+          maxLoaded: 2,
+          memoryBytes: 1024 * MB,
+          capacityWaitMs: 1000,
+          loadTimeoutMs: 1000,
+          idleUnloadMs: 0,
+          pinned: new Set(),
+        },
+        quiet,
+      ),
+      null as never,
+      null as never,
+      { names: ['alpha'], resolved: new Set() },
+      null,
+      createLogger({ service: 'test', level: 'silent' }),
+    );
+    models.start();
+    try {
+      await waitUntil(() => models.state('alpha').state === 'loaded');
+      assert.equal(loader.loads, 1);
+      // llama-server restarted: its child is gone. The next sync sees it and loads it again.
+      running.clear();
+      await waitUntil(() => loader.loads === 2 && models.state('alpha').state === 'loaded');
+    } finally {
+      models.stop();
+    }
+  });
+
   it('loads no model whose files are being deleted: a request meanwhile gets 404', async () => {
     const models = service(slowLoader, slowFiles);
     const res = new EventEmitter() as unknown as Response;
@@ -91,3 +145,11 @@ describe('models service', () => {
     assert.equal(slowLoader.loads, 0);
   });
 });
+
+async function waitUntil(done: () => boolean, timeoutMs = 8000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
