@@ -15,9 +15,9 @@ import {
   freePort,
   LlamaServer,
   repoRoot,
+  startAuthProcess,
   startProcess,
   stopProcess,
-  TEST_AUTH_INTERNAL_TOKEN,
   testRedisPrefix,
   testSettings,
   waitFor,
@@ -110,17 +110,7 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
     const authPort = await freePort();
     const keysFile = join(dir, 'api_keys');
     writeFileSync(keysFile, `models-user:${USER}\nmodels-admin:${ADMIN} scope=admin\n`, { mode: 0o600 });
-    auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(authPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        API_KEYS_FILE: keysFile,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        LOG_LEVEL: 'warn',
-      },
-    });
+    auth = startAuthProcess({ port: authPort, redisPrefix: prefix, keysFile });
     authUrl = `http://127.0.0.1:${authPort}`;
     await waitFor('auth /readyz', async () => (await fetch(`${authUrl}/readyz`)).status === 200, 15_000);
     worker = startProcess(process.execPath, [join(repoRoot, 'services/worker/dist/main.js')], {
@@ -295,6 +285,53 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
       assert.match(body.error.message, /'charlie' needs [\d.]+ MiB of memory and the budget is 1\.0 MiB/);
     } finally {
       await small.stop();
+    }
+  });
+
+  it("answers 503 in each route's error shape, without the router's address, when the router is gone", async () => {
+    // A second gateway whose router does not answer: the folder is listed, every load fails.
+    const gonePort = await freePort();
+    const orphan = await GatewayHarness.start({
+      authUrl,
+      backendsYaml: BACKENDS_YAML,
+      inferenceApiKey: INFERENCE_KEY,
+      models: {
+        MODELS_DIR: modelsDir,
+        MODELS_ROUTER_URL: `http://127.0.0.1:${gonePort}`,
+        MODELS_MEMORY_BYTES: 8 * 1024 ** 3,
+      },
+    });
+    try {
+      const post = (path: string, body: unknown) =>
+        fetch(`${orphan.url}${path}`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${USER}`,
+            'content-type': 'application/json',
+            'anthropic-version': '2023-06-01',
+          },
+          body: JSON.stringify(body),
+        });
+      const chat = await post('/v1/chat/completions', { model: 'alpha', messages: [{ role: 'user', content: 'hi' }] });
+      const openaiBody = (await chat.json()) as { error: { code: string; message: string } };
+      assert.equal(chat.status, 503);
+      assert.ok(Number(chat.headers.get('retry-after')) > 0);
+      assert.equal(openaiBody.error.code, 'model_load_failed');
+      assert.match(openaiBody.error.message, /the models router is not reachable/);
+      assert.doesNotMatch(JSON.stringify(openaiBody), new RegExp(`127\\.0\\.0\\.1|${gonePort}|ECONNREFUSED`));
+
+      const messages = await post('/v1/messages', {
+        model: 'alpha',
+        max_tokens: 4,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      const anthropicBody = (await messages.json()) as { type: string; error: { type: string; message: string } };
+      assert.equal(messages.status, 503);
+      assert.equal(anthropicBody.type, 'error');
+      assert.match(anthropicBody.error.message, /'alpha' failed to load/);
+      assert.doesNotMatch(JSON.stringify(anthropicBody), new RegExp(`127\\.0\\.0\\.1|${gonePort}`));
+    } finally {
+      await orphan.stop();
     }
   });
 

@@ -77,45 +77,27 @@ export class LlamaServer {
   }
 
   static async start(options: LlamaServerOptions = {}): Promise<LlamaServer> {
-    const bin = await llamaServerBinary();
-    const port = options.port ?? (await freePort());
-    const args = [
-      '--model',
-      options.model ?? (await tinyModelPath()),
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--parallel',
-      String(options.slots ?? 2),
-      '--ctx-size',
-      String(options.ctxSize ?? 2048),
-      '--threads',
-      '1',
-      '--slots',
-      '--metrics',
-      '--no-webui',
-      ...(options.apiKey ? ['--api-key', options.apiKey] : []),
-      ...(options.extraArgs ?? []),
-    ];
-    const server = new LlamaServer(port, args, bin);
-    await server.start();
-    return server;
+    const model = options.model ?? (await tinyModelPath());
+    return LlamaServer.launch(['--model', model, '--slots', '--metrics'], options);
   }
 
   /**
    * llama-server in router mode, as models on demand run it: it lists MODELS_DIR, loads nothing by
    * itself (--no-models-autoload) and sets no limit of its own (--models-max 0): the gateway decides.
    */
-  static async startRouter(options: LlamaRouterOptions): Promise<LlamaServer> {
+  static startRouter(options: LlamaRouterOptions): Promise<LlamaServer> {
+    return LlamaServer.launch(
+      ['--models-dir', options.modelsDir, '--no-models-autoload', '--models-max', '0'],
+      options,
+    );
+  }
+
+  /** `own` (what it serves) plus what every test server shares: loopback, a free port, one thread, the key. */
+  private static async launch(own: string[], options: Omit<LlamaServerOptions, 'model'>): Promise<LlamaServer> {
     const bin = await llamaServerBinary();
     const port = options.port ?? (await freePort());
     const args = [
-      '--models-dir',
-      options.modelsDir,
-      '--no-models-autoload',
-      '--models-max',
-      '0',
+      ...own,
       '--host',
       '127.0.0.1',
       '--port',

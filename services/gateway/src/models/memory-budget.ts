@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import type { Logger } from '@gguf-gateway/shared';
+import { memoryBudgetSchema, type Logger } from '@gguf-gateway/shared';
 
 /** The memory loaded models may take, and on which device. */
-export interface MemoryBudget {
+export interface ModelsMemoryBudget {
   device: 'cuda' | 'cpu';
   bytes: number;
   /** Where the figure came from, for the log line at start. */
@@ -18,20 +18,24 @@ export interface MemoryBudget {
 export function readMemoryBudget(
   config: { MODELS_MEMORY_BYTES?: number; MODELS_MEMORY_FILE?: string },
   logger: Logger,
-): MemoryBudget {
+): ModelsMemoryBudget {
   if (config.MODELS_MEMORY_BYTES)
     return { device: 'cpu', bytes: config.MODELS_MEMORY_BYTES, source: 'MODELS_MEMORY_BYTES' };
   if (config.MODELS_MEMORY_FILE) {
     try {
-      const file = JSON.parse(readFileSync(config.MODELS_MEMORY_FILE, 'utf8')) as { device?: string; bytes?: number };
-      if (typeof file.bytes === 'number' && file.bytes > 0) {
-        return {
-          device: file.device === 'cuda' ? 'cuda' : 'cpu',
-          bytes: file.bytes,
-          source: config.MODELS_MEMORY_FILE,
-        };
+      // The orchestrator writes it with the same schema (packages/shared): one declaration of its shape.
+      const parsed = memoryBudgetSchema.safeParse(JSON.parse(readFileSync(config.MODELS_MEMORY_FILE, 'utf8')));
+      if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`);
+        logger.warn(
+          { file: config.MODELS_MEMORY_FILE, problems },
+          'MODELS_MEMORY_FILE is not a memory budget: using RAM',
+        );
+      } else if (parsed.data.bytes > 0) {
+        return { device: parsed.data.device, bytes: parsed.data.bytes, source: config.MODELS_MEMORY_FILE };
+      } else {
+        logger.warn({ file: config.MODELS_MEMORY_FILE }, 'MODELS_MEMORY_FILE has no positive "bytes": using RAM');
       }
-      logger.warn({ file: config.MODELS_MEMORY_FILE }, 'MODELS_MEMORY_FILE has no positive "bytes": using RAM');
     } catch (err) {
       logger.warn(
         { file: config.MODELS_MEMORY_FILE, err: (err as Error).message },

@@ -57,6 +57,8 @@ interface Entry {
   pending: Promise<void> | null;
   /** Why its last load failed; cleared by the next explicit load. */
   failure: string | null;
+  /** Its files are being deleted: no request may load it (until forget()). */
+  retired: boolean;
   /** When its last load or unload ended (this.now()): a router list older than that is stale for it. */
   settledAt: number;
 }
@@ -96,12 +98,19 @@ export class ModelAdmission {
       for (;;) {
         if (signal?.aborted) throw new ApiError(499, 'The client closed the request.', { code: 'client_aborted' });
         const entry = this.entry(model);
+        if (entry.retired) {
+          throw new ApiError(404, `The model '${model.name}' is being deleted.`, {
+            code: 'model_not_found',
+            param: 'model',
+          });
+        }
         if (entry.state === 'loaded') return this.take(entry);
         if (entry.pending) {
           startWaiting();
           entry.waiting += 1;
           try {
-            await entry.pending;
+            // A client that leaves stops waiting at once; the load goes on for the others.
+            await untilAborted(entry.pending, signal);
           } catch {
             // The load failed: reported below from entry.failure
           } finally {
@@ -192,10 +201,23 @@ export class ModelAdmission {
     }
   }
 
-  /** Forgets a model removed from disk (it was not loaded: the caller checked). */
+  /**
+   * Marks a model whose files are about to be deleted, so that no request loads it meanwhile;
+   * false (and nothing marked) while it is loaded, loading or has requests on it. forget() ends it.
+   */
+  retire(model: AdmittedModel): boolean {
+    const entry = this.entry(model);
+    if (entry.state !== 'unloaded' || entry.pending || entry.inFlight > 0 || entry.waiting > 0) return false;
+    entry.retired = true;
+    return true;
+  }
+
+  /** Forgets a model removed from disk (it was not loaded: the caller checked or retired it). */
   forget(name: string): void {
     const entry = this.entries.get(name);
-    if (entry && entry.state === 'unloaded' && !entry.pending) this.entries.delete(name);
+    if (!entry) return;
+    entry.retired = false;
+    if (entry.state === 'unloaded' && !entry.pending) this.entries.delete(name);
   }
 
   /** Unloads models idle for idleUnloadMs, on a timer. */
@@ -230,6 +252,7 @@ export class ModelAdmission {
         lastUsedAt: 0,
         pending: null,
         failure: null,
+        retired: false,
         settledAt: 0,
       };
       this.entries.set(model.name, entry);
@@ -373,6 +396,22 @@ export class ModelAdmission {
   private changedNow(): void {
     for (const wake of [...this.wakers]) wake();
   }
+}
+
+/** Settles when `work` does, or as soon as `signal` aborts (without stopping `work`). */
+function untilAborted(work: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return work;
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done);
+    work.then(done, (err: unknown) => {
+      signal.removeEventListener('abort', done);
+      reject(err as Error);
+    });
+  });
 }
 
 function gib(bytes: number): string {

@@ -179,7 +179,10 @@ export class ModelCatalog {
       this.routerListedAt = askedAt;
       return models;
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'the models router did not list its models');
+      this.logger.warn(
+        { err: (err as Error).message, cause: ((err as Error).cause as Error | undefined)?.message },
+        'the models router did not list its models',
+      );
       return null;
     }
   }

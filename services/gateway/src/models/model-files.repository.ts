@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
 
 // MODELS_DIR on disk, as the catalog sees it: the only code of the gateway that reads or removes
@@ -80,7 +80,19 @@ export class ModelFilesRepository {
     return existsSync(join(this.dir, PARTIAL_DIR, fileName));
   }
 
+  /**
+   * Whether the file is a model file of MODELS_DIR that may be deleted: a `.gguf` inside it (after
+   * `..` is resolved: a backends-file `local:` may climb out), never under a dot folder (`.partial/`).
+   */
+  holds(path: string): boolean {
+    const inside = relative(resolve(this.dir), resolve(path));
+    if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) return false;
+    return inside.endsWith('.gguf') && !inside.split(sep).some((part) => part.startsWith('.'));
+  }
+
   async remove(paths: readonly string[]): Promise<void> {
+    const outside = paths.find((path) => !this.holds(path));
+    if (outside !== undefined) throw new Error(`${outside} is outside MODELS_DIR or not a model file: not removed`);
     for (const path of paths)
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;

@@ -48,6 +48,10 @@ const SYNC_MS = 2_000;
 
 export class ModelsService {
   private syncTimer: NodeJS.Timeout | null = null;
+  /** Pinned models being loaded again by reloadPinned. */
+  private readonly reloading = new Set<string>();
+  /** The last reason each pinned model did not load again, logged once. */
+  private readonly reloadProblems = new Map<string, string>();
 
   constructor(
     private readonly catalog: ModelCatalog,
@@ -81,6 +85,8 @@ export class ModelsService {
     const gone = new AbortController();
     const onClose = () => gone.abort();
     res.once('close', onClose);
+    // The client may have left already (while its key was checked): its 'close' is then past.
+    if (res.destroyed) gone.abort();
     return this.admission.acquire(model, gone.signal).finally(() => res.off('close', onClose));
   }
 
@@ -123,7 +129,7 @@ export class ModelsService {
         code: 'model_pulling',
       });
     }
-    if (!model.paths.every((p) => p.startsWith(`${this.files.dir.replace(/\/+$/, '')}/`))) {
+    if (model.paths.length === 0 || !model.paths.every((p) => this.files.holds(p))) {
       throw new ApiError(
         409,
         `The model '${model.name}' is outside MODELS_DIR (a backends-file entry): remove it there.`,
@@ -132,9 +138,16 @@ export class ModelsService {
         },
       );
     }
-    await this.files.remove(model.paths);
-    await this.record?.removeByPath(model.paths);
-    this.admission.forget(model.name);
+    // From here until the files are gone, a request for it gets 404 rather than loading a file being deleted.
+    if (!this.admission.retire(admitted(model))) {
+      throw new ApiError(409, `The model '${model.name}' is in use: unload it first.`, { code: 'model_loaded' });
+    }
+    try {
+      await this.files.remove(model.paths);
+      await this.record?.removeByPath(model.paths);
+    } finally {
+      this.admission.forget(model.name);
+    }
     await this.catalog.refresh({ reloadRouter: true });
     this.logger.info({ model: model.name }, 'model deleted');
     return { name: model.name, deleted: true, paths: model.paths };
@@ -155,6 +168,8 @@ export class ModelsService {
       if (!pinnedStarted) {
         pinnedStarted = true;
         void this.loadPinned();
+      } else {
+        this.reloadPinned();
       }
     };
     const tick = () => {
@@ -185,6 +200,31 @@ export class ModelsService {
       await this.admission
         .load(admitted(model))
         .catch((err: Error) => this.logger.warn({ model: name, err: err.message }, 'pinned model did not load'));
+    }
+  }
+
+  /**
+   * Loads again a pinned model that is no longer loaded (its process died, llama-server restarted),
+   * as a request would: a load that failed is retried only after admission's pause, never in a loop.
+   */
+  private reloadPinned(): void {
+    for (const name of this.pinned.resolved) {
+      const model = this.catalog.find(name);
+      if (!model || this.admission.state(name).state !== 'unloaded' || this.reloading.has(name)) continue;
+      this.reloading.add(name);
+      this.admission
+        .acquire(admitted(model))
+        .then((release) => {
+          release();
+          this.reloadProblems.delete(name);
+        })
+        .catch((err: Error) => {
+          // Admission refuses a failed load for a while: say so once, not at every sync.
+          if (this.reloadProblems.get(name) === err.message) return;
+          this.reloadProblems.set(name, err.message);
+          this.logger.warn({ model: name, err: err.message }, 'pinned model did not load again');
+        })
+        .finally(() => this.reloading.delete(name));
     }
   }
 

@@ -31,15 +31,18 @@ function modelArg(args: readonly string[] | undefined): string | null {
   return at >= 0 ? (args![at + 1] ?? null) : null;
 }
 
+/** Its message may reach clients (a 503, /v1/models' reason): never the router's address; that is in `cause`. */
 export class RouterError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'RouterError';
   }
 }
 
 /** How a model that loads is followed: GET /models every this often. */
 const LOAD_POLL_MS = 100;
+/** How long a model's process may take to stop; past it, admission stops waiting (the next sync corrects it). */
+const UNLOAD_WAIT_MS = 60_000;
 
 export class LlamaRouterClient {
   constructor(
@@ -88,19 +91,21 @@ export class LlamaRouterClient {
     throw new RouterError(`it did not load within ${Math.round(timeoutMs / 1000)} s (MODEL_LOAD_TIMEOUT_MS)`);
   }
 
-  /** Stops the model's process and waits until the router lists it unloaded. */
-  async unload(id: string): Promise<void> {
+  /** Stops the model's process and waits until the router lists it unloaded, at most `timeoutMs`. */
+  async unload(id: string, timeoutMs = UNLOAD_WAIT_MS): Promise<void> {
     try {
       await this.call('POST', '/models/unload', { model: id });
     } catch (err) {
       if (err instanceof RouterError && /not running/.test(err.message)) return;
       throw err;
     }
-    for (;;) {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
       const model = (await this.list()).find((m) => m.id === id);
       if (!model || (model.status !== 'loaded' && model.status !== 'loading' && model.status !== 'sleeping')) return;
       await new Promise((resolve) => setTimeout(resolve, LOAD_POLL_MS));
     }
+    throw new RouterError(`its process did not stop within ${Math.round(timeoutMs / 1000)} s`);
   }
 
   /** Null when the router answers its /health. */
@@ -131,8 +136,7 @@ export class LlamaRouterClient {
       // starts a model, and every call here may be repeated (a load or unload twice is answered).
       res = await send().catch(() => send());
     } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-      throw new RouterError(`the models router is not reachable (${cause})`);
+      throw new RouterError('the models router is not reachable', { cause: (err as Error).cause ?? err });
     }
     const text = await res.text();
     let json: unknown = null;

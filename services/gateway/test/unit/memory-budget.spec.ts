@@ -34,6 +34,18 @@ describe('models memory budget', () => {
     });
   });
 
+  it("takes no budget from a file that is not the orchestrator's memory-budget.json, and says what is wrong", () => {
+    const file = join(dir, 'other.json');
+    writeFileSync(file, JSON.stringify({ device: 'gpu', bytes: 1e9, gpus: [] }));
+    assert.deepEqual(readMemoryBudget({ MODELS_MEMORY_FILE: file }, logger), {
+      device: 'cpu',
+      bytes: totalmem(),
+      source: 'os.totalmem()',
+    });
+    assert.match(logs.text(), /MODELS_MEMORY_FILE is not a memory budget: using RAM/);
+    assert.match(logs.text(), /device/);
+  });
+
   it("falls back to this machine's RAM with a warning when nothing says, or the file is unreadable", () => {
     assert.equal(readMemoryBudget({}, logger).bytes, totalmem());
     assert.equal(readMemoryBudget({ MODELS_MEMORY_FILE: join(dir, 'missing.json') }, logger).bytes, totalmem());

@@ -257,4 +257,41 @@ describe('model admission', () => {
     releaseA();
     releaseB();
   });
+
+  it('stops waiting for a slow load when the client goes away, while the load goes on for the others', async () => {
+    const { admit, loader, events } = admission({}, new StubLoader(300));
+    const gone = new AbortController();
+    const leaving = admit.acquire(A, gone.signal);
+    const staying = admit.acquire(A);
+    await sleep(10);
+    const abortedAt = performance.now();
+    gone.abort();
+    await assert.rejects(leaving, rejectsWith(499, 'client_aborted'));
+    assert.ok(performance.now() - abortedAt < 100, 'the client that left is answered at once, not after the load');
+    assert.equal(events.waitingNow, 1);
+    (await staying)();
+    assert.equal(loader.loads(), 1);
+    assert.equal(events.waitingNow, 0);
+  });
+
+  it('starts no load of a model while its files are being deleted: 404 until forgotten, then a fresh start', async () => {
+    const { admit, loader } = admission();
+    const releaseB = await admit.acquire(B);
+    assert.equal(admit.retire(B), false, 'a model in use is not deleted');
+    releaseB();
+    assert.equal(admit.retire(A), true);
+    await assert.rejects(admit.acquire(A), rejectsWith(404, 'model_not_found', /being deleted/));
+    assert.equal(loader.calls.includes('load a-id'), false);
+    admit.forget('a');
+    (await admit.acquire(A))();
+    assert.equal(admit.state('a').state, 'loaded');
+  });
+
+  it('does not wait at all for a client that left before asking', async () => {
+    const { admit, loader } = admission();
+    const gone = new AbortController();
+    gone.abort();
+    await assert.rejects(admit.acquire(A, gone.signal), rejectsWith(499, 'client_aborted'));
+    assert.equal(loader.loads(), 0);
+  });
 });

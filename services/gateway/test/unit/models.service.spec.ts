@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import type { Response } from 'express';
+import { ApiError, createLogger } from '@gguf-gateway/shared';
+import { ModelAdmission, type AdmissionEvents, type ModelLoader } from '../../src/models/model-admission.js';
+import { ModelsService } from '../../src/models/models.service.js';
+
+const MB = 1024 * 1024;
+const model = { name: 'alpha', routerId: 'alpha', bytes: 100 * MB };
+
+/** A router stand-in whose loads take a while. */
+const slowLoader: ModelLoader & { loads: number } = {
+  loads: 0,
+  async load() {
+    this.loads += 1;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  },
+  async unload() {},
+};
+const quiet: AdmissionEvents = { loaded() {}, evicted() {}, waiting() {}, loadedCount() {} };
+
+const catalogModel = {
+  name: 'alpha',
+  routerId: 'alpha',
+  aliases: [],
+  paths: ['/models/alpha.gguf'],
+  sizeBytes: 100 * MB,
+  architecture: 'llama',
+  quantization: 'F32',
+  contextLength: 256,
+  memory: null,
+  failure: null,
+  routerStatus: null,
+};
+/** MODELS_DIR stand-in whose unlink takes a while: the window a concurrent request falls into. */
+const slowFiles = {
+  beingPulled: () => false,
+  holds: () => true,
+  remove: () => new Promise((resolve) => setTimeout(resolve, 100)),
+};
+const catalog = { resolve: async () => catalogModel, refresh: async () => undefined };
+
+function service(loader: ModelLoader, files: unknown = null): ModelsService {
+  const admission = new ModelAdmission(
+    loader,
+    {
+      maxLoaded: 1,
+      memoryBytes: 1024 * MB,
+      capacityWaitMs: 2000,
+      loadTimeoutMs: 5000,
+      idleUnloadMs: 0,
+      pinned: new Set(),
+    },
+    quiet,
+  );
+  // The router backend is not reached: only admission, the catalog and the files take part.
+  return new ModelsService(
+    catalog as never,
+    admission,
+    files as never,
+    null as never,
+    { names: [], resolved: new Set() },
+    null,
+    createLogger({ service: 'test', level: 'silent' }),
+  );
+}
+
+describe('models service', () => {
+  it('takes no slot and starts no load for a client that left before its turn came', async () => {
+    // The response closed already (the client left while its key was being checked): its 'close' is past.
+    const res = Object.assign(new EventEmitter(), { destroyed: true }) as unknown as Response;
+    await assert.rejects(service(slowLoader).acquire(model, res), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.status, 499);
+      return true;
+    });
+    assert.equal(slowLoader.loads, 0);
+  });
+
+  it('loads a pinned model again after its process died, without waiting for a request', async function () {
+    this.timeout(10_000);
+    const running = new Set<string>();
+    const loader: ModelLoader & { loads: number } = {
+      loads: 0,
+      async load(id) {
+        this.loads += 1;
+        running.add(id);
+      },
+      async unload(id) {
+        running.delete(id);
+      },
+    };
+    const routerCatalog = {
+      routerReached: true,
+      routerListedAt: 0,
+      refresh: async () => {
+        routerCatalog.routerListedAt = Date.now();
+      },
+      list: () => [{ ...catalogModel, routerStatus: running.has('alpha') ? 'loaded' : 'unloaded' }],
+      find: () => catalogModel,
+    };
+    const models = new ModelsService(
+      routerCatalog as never,
+      new ModelAdmission(
+        loader,
+        {
+          maxLoaded: 2,
+          memoryBytes: 1024 * MB,
+          capacityWaitMs: 1000,
+          loadTimeoutMs: 1000,
+          idleUnloadMs: 0,
+          pinned: new Set(),
+        },
+        quiet,
+      ),
+      null as never,
+      null as never,
+      { names: ['alpha'], resolved: new Set() },
+      null,
+      createLogger({ service: 'test', level: 'silent' }),
+    );
+    models.start();
+    try {
+      await waitUntil(() => models.state('alpha').state === 'loaded');
+      assert.equal(loader.loads, 1);
+      // llama-server restarted: its child is gone. The next sync sees it and loads it again.
+      running.clear();
+      await waitUntil(() => loader.loads === 2 && models.state('alpha').state === 'loaded');
+    } finally {
+      models.stop();
+    }
+  });
+
+  it('loads no model whose files are being deleted: a request meanwhile gets 404', async () => {
+    const models = service(slowLoader, slowFiles);
+    const res = new EventEmitter() as unknown as Response;
+    const deleting = models.remove('alpha');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await assert.rejects(models.acquire(model, res), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.status, 404);
+      return true;
+    });
+    assert.deepEqual(await deleting, { name: 'alpha', deleted: true, paths: ['/models/alpha.gguf'] });
+    assert.equal(slowLoader.loads, 0);
+  });
+});
+
+async function waitUntil(done: () => boolean, timeoutMs = 8000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
