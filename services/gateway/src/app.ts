@@ -90,17 +90,6 @@ export function createApp(deps: GatewayAppDeps): Express {
   app.use(requestLog(logger));
   app.use(securityHeaders());
   app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(
-    // The published port: /readyz without which check fails, /metrics for admin keys only (the
-    // details are on PORT_HEALTH; /ping and /health are answered above by answerProbe).
-    createHealthRouter({
-      checks: deps.readiness,
-      degradedBy: deps.degradedBy,
-      registry,
-      public: true,
-      metricsGuard: requireAdmin(authorizer),
-    }),
-  );
   app.use(meteredPaths(), requestMetrics(metrics));
   app.use(createInferenceRouter({ inference, authorizer, bodyLimitBytes, jsonMaxDepth }));
   app.use('/v1', createModelsRouter({ router, authorizer }));
@@ -113,6 +102,18 @@ export function createApp(deps: GatewayAppDeps): Express {
       jsonMaxDepth,
       pulls: deps.pulls ?? null,
       usage: deps.usage ?? null,
+    }),
+  );
+  app.use(
+    // The published port: /readyz without which check fails, /metrics for admin keys only (the
+    // details are on PORT_HEALTH; /ping and /health are answered above by answerProbe). Mounted
+    // after the API routes, so that an API request does not pass through it.
+    createHealthRouter({
+      checks: deps.readiness,
+      degradedBy: deps.degradedBy,
+      registry,
+      public: true,
+      metricsGuard: requireAdmin(authorizer),
     }),
   );
   app.use(notFoundHandler);
