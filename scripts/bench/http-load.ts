@@ -57,7 +57,9 @@ export function requireWrk(): void {
   } catch (err) {
     // wrk --version exits 1 after printing its version; only a missing binary is a problem.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('wrk is not installed: `apt-get install wrk` (or run scripts/install-test-tools)');
+      throw new Error('wrk is not installed: `apt-get install wrk` (or run scripts/install-test-tools)', {
+        cause: err,
+      });
     }
   }
 }
