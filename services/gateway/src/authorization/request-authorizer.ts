@@ -80,13 +80,19 @@ export class RequestAuthorizer {
   }
 
   /**
-   * From the headers alone: throws auth's 401 (or 429) unless the key is valid. Runs before a body is
+   * From the headers alone: refuses with auth's 401 (or 429) unless the key is valid, thrown or as the
+   * returned promise's rejection (undefined: a key identified lately, valid). Runs before a body is
    * read, so a caller without a key costs no parsing; `authorize` decides for the model afterwards.
    */
-  async checkKey(req: Request, res: Response): Promise<void> {
+  checkKey(req: Request, res: Response): Promise<void> | undefined {
     refuseLongHeader(req);
     const key = clientKey(req);
-    if (this.identified.has(key)) return;
+    // A key identified lately is answered at once, without a promise: this runs for every request.
+    if (this.identified.has(key)) return undefined;
+    return this.identify(key, req, res);
+  }
+
+  private async identify(key: string, req: Request, res: Response): Promise<void> {
     await this.auth.identify({ key, ip: req.ip ?? '' }, res.getHeader('x-request-id') as string);
     this.identified.add(key);
   }
