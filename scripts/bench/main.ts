@@ -3,11 +3,12 @@
 import { authorizeBench } from './authorize.bench.js';
 import { formatTable, type BenchSuite } from './bench.js';
 import { gatewayBench } from './gateway.bench.js';
+import { modelsBench } from './models.bench.js';
 import { pullBench } from './pull.bench.js';
 import { usageBench } from './usage.bench.js';
 
 // Each suite lives in its own file beside this one; register it here.
-const suites: BenchSuite[] = [authorizeBench, gatewayBench, pullBench, usageBench];
+const suites: BenchSuite[] = [authorizeBench, gatewayBench, pullBench, usageBench, modelsBench];
 
 const wanted = process.argv.slice(2);
 const selected = wanted.length > 0 ? suites.filter((s) => wanted.includes(s.name)) : suites;

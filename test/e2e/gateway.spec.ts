@@ -14,12 +14,11 @@ import {
   createTestDatabase,
   deleteRedisPrefix,
   freePort,
-  repoRoot,
-  startProcess,
+  startAuthProcess,
+  startGatewayProcess,
   stopProcess,
   testRedisPrefix,
   testSettings,
-  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
   type TestDatabase,
@@ -61,17 +60,7 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
     dir = mkdtempSync(join(tmpdir(), 'gg-gateway-e2e-'));
     keysFile = join(dir, 'api_keys');
     writeFileSync(keysFile, [...KEYS, `e2e-revoked:${REVOKED}`, ''].join('\n'), { mode: 0o600 });
-    auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(authPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        API_KEYS_FILE: keysFile,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        LOG_LEVEL: 'warn',
-      },
-    });
+    auth = startAuthProcess({ port: authPort, redisPrefix: prefix, keysFile });
     const authUrl = `http://127.0.0.1:${authPort}`;
     await waitFor('auth /readyz', async () => (await fetch(`${authUrl}/readyz`)).status === 200, 15_000);
     const backendsFile = join(dir, 'backends.yaml');
@@ -89,21 +78,13 @@ describe('gateway end to end with llama-server and the openai SDK', function () 
       ].join('\n'),
     );
     // The gateway starts before its backends exist, so /ping can be seen initializing.
-    gateway = startProcess(process.execPath, [join(repoRoot, 'services/gateway/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(apiPort),
-        PORT_HEALTH: String(healthPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        AUTH_URL: authUrl,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        BACKENDS_FILE: backendsFile,
-        DATABASE_URL: db.url,
-        INFERENCE_API_KEY: INFERENCE_KEY,
-        READINESS_POLL_MS: '100',
-        LOG_LEVEL: 'warn',
-      },
+    gateway = startGatewayProcess({
+      port: apiPort,
+      healthPort,
+      redisPrefix: prefix,
+      authUrl,
+      backendsFile,
+      env: { DATABASE_URL: db.url, INFERENCE_API_KEY: INFERENCE_KEY },
     });
     await waitFor('gateway /ping', async () => (await ping()) > 0, 15_000);
     redis = new Redis(testSettings.TEST_REDIS_URL);

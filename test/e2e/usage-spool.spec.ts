@@ -11,10 +11,10 @@ import {
   PrivateRedis,
   createTestDatabase,
   freePort,
-  repoRoot,
-  startProcess,
+  startAuthProcess,
+  startGatewayProcess,
+  startServiceProcess,
   stopProcess,
-  TEST_AUTH_INTERNAL_TOKEN,
   waitFor,
   type ManagedProcess,
   type TestDatabase,
@@ -46,31 +46,25 @@ describe('usage events while Redis is killed and comes back', function () {
       join(dir, 'backends.yaml'),
       `models: {m: {tiers: [[fake]]}}\nbackends: {fake: {kind: llamacpp, url: "${fake.url}"}}\n`,
     );
-    const [authPort, metricsPort, apiPort, healthPort] = await Promise.all([1, 2, 3, 4].map(() => freePort()));
-    const common = {
-      ...process.env,
-      REDIS_URL: redis.url,
-      REDIS_KEY_PREFIX: 'spool:',
-      LOG_LEVEL: 'warn',
-      AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-    };
-    const start = (name: string, env: Record<string, string>) => {
-      const proc = startProcess(process.execPath, [join(repoRoot, `services/${name}/dist/main.js`)], {
-        env: { ...common, ...env },
-      });
-      procs.push(proc);
-      return proc;
-    };
-    start('auth', { PORT: String(authPort), API_KEYS_FILE: join(dir, 'api_keys') });
-    start('metrics', { PORT: String(metricsPort), DATABASE_URL: db.url });
-    start('gateway', {
-      PORT: String(apiPort),
-      PORT_HEALTH: String(healthPort),
-      AUTH_URL: `http://127.0.0.1:${authPort}`,
-      BACKENDS_FILE: join(dir, 'backends.yaml'),
-      USAGE_SPOOL_DIR: join(dir, 'spool'),
-      READINESS_POLL_MS: '200',
-    });
+    const [authPort, metricsPort, apiPort, healthPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const shared = { redisUrl: redis.url, redisPrefix: 'spool:' };
+    procs.push(
+      startAuthProcess({ ...shared, port: authPort, keysFile: join(dir, 'api_keys') }),
+      startServiceProcess('metrics', { ...shared, port: metricsPort }, { DATABASE_URL: db.url }),
+      startGatewayProcess({
+        ...shared,
+        port: apiPort,
+        healthPort,
+        authUrl: `http://127.0.0.1:${authPort}`,
+        backendsFile: join(dir, 'backends.yaml'),
+        env: { USAGE_SPOOL_DIR: join(dir, 'spool'), READINESS_POLL_MS: '200' },
+      }),
+    );
     apiUrl = `http://127.0.0.1:${apiPort}`;
     for (const port of [authPort, metricsPort, apiPort]) {
       await waitFor(

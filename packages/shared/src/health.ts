@@ -1,12 +1,20 @@
 import { Router, type RequestHandler } from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 
-/** A readiness check answers null when ready, or a short reason when not. */
-export type ReadinessCheck = () => Promise<string | null> | string | null;
+/** What a passing check shows instead of a bare `ok` (`ok (12 keys)`). */
+export interface Passed {
+  ok: string;
+}
+
+/** A readiness check answers null (or `Passed`) when ready, or a short reason when not. */
+export type ReadinessCheck = () => Promise<string | null | Passed> | string | null | Passed;
 
 export interface HealthOptions {
   checks: Record<string, ReadinessCheck>;
-  /** Problems that leave the service serving (a broken config reload, say): `degraded`, still 200. */
+  /**
+   * Problems that leave the service serving (a broken config reload, say): `degraded`, still 200. A
+   * name may stand in both: its check decides readiness, this one whether it serves degraded.
+   */
   degradedBy?: Record<string, ReadinessCheck>;
   registry: Registry;
   /** Per-check limit, so a hung dependency makes /readyz say so instead of hanging too. */
@@ -29,7 +37,7 @@ export function createMetricsRegistry(service: string): Registry {
   return registry;
 }
 
-async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<string | null> {
+async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<string | null | Passed> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<string>((resolve) => {
     timer = setTimeout(() => resolve(`no answer within ${timeoutMs} ms`), timeoutMs);
@@ -54,12 +62,18 @@ export async function checkReadiness(
   const run = async (set: Record<string, ReadinessCheck>) => {
     const names = Object.keys(set);
     const results = await Promise.all(names.map((name) => runCheck(set[name]!, timeoutMs)));
-    return names.map((name, i) => [name, results[i] ?? null] as const);
+    return new Map(names.map((name, i) => [name, results[i] ?? null]));
   };
   const [failing, degrading] = await Promise.all([run(checks), run(degradedBy)]);
-  const ready = failing.every(([, problem]) => problem === null);
-  const degraded = degrading.some(([, problem]) => problem !== null);
-  const report = Object.fromEntries([...failing, ...degrading].map(([name, problem]) => [name, problem ?? 'ok']));
+  const problem = (result: string | null | Passed | undefined) => (typeof result === 'string' ? result : null);
+  const ready = [...failing.values()].every((result) => problem(result) === null);
+  const degraded = [...degrading.values()].some((result) => problem(result) !== null);
+  const report: Record<string, string> = {};
+  for (const name of new Set([...failing.keys(), ...degrading.keys()])) {
+    const passed = [failing.get(name), degrading.get(name)].find((r) => typeof r === 'object' && r !== null);
+    report[name] =
+      problem(failing.get(name)) ?? problem(degrading.get(name)) ?? (passed as Passed | undefined)?.ok ?? 'ok';
+  }
   return { ready, status: !ready ? 'not_ready' : degraded ? 'degraded' : 'ready', checks: report };
 }
 

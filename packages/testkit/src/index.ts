@@ -8,6 +8,7 @@ export * from './private-postgres.js';
 export * from './private-redis.js';
 export * from './processes.js';
 export * from './redis.js';
+export * from './service-processes.js';
 export * from './services.js';
 export * from './settings.js';
 export * from './small-volume.js';

@@ -52,6 +52,17 @@ export interface LlamaServerOptions {
   port?: number;
 }
 
+export interface LlamaRouterOptions {
+  /** Every .gguf here is a model the router lists (--models-dir). */
+  modelsDir: string;
+  apiKey?: string;
+  /** Defaults every child process inherits (the router's own args are merged over each model's). */
+  slots?: number;
+  ctxSize?: number;
+  extraArgs?: string[];
+  port?: number;
+}
+
 /** A real llama-server on a free port, serving the tiny model unless told otherwise. */
 export class LlamaServer {
   private proc: ManagedProcess | null = null;
@@ -83,6 +94,38 @@ export class LlamaServer {
       '1',
       '--slots',
       '--metrics',
+      '--no-webui',
+      ...(options.apiKey ? ['--api-key', options.apiKey] : []),
+      ...(options.extraArgs ?? []),
+    ];
+    const server = new LlamaServer(port, args, bin);
+    await server.start();
+    return server;
+  }
+
+  /**
+   * llama-server in router mode, as models on demand run it: it lists MODELS_DIR, loads nothing by
+   * itself (--no-models-autoload) and sets no limit of its own (--models-max 0): the gateway decides.
+   */
+  static async startRouter(options: LlamaRouterOptions): Promise<LlamaServer> {
+    const bin = await llamaServerBinary();
+    const port = options.port ?? (await freePort());
+    const args = [
+      '--models-dir',
+      options.modelsDir,
+      '--no-models-autoload',
+      '--models-max',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--parallel',
+      String(options.slots ?? 2),
+      '--ctx-size',
+      String(options.ctxSize ?? 2048),
+      '--threads',
+      '1',
       '--no-webui',
       ...(options.apiKey ? ['--api-key', options.apiKey] : []),
       ...(options.extraArgs ?? []),

@@ -1,13 +1,6 @@
-import express, { type Express } from 'express';
+import { Router, type Express } from 'express';
 import type { Registry } from 'prom-client';
-import {
-  createHealthRouter,
-  errorMiddleware,
-  notFoundHandler,
-  requestIdMiddleware,
-  type Logger,
-  type ReadinessCheck,
-} from '@gguf-gateway/shared';
+import { answerProbe, createServiceApp, type Logger, type ReadinessCheck } from '@gguf-gateway/shared';
 import { createAdminRouter, requireAdmin } from './admin/admin.router.js';
 import type { ModelPullsService } from './admin/model-pulls.service.js';
 import type { UsageService } from './admin/usage.service.js';
@@ -20,13 +13,13 @@ import type { ModelRouter } from './routing/model-router.js';
 import { createModelsRouter } from './inference/models.router.js';
 import { createInferenceRouter } from './inference/api.router.js';
 import { API_ROUTE_TABLE } from './inference/api-routes.js';
-import { answerProbe } from './http/ping.server.js';
 import { RequestAuthorizer } from './authorization/request-authorizer.js';
 import { requestLog } from './http/request-log.middleware.js';
 import { requestMetrics } from './http/request-metrics.middleware.js';
 import type { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { securityHeaders } from './http/security-headers.middleware.js';
 import type { UsageEventsPublisher } from './inference/usage-events.publisher.js';
+import type { ModelsService } from './models/models.service.js';
 
 export interface GatewayAppDeps {
   logger: Logger;
@@ -55,6 +48,8 @@ export interface GatewayAppDeps {
   /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
   pulls?: ModelPullsService | null;
   usage?: UsageService | null;
+  /** Models on demand through llama-server's router (null without MODELS_ROUTER_URL). */
+  models?: ModelsService | null;
 }
 
 /** Where request metrics are counted: /v1 and llama-server's own paths of the route table. */
@@ -76,24 +71,14 @@ export function createApp(deps: GatewayAppDeps): Express {
     timeouts: deps.timeouts,
     maxAttempts: deps.maxAttempts ?? 3,
     waitForBackendMs: deps.waitForBackendMs ?? 0,
+    models: deps.models ?? null,
   });
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.disable('etag');
-  app.set('trust proxy', deps.trustProxyHops ?? 0);
-  // The seed project's probes on the API port: no key, no backend call, before any other work.
-  app.use((req, res, next) => {
-    if (!answerProbe(req, res, deps.isReady)) next();
-  });
-  app.use(requestIdMiddleware);
-  app.use(requestLog(logger));
-  app.use(securityHeaders());
-  app.use(corsAllowlist(deps.corsOrigins ?? []));
-  app.use(meteredPaths(), requestMetrics(metrics));
-  app.use(createInferenceRouter({ inference, authorizer, bodyLimitBytes, jsonMaxDepth }));
-  app.use('/v1', createModelsRouter({ router, authorizer }));
-  app.use(
+  const routes = Router();
+  routes.use(meteredPaths(), requestMetrics(metrics));
+  routes.use(createInferenceRouter({ inference, authorizer, bodyLimitBytes, jsonMaxDepth }));
+  routes.use('/v1', createModelsRouter({ router, authorizer, models: deps.models ?? null }));
+  routes.use(
     '/admin/v1',
     createAdminRouter({
       auth,
@@ -102,21 +87,25 @@ export function createApp(deps: GatewayAppDeps): Express {
       jsonMaxDepth,
       pulls: deps.pulls ?? null,
       usage: deps.usage ?? null,
+      models: deps.models ?? null,
     }),
   );
-  app.use(
+  return createServiceApp({
+    logger,
+    registry,
+    checks: deps.readiness,
+    degradedBy: deps.degradedBy,
+    trustProxyHops: deps.trustProxyHops,
+    // The seed project's probes on the API port: no key, no backend call, before any other work.
+    first: [
+      (req, res, next) => {
+        if (!answerProbe(req, res, () => (deps.isReady() ? 'ready' : 'initializing'))) next();
+      },
+    ],
+    middlewares: [requestLog(logger), securityHeaders(), corsAllowlist(deps.corsOrigins ?? [])],
     // The published port: /readyz without which check fails, /metrics for admin keys only (the
-    // details are on PORT_HEALTH; /ping and /health are answered above by answerProbe). Mounted
-    // after the API routes, so that an API request does not pass through it.
-    createHealthRouter({
-      checks: deps.readiness,
-      degradedBy: deps.degradedBy,
-      registry,
-      public: true,
-      metricsGuard: requireAdmin(authorizer),
-    }),
-  );
-  app.use(notFoundHandler);
-  app.use(errorMiddleware(logger));
-  return app;
+    // details are on PORT_HEALTH; /ping and /health are answered first, by answerProbe).
+    health: { public: true, metricsGuard: requireAdmin(authorizer) },
+    routes: [routes],
+  });
 }

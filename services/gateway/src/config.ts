@@ -60,6 +60,24 @@ export const gatewayConfigSchema = {
   BACKEND_POLL_MS: env.millis(1_000),
   /** How often BACKENDS_FILE is checked for changes (SIGHUP reloads at once). */
   BACKENDS_FILE_POLL_MS: env.millis(2_000),
+  /** Models on demand: every GGUF here is a model, named by its file (needs MODELS_ROUTER_URL). */
+  MODELS_DIR: z.string().min(1).optional(),
+  /** llama-server in router mode (--models-dir, --no-models-autoload); without it only the backends file is served. */
+  MODELS_ROUTER_URL: env.optionalUrl(),
+  /** At most this many models loaded at once; 0: as many as fit in the memory budget. */
+  MODELS_MAX_LOADED: env.int(0),
+  /** The memory budget for loaded models, in bytes (wins over MODELS_MEMORY_FILE). */
+  MODELS_MEMORY_BYTES: z.coerce.number().int().positive().optional(),
+  /** The orchestrator's memory-budget.json ({device, bytes, gpus}); without either: the machine's RAM. */
+  MODELS_MEMORY_FILE: z.string().min(1).optional(),
+  /** How long a request waits for a model to load (large models load slowly). */
+  MODEL_LOAD_TIMEOUT_MS: env.millis(600_000),
+  /** How long a request waits for room to load its model while every loaded one is busy, before 503. */
+  MODEL_CAPACITY_WAIT_MS: env.millis(60_000),
+  /** Unload a model nobody used for this long; 0: never. */
+  MODEL_IDLE_UNLOAD_SEC: env.int(0),
+  /** Models (names or aliases) loaded at start and never unloaded. */
+  MODELS_PINNED: env.list(),
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;

@@ -1,9 +1,10 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import {
   closeServer,
+  createPingApp,
   createLogger,
   createMetricsRegistry,
   createPgPool,
@@ -23,15 +24,15 @@ import { createApp } from './app.js';
 import { AuthClient } from './authorization/auth.client.js';
 import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { readBackendKey, type GatewayConfig } from './config.js';
-import { createPingServer } from './http/ping.server.js';
 import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 import { UsageSpoolRepository } from './inference/usage-spool.repository.js';
-import { anyBackendProblem } from './routing/backend-health.js';
+import { kindOf } from './routing/backend-kinds.js';
 import { BackendMonitor } from './routing/backend.monitor.js';
 import { readBackendsFile } from './routing/backends-file.repository.js';
 import { BackendsFileWatcher } from './routing/backends-file.watcher.js';
 import { ModelRouter } from './routing/model-router.js';
 import { ReadinessMonitor } from './routing/readiness.monitor.js';
+import { buildModelsOnDemand, type ModelsOnDemand } from './models/models.wiring.js';
 
 // A Redis that hangs must not hang a request: past this a grant-served request asks auth instead.
 const REDIS_COMMAND_TIMEOUT_MS = 500;
@@ -65,6 +66,8 @@ export interface Gateway {
   readiness: ReadinessMonitor;
   backendMonitor: BackendMonitor;
   backendsWatcher: BackendsFileWatcher;
+  /** Models on demand through llama-server's router; null without MODELS_ROUTER_URL. */
+  models: ModelsOnDemand | null;
   /** Starts the background polls and the backends-file watcher. */
   start(): void;
   /** Everything to close on shutdown, in order, after the API server `server` stops taking requests. */
@@ -77,14 +80,19 @@ export interface Gateway {
 export async function buildGateway(config: GatewayConfig, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const logger = overrides.logger ?? createLogger({ service: 'gateway', level: config.LOG_LEVEL });
   const backendKeyOf = overrides.readBackendKey ?? readBackendKey;
-  // A remote backend's key comes from the variable it names; llama.cpp sidecars share INFERENCE_API_KEY.
+  // A remote backend's key comes from the variable it names; local sidecars share INFERENCE_API_KEY.
   const backendKey = (backend: BackendConfig): string | undefined =>
     backend.apiKeyEnv
       ? backendKeyOf(backend.apiKeyEnv)
-      : backend.kind === 'llamacpp'
+      : kindOf(backend).usesInferenceKey
         ? config.INFERENCE_API_KEY
         : undefined;
   const backendsFile = overrides.backendsFile ?? (await readBackendsFile(config.BACKENDS_FILE));
+  if (backendsFile.models.length === 0 && !config.MODELS_ROUTER_URL) {
+    throw new Error(
+      'BACKENDS_FILE names no model with tiers and MODELS_ROUTER_URL is not set: the gateway would serve nothing',
+    );
+  }
   const router = new ModelRouter(
     backendsFile,
     backendKey,
@@ -94,7 +102,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
         ? logger.warn({ backend: state.name, problem }, 'backend cooled down')
         : logger.info({ backend: state.name }, 'backend healthy again'),
   );
-  if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => b.kind === 'llamacpp')) {
+  if (!config.INFERENCE_API_KEY && backendsFile.backends.some((b) => kindOf(b).usesInferenceKey)) {
     logger.warn('INFERENCE_API_KEY is not set: llama.cpp backends are called without a key');
   }
   const backendMonitor = new BackendMonitor(router, config.BACKEND_POLL_MS, config.UPSTREAM_CONNECT_TIMEOUT_MS, logger);
@@ -106,22 +114,20 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   redis.on('error', (err) => logger.warn({ err }, 'redis error'));
-  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
-  const readiness = new ReadinessMonitor(
-    {
-      auth: () => auth.problem(),
-      backends: () =>
-        anyBackendProblem(
-          router.backends().map((b) => b.backend),
-          config.UPSTREAM_CONNECT_TIMEOUT_MS,
-        ),
-    },
-    config.READINESS_POLL_MS,
-    logger,
-  );
-
   // Only the admin API reads Postgres (usage totals, local models): a small pool the API never waits on.
   const pool = config.DATABASE_URL ? createPgPool(config.DATABASE_URL, 4) : null;
+  const registry = createMetricsRegistry('gateway');
+  const models = buildModelsOnDemand(config, { registry, logger, pool, localModels: () => router.localModels() });
+  const auth = new AuthClient(new URL(config.AUTH_URL), config.AUTH_TIMEOUT_MS, config.AUTH_INTERNAL_TOKEN);
+  // Readiness reads the backends' state as the monitor leaves it: one poller, one verdict.
+  const readiness = new ReadinessMonitor(
+    () => auth.problem(),
+    backendMonitor,
+    config.READINESS_POLL_MS,
+    logger,
+    models ? () => models.router.problem() : null,
+  );
+
   // The pull queue's producer connection of its own: BullMQ must not share the auto-pipelined one.
   const pullsRedis = pool ? createRedis(config.REDIS_URL, 'request-path') : null;
   pullsRedis?.on('error', (err) => logger.warn({ err }, 'redis error (pull queue)'));
@@ -131,7 +137,6 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   const pulls = pool && pullQueue ? new ModelPullsService(pullQueue, new LocalModelsRepository(pool)) : null;
   const usage = pool ? new UsageService(new UsageRepository(pool)) : null;
 
-  const registry = createMetricsRegistry('gateway');
   const usageEvents = new UsageEventsPublisher(
     redis,
     config.REDIS_KEY_PREFIX,
@@ -142,16 +147,8 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
   // /readyz on the API port says only ready or not; PORT_HEALTH names the check (never an address:
   // those and the errors are in the logs).
   const checks = {
-    auth: () => (readiness.problem('auth') === null ? null : 'the auth service is not ready'),
-    backends: () =>
-      readiness.problem('backends') === null
-        ? null
-        : `no backend answers its health check (${
-            router
-              .backends()
-              .map((b) => b.name)
-              .join(', ') || 'none configured'
-          })`,
+    auth: () => readiness.problem('auth'),
+    backends: () => readiness.problem('backends'),
     redis: () => redisProblem(redis),
   };
   // A broken reload keeps the last good table serving: a warning, not a reason to leave the load balancer.
@@ -186,8 +183,11 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     trustProxyHops: config.TRUST_PROXY_HOPS,
     pulls,
     usage,
+    models: models?.service ?? null,
   });
-  const pingServer = createPingServer(isReady, { checks, degradedBy, registry });
+  const pingServer = createServer(
+    createPingApp(() => (isReady() ? 'ready' : 'initializing'), { checks, degradedBy, registry }),
+  );
 
   return {
     app,
@@ -200,7 +200,9 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     readiness,
     backendMonitor,
     backendsWatcher,
+    models,
     start() {
+      models?.service.start();
       readiness.start();
       backendMonitor.start();
       backendsWatcher.start();
@@ -211,6 +213,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       { name: 'ping', close: () => new Promise((resolve) => pingServer.close(resolve)) },
       { name: 'readiness', close: () => readiness.stop() },
       { name: 'backends', close: () => Promise.all([backendMonitor.stop(), backendsWatcher.stop()]) },
+      { name: 'models', close: () => models?.service.stop() },
       // Settles charge the last requests' tokens: they finish before the auth connections close.
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },

@@ -1,13 +1,6 @@
-import express, { type Express } from 'express';
+import type { Express } from 'express';
 import type { Registry } from 'prom-client';
-import {
-  createHealthRouter,
-  errorMiddleware,
-  notFoundHandler,
-  requestIdMiddleware,
-  type Logger,
-  type ReadinessCheck,
-} from '@gguf-gateway/shared';
+import { createServiceApp, type Logger, type ReadinessCheck } from '@gguf-gateway/shared';
 
 export interface MetricsAppDeps {
   logger: Logger;
@@ -19,11 +12,5 @@ export interface MetricsAppDeps {
 
 /** The metrics service: usage stream consumer status and Prometheus business metrics. */
 export function createApp({ logger, registry, readiness, degradedBy }: MetricsAppDeps): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(requestIdMiddleware);
-  app.use(createHealthRouter({ checks: readiness, degradedBy, registry }));
-  app.use(notFoundHandler);
-  app.use(errorMiddleware(logger));
-  return app;
+  return createServiceApp({ logger, registry, checks: readiness, degradedBy });
 }

@@ -1,11 +1,10 @@
-import express, { type Express } from 'express';
+import { Router, type Express } from 'express';
 import type { Registry } from 'prom-client';
 import {
-  createHealthRouter,
-  errorMiddleware,
-  notFoundHandler,
-  requestIdMiddleware,
+  createPingApp as createProbeApp,
+  createServiceApp,
   type Logger,
+  type PingState,
   type ReadinessCheck,
 } from '@gguf-gateway/shared';
 import type { GateStatus } from './gates/gate-runner.js';
@@ -29,29 +28,22 @@ export interface OrchestratorAppDeps {
 
 /** The orchestrator's /status of every gate and process, with /healthz, /readyz and /metrics. */
 export function createApp({ logger, registry, readiness, status }: OrchestratorAppDeps): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(requestIdMiddleware);
-  app.use(createHealthRouter({ checks: readiness, registry }));
-  if (status) app.get('/status', (_req, res) => void res.json(status()));
-  app.use(notFoundHandler);
-  app.use(errorMiddleware(logger));
-  return app;
+  const routes = Router();
+  if (status) routes.get('/status', (_req, res) => void res.json(status()));
+  return createServiceApp({ logger, registry, checks: readiness, routes: [routes] });
 }
 
 /**
- * PORT_HEALTH in supervise mode, with RunPod load-balancer semantics: 204 while starting or while a
- * crashed process restarts, 200 once every process is ready, 503 while draining or after a failed
- * start. It reads variables, never a backend.
+ * What PORT_HEALTH says in supervise mode: initializing (204) while starting or while a crashed
+ * process restarts, ready (200) once every process is ready, unavailable (503) while draining or
+ * after a failed start.
  */
+export function pingState(phase: Phase, processesReady: boolean): PingState {
+  if (phase === 'ready') return processesReady ? 'ready' : 'initializing';
+  return phase === 'starting' ? 'initializing' : 'unavailable';
+}
+
+/** PORT_HEALTH in supervise mode: the shared probe server over the phase. It reads variables, never a backend. */
 export function createPingApp(phase: () => Phase, processesReady: () => boolean): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.get('/ping', (_req, res) => {
-    const now = phase();
-    if (now === 'ready') res.status(processesReady() ? 200 : 204).end();
-    else res.status(now === 'starting' ? 204 : 503).end();
-  });
-  app.use(notFoundHandler);
-  return app;
+  return createProbeApp(() => pingState(phase(), processesReady()));
 }

@@ -9,9 +9,8 @@ import {
   LlamaServer,
   deleteRedisPrefix,
   freePort,
-  repoRoot,
-  TEST_AUTH_INTERNAL_TOKEN,
-  startProcess,
+  startAuthProcess,
+  startGatewayProcess,
   stopProcess,
   testRedisPrefix,
   testSettings,
@@ -55,17 +54,7 @@ export class ApiStack {
     const [authPort, apiPort, healthPort] = [await freePort(), await freePort(), await freePort()];
     const keysFile = join(dir, 'api_keys');
     writeFileSync(keysFile, [...options.keys, ''].join('\n'), { mode: 0o600 });
-    const auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(authPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        API_KEYS_FILE: keysFile,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        LOG_LEVEL: 'warn',
-      },
-    });
+    const auth = startAuthProcess({ port: authPort, redisPrefix: prefix, keysFile });
     const authUrl = `http://127.0.0.1:${authPort}`;
     await waitFor('auth /readyz', async () => (await fetch(`${authUrl}/readyz`)).status === 200, 15_000);
     const backendsFile = join(dir, 'backends.yaml');
@@ -79,20 +68,13 @@ export class ApiStack {
         ...(options.extraBackends?.(servers) ?? []).map((b) => `  ${b}`),
       ].join('\n'),
     );
-    const gateway = startProcess(process.execPath, [join(repoRoot, 'services/gateway/dist/main.js')], {
-      env: {
-        ...process.env,
-        PORT: String(apiPort),
-        PORT_HEALTH: String(healthPort),
-        REDIS_URL: testSettings.TEST_REDIS_URL,
-        REDIS_KEY_PREFIX: prefix,
-        AUTH_URL: authUrl,
-        AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-        BACKENDS_FILE: backendsFile,
-        INFERENCE_API_KEY: INFERENCE_KEY,
-        READINESS_POLL_MS: '100',
-        LOG_LEVEL: 'warn',
-      },
+    const gateway = startGatewayProcess({
+      port: apiPort,
+      healthPort,
+      redisPrefix: prefix,
+      authUrl,
+      backendsFile,
+      env: { INFERENCE_API_KEY: INFERENCE_KEY },
     });
     const url = `http://127.0.0.1:${apiPort}`;
     await waitFor('gateway /ping 200', async () => (await fetch(`${url}/ping`)).status === 200, 15_000, 50);

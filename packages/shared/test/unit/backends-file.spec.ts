@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { BackendsFileError, parseBackendsFile } from '../../src/backends-file.js';
+import { BackendsFileError, localModelPath, localModelPreset, parseBackendsFile } from '../../src/backends-file.js';
 
 describe('backends file', () => {
   it('names every problem at once: unknown backends, duplicate names, bad kinds', () => {
@@ -61,7 +61,87 @@ backends:
     assert.equal(file.backends[0]!.utilizationUrl, 'https://api.chutes.ai/chutes/utilization');
   });
 
+  it('accepts a file that names no model: with models on demand they all come from MODELS_DIR', () => {
+    assert.deepEqual(parseBackendsFile('models: {}\nbackends: {}'), { models: [], localModels: [], backends: [] });
+  });
+
   it('rejects text that is not YAML', () => {
     assert.throws(() => parseBackendsFile('models: [unclosed'), /not valid YAML/);
+  });
+
+  it('reads local model entries with their llama options apart from the routed ones', () => {
+    const file = parseBackendsFile(
+      [
+        'models:',
+        '  routed: { tiers: [[x]] }',
+        '  chat: { aliases: [default], local: qwen-7b-q4, llama: { ctxSize: 8192, parallel: 2, args: [--flash-attn, on, --no-mmap] } }',
+        '  embed: { local: /models/bge.gguf, llama: { mode: embeddings } }',
+        'backends:',
+        '  x: { kind: llamacpp, url: "http://x" }',
+      ].join('\n'),
+    );
+    assert.deepEqual(
+      file.models.map((m) => m.name),
+      ['routed'],
+    );
+    assert.deepEqual(
+      file.localModels.map((m) => [m.name, m.local, m.aliases]),
+      [
+        ['chat', 'qwen-7b-q4', ['default']],
+        ['embed', '/models/bge.gguf', []],
+      ],
+    );
+    assert.equal(localModelPath(file.localModels[0]!, '/data/models/'), '/data/models/qwen-7b-q4.gguf');
+    assert.equal(localModelPath(file.localModels[1]!, '/data/models'), '/models/bge.gguf');
+    assert.deepEqual(localModelPreset(file.localModels[0]!), {
+      'ctx-size': '8192',
+      parallel: '2',
+      'flash-attn': 'on',
+      'no-mmap': 'true',
+    });
+    assert.deepEqual(localModelPreset(file.localModels[1]!), { embedding: 'true' });
+    assert.deepEqual(
+      parseBackendsFile('models: { r: { local: r, llama: { mode: rerank } } }\nbackends: {}').localModels[0]!.llama,
+      {
+        mode: 'rerank',
+      },
+    );
+  });
+
+  it('names the entry of a local model that is given wrong: both tiers and local, neither, a bad file, stray args', () => {
+    const text = [
+      'models:',
+      '  both: { tiers: [[x]], local: m }',
+      '  neither: { aliases: [n] }',
+      '  opts: { tiers: [[x]], llama: { ctxSize: 4 } }',
+      '  stray: { local: m, llama: { args: [on, --flag] } }',
+      'backends:',
+      '  x: { kind: llamacpp, url: "http://x" }',
+    ].join('\n');
+    assert.throws(
+      () => parseBackendsFile(text),
+      (err: BackendsFileError) => {
+        const has = (part: string) => err.problems.some((p) => p.includes(part));
+        assert.ok(
+          has('line 2: models.both: give either tiers (backends) or local (a model file), not both'),
+          err.message,
+        );
+        assert.ok(
+          has('line 3: models.neither: give tiers (backends to route to) or local (a model file)'),
+          err.message,
+        );
+        assert.ok(has('models.opts: give either tiers'), err.message);
+        assert.ok(has('models.stray.llama.args: "on" follows no --flag'), err.message);
+        return true;
+      },
+    );
+    const shapes = 'models:\n  escape: { local: ../etc/passwd }\n  typo: { local: m, llama: { ctx: 4 } }\nbackends: {}';
+    assert.throws(
+      () => parseBackendsFile(shapes),
+      (err: BackendsFileError) =>
+        err.problems.some((p) =>
+          p.startsWith('line 2: models.escape.local: must be a model file name in MODELS_DIR'),
+        ) && err.problems.includes('line 3: models.typo.llama: unknown field "ctx"'),
+    );
   });
 });

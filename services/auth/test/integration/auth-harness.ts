@@ -13,7 +13,13 @@ import {
   type AuthorizeRequest,
   type PriceTable,
 } from '@gguf-gateway/shared';
-import { LogCapture, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
+import {
+  deleteRedisPrefix,
+  LogCapture,
+  TEST_AUTH_INTERNAL_TOKEN,
+  testRedisPrefix,
+  testSettings,
+} from '@gguf-gateway/testkit';
 import { buildAuth, REDIS_COMMAND_TIMEOUT_MS, type AuthParts } from '../../src/wiring.js';
 
 export interface AuthInstance {
@@ -69,6 +75,38 @@ export async function startAuth(options: InstanceOptions): Promise<AuthInstance>
       redis.disconnect();
     },
   };
+}
+
+export interface SuiteAuth {
+  auth: AuthInstance;
+  keysFile: KeysFile;
+}
+
+/**
+ * One auth for the describe block it is called in, over its own keys file (`keys`) and Redis
+ * prefix on the test Redis: started before its tests, stopped and cleaned up after them.
+ */
+export function authForSuite(
+  keys: string,
+  options: Omit<InstanceOptions, 'redisUrl' | 'prefix' | 'keysFile'> = {},
+): SuiteAuth {
+  const prefix = testRedisPrefix();
+  const suite = {} as SuiteAuth;
+  before(async () => {
+    suite.keysFile = await KeysFile.create(keys);
+    suite.auth = await startAuth({
+      ...options,
+      redisUrl: testSettings.TEST_REDIS_URL,
+      prefix,
+      keysFile: suite.keysFile.path,
+    });
+  });
+  after(async () => {
+    await suite.auth?.close();
+    await suite.keysFile?.remove();
+    await deleteRedisPrefix(prefix);
+  });
+  return suite;
 }
 
 /** Every field any auth answer may carry. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { deleteRedisPrefix, testRedisPrefix, testSettings, TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
-import { authorize, KeysFile, post, startAuth, type AuthInstance } from './auth-harness.js';
+import { TEST_AUTH_INTERNAL_TOKEN } from '@gguf-gateway/testkit';
+import { authForSuite, authorize, post } from './auth-harness.js';
 
 const ALICE = 'sk-alice-0000000000000000001';
 const WRONG_TOKEN = 'not-the-internal-token-42424242';
@@ -13,30 +13,12 @@ const INTERNAL = [
 ] as const;
 
 describe('auth internal endpoints', function () {
-  const prefix = testRedisPrefix();
-  let keysFile: KeysFile;
-  let auth: AuthInstance;
-
-  before(async () => {
-    keysFile = await KeysFile.create(`alice:${ALICE}\n`);
-    auth = await startAuth({
-      redisUrl: testSettings.TEST_REDIS_URL,
-      prefix,
-      keysFile: keysFile.path,
-      failedAuthMax: 3,
-    });
-  });
-
-  after(async () => {
-    await auth?.close();
-    await keysFile?.remove();
-    await deleteRedisPrefix(prefix);
-  });
+  const suite = authForSuite(`alice:${ALICE}\n`, { failedAuthMax: 3 });
 
   for (const [path, body] of INTERNAL) {
     it(`answers ${path} with 401 to a caller without the internal token or with a wrong one`, async () => {
       for (const token of [null, WRONG_TOKEN, '']) {
-        const answer = await post(auth.url, path, body, token);
+        const answer = await post(suite.auth.url, path, body, token);
         assert.equal(answer.status, 401, `${path} with token ${token === null ? 'absent' : `'${token}'`}`);
         assert.equal(answer.body.error?.code, 'invalid_internal_token');
       }
@@ -44,12 +26,12 @@ describe('auth internal endpoints', function () {
   }
 
   it('serves the gateway, which holds the token', async () => {
-    assert.equal((await authorize(auth.url, { key: ALICE })).status, 200);
-    assert.equal((await post(auth.url, '/v1/keys/reload', {})).status, 200);
+    assert.equal((await authorize(suite.auth.url, { key: ALICE })).status, 200);
+    assert.equal((await post(suite.auth.url, '/v1/keys/reload', {})).status, 200);
   });
 
   it('refuses a tokenless caller before reading its body', async () => {
-    const res = await fetch(`${auth.url}/v1/authorize`, {
+    const res = await fetch(`${suite.auth.url}/v1/authorize`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: '{"key": ',
@@ -61,21 +43,26 @@ describe('auth internal endpoints', function () {
     const victim = '203.0.113.7';
     for (let i = 0; i < 10; i++) {
       const answer = await post(
-        auth.url,
+        suite.auth.url,
         '/v1/authorize',
         { key: `sk-guess-${i}-000000000000000`, model: null, route: 'chat', ip: victim },
         null,
       );
       assert.equal(answer.status, 401);
     }
-    const fromVictim = await authorize(auth.url, { key: ALICE, ip: victim });
+    const fromVictim = await authorize(suite.auth.url, { key: ALICE, ip: victim });
     assert.equal(fromVictim.status, 200, 'the address named by tokenless calls is not blocked');
   });
 
   it('keeps the token and any presented one out of its logs', async () => {
-    await post(auth.url, '/v1/authorize', { key: ALICE, model: null, route: 'chat', ip: '10.0.0.2' }, WRONG_TOKEN);
-    await authorize(auth.url, { key: ALICE });
-    const logs = auth.logs.text();
+    await post(
+      suite.auth.url,
+      '/v1/authorize',
+      { key: ALICE, model: null, route: 'chat', ip: '10.0.0.2' },
+      WRONG_TOKEN,
+    );
+    await authorize(suite.auth.url, { key: ALICE });
+    const logs = suite.auth.logs.text();
     assert.ok(!logs.includes(TEST_AUTH_INTERNAL_TOKEN), 'the internal token is not logged');
     assert.ok(!logs.includes(WRONG_TOKEN), 'a presented token is not logged');
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
-import { authorize, KeysFile, post, startAuth, type Answer, type AuthInstance } from './auth-harness.js';
+import { authForSuite, authorize, KeysFile, post, startAuth, type Answer, type AuthInstance } from './auth-harness.js';
 
 const ALICE = 'sk-alice-0000000000000000001';
 const BOB = 'sk-bob-000000000000000000002';
@@ -156,51 +156,34 @@ describe('keys file reload', function () {
 });
 
 describe('failed-key throttle per client address', function () {
-  const prefix = testRedisPrefix();
-  let keysFile: KeysFile;
-  let auth: AuthInstance;
-
-  before(async () => {
-    keysFile = await KeysFile.create(`alice:${ALICE}\n`);
-    auth = await startAuth({
-      redisUrl: testSettings.TEST_REDIS_URL,
-      prefix,
-      keysFile: keysFile.path,
-      failedAuthMax: 3,
-    });
-  });
-
-  after(async () => {
-    await auth.close();
-    await keysFile.remove();
-    await deleteRedisPrefix(prefix);
-  });
+  const suite = authForSuite(`alice:${ALICE}\n`, { failedAuthMax: 3 });
 
   it('refuses further wrong keys from an address with 429 after too many, while other addresses go on', async () => {
     const guesses = [];
     for (let i = 0; i < 4; i++)
-      guesses.push((await authorize(auth.url, { key: `sk-guess-${i}-0000000000`, ip: '10.9.9.9' })).status);
+      guesses.push((await authorize(suite.auth.url, { key: `sk-guess-${i}-0000000000`, ip: '10.9.9.9' })).status);
     assert.deepEqual(guesses, [401, 401, 401, 429]);
-    const blocked = await authorize(auth.url, { key: 'sk-guess-x-0000000000', ip: '10.9.9.9' });
+    const blocked = await authorize(suite.auth.url, { key: 'sk-guess-x-0000000000', ip: '10.9.9.9' });
     assert.equal(blocked.status, 429);
     assert.equal(blocked.body.error!.code, 'rate_limit_exceeded');
     assert.ok(Number(blocked.headers.get('retry-after')) >= 1);
-    const identified = await post(auth.url, '/v1/identify', { key: 'sk-guess-y-0000000000', ip: '10.9.9.9' });
+    const identified = await post(suite.auth.url, '/v1/identify', { key: 'sk-guess-y-0000000000', ip: '10.9.9.9' });
     assert.equal(identified.status, 429, 'the key check before a body is throttled the same way');
-    assert.equal((await authorize(auth.url, { key: 'sk-guess-z-0000000000', ip: '10.1.1.1' })).status, 401);
+    assert.equal((await authorize(suite.auth.url, { key: 'sk-guess-z-0000000000', ip: '10.1.1.1' })).status, 401);
   });
 
   it('serves a valid key from an address that sent 30 wrong ones (one proxy in front of many clients)', async () => {
-    for (let i = 0; i < 30; i++) await authorize(auth.url, { key: `sk-wrong-${i}-0000000000`, ip: '10.7.7.7' });
-    assert.equal((await authorize(auth.url, { key: 'sk-wrong-x-0000000000', ip: '10.7.7.7' })).status, 429);
-    assert.equal((await authorize(auth.url, { key: ALICE, ip: '10.7.7.7' })).status, 200);
-    const identified = await post(auth.url, '/v1/identify', { key: ALICE, ip: '10.7.7.7' });
+    for (let i = 0; i < 30; i++) await authorize(suite.auth.url, { key: `sk-wrong-${i}-0000000000`, ip: '10.7.7.7' });
+    assert.equal((await authorize(suite.auth.url, { key: 'sk-wrong-x-0000000000', ip: '10.7.7.7' })).status, 429);
+    assert.equal((await authorize(suite.auth.url, { key: ALICE, ip: '10.7.7.7' })).status, 200);
+    const identified = await post(suite.auth.url, '/v1/identify', { key: ALICE, ip: '10.7.7.7' });
     assert.equal(identified.status, 200);
     assert.deepEqual(identified.body, { keyId: 'alice' });
   });
 
   it('does not count requests without a key against the address', async () => {
-    for (let i = 0; i < 5; i++) assert.equal((await authorize(auth.url, { key: '', ip: '10.2.2.2' })).status, 401);
-    assert.equal((await authorize(auth.url, { key: ALICE, ip: '10.2.2.2' })).status, 200);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await authorize(suite.auth.url, { key: '', ip: '10.2.2.2' })).status, 401);
+    assert.equal((await authorize(suite.auth.url, { key: ALICE, ip: '10.2.2.2' })).status, 200);
   });
 });

@@ -6,6 +6,8 @@ import { createModelPullsRouter } from './model-pulls.router.js';
 import type { ModelPullsService } from './model-pulls.service.js';
 import { unavailableRouter } from './unavailable.router.js';
 import { createUsageRouter } from './usage.router.js';
+import { createModelsAdminRouter } from '../models/models.admin.router.js';
+import type { ModelsService } from '../models/models.service.js';
 import type { UsageService } from './usage.service.js';
 import { closeIfBodyUnread } from '../authorization/key-check.middleware.js';
 import { jsonBody } from '../http/json-body.middleware.js';
@@ -18,6 +20,8 @@ export interface AdminRouterDeps {
   /** Model pulls and local models, and usage totals: both need DATABASE_URL, null without it. */
   pulls: ModelPullsService | null;
   usage: UsageService | null;
+  /** Models on demand: the models listing with status, load, unload and delete (null without MODELS_ROUTER_URL). */
+  models?: ModelsService | null;
 }
 
 const NEEDS_DATABASE =
@@ -50,6 +54,9 @@ export function createAdminRouter(deps: AdminRouterDeps): Router {
     res.json(await auth.reloadKeys(res.getHeader('x-request-id') as string));
   });
   admin.use(usage ? createUsageRouter({ usage }) : unavailableRouter(['/usage'], NEEDS_DATABASE));
+  // Before the pulls router: with models on demand, GET /models lists every model on disk.
+  if (deps.models)
+    admin.use(createModelsAdminRouter({ models: deps.models, pulled: pulls ? () => pulls.listModels() : null }));
   admin.use(
     pulls
       ? createModelPullsRouter({ pulls })

@@ -45,4 +45,9 @@ export class LocalModelsRepository {
       pulledAt: row.pulled_at.toISOString(),
     }));
   }
+
+  /** Forgets the models whose file was deleted (DELETE /admin/v1/models/:name). */
+  async removeByPath(paths: readonly string[]): Promise<void> {
+    await this.pool.query('DELETE FROM models WHERE path = ANY($1::text[])', [paths]);
+  }
 }

@@ -1,4 +1,5 @@
 import type { ApiRouteName, BackendKind } from '@gguf-gateway/shared';
+import { BACKEND_KINDS } from '../routing/backend-kinds.js';
 import type { ErrorShape } from './error-shapes.js';
 import type { UsageDialect } from './usage-readers.js';
 
@@ -51,7 +52,7 @@ const MESSAGES: RequiredParam = {
 const INPUT: RequiredParam = { param: 'input', check: isTextOrArray, expected: 'a string or a non-empty array' };
 
 const LLAMACPP: readonly BackendKind[] = ['llamacpp'];
-const EVERY_KIND: readonly BackendKind[] = ['llamacpp', 'openai'];
+const EVERY_KIND = Object.keys(BACKEND_KINDS) as BackendKind[];
 
 // The Responses API is served statelessly: nothing is stored, so nothing can be continued.
 const STATELESS = [

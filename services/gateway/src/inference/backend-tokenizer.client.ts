@@ -16,7 +16,13 @@ export async function countTokens(
     const res = await fetch(new URL('tokenize', backend.url.href.replace(/\/?$/, '/')), {
       method: 'POST',
       headers,
-      body: JSON.stringify({ content: text, add_special: withSpecial, parse_special: withSpecial }),
+      // `model` picks the model's process behind llama-server's router; a single model ignores it.
+      body: JSON.stringify({
+        ...(backend.model ? { model: backend.model } : {}),
+        content: text,
+        add_special: withSpecial,
+        parse_special: withSpecial,
+      }),
       signal: AbortSignal.timeout(timeoutMs),
     });
     if (!res.ok) return null;

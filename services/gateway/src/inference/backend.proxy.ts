@@ -3,6 +3,7 @@ import https from 'node:https';
 import type { Response } from 'express';
 import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
 import type { Backend } from '../routing/backend-state.js';
+import { kindOf } from '../routing/backend-kinds.js';
 import { backendErrorBody, renderError, type ErrorShape } from './error-shapes.js';
 import { JsonBodyTap } from './json-body.tap.js';
 import { SseUsageTap } from './usage.tap.js';
@@ -107,6 +108,14 @@ function agentFor(protocol: 'http:' | 'https:', idleMs: number): http.Agent {
   return agent;
 }
 
+/** Closes the pool's idle connections to a backend (the agent names its pools `host:port:...`). */
+function dropIdleSockets(agent: http.Agent, url: URL): void {
+  const origin = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}:`;
+  for (const [name, sockets] of Object.entries(agent.freeSockets)) {
+    if (name.startsWith(origin)) for (const socket of sockets ?? []) socket.destroy();
+  }
+}
+
 /** A reused connection the backend closed as the request went out: no byte of an answer came. */
 const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
@@ -126,13 +135,7 @@ const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = 
     new ApiError(502, 'The model backend closed the connection.', { code: 'backend_error', type: 'server_error' }),
   // Names the variable that holds the key, never the key.
   backend_auth: (backend) =>
-    new ApiError(
-      502,
-      backend.kind === 'openai'
-        ? `The provider behind backend '${backend.name}' refused the gateway's API key; check ${backend.apiKeyEnv ?? 'its apiKeyEnv'}.`
-        : 'The model backend refused the gateway; check INFERENCE_API_KEY.',
-      { code: 'backend_auth_failed', type: 'server_error' },
-    ),
+    new ApiError(502, kindOf(backend).keyHint(backend), { code: 'backend_auth_failed', type: 'server_error' }),
 };
 
 /** Failures after which another backend may be tried, when nothing has reached the client yet. */
@@ -263,6 +266,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
           retriedStaleSocket = true;
           clearTimeout(timer);
           timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+          // On a new connection, not the next pooled one: a backend may close several at once
+          // (llama-server's router does when it starts a model), so its idle ones go too.
+          dropIdleSockets(agentFor(protocol, timeouts.keepAliveIdleMs), backend.url);
           upstream = send();
           listen();
           upstream.end(request.body);

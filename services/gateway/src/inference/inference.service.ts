@@ -21,6 +21,8 @@ import { upstreamPayload, type PayloadSource } from './upstream-payload.js';
 import { rawJsonOf } from '../http/json-body.middleware.js';
 import { backendsFit, onlyModel } from './backend-fit.js';
 import { usageProblem } from './usage-validation.js';
+import type { ModelsService } from '../models/models.service.js';
+import type { Release } from '../models/model-admission.js';
 
 /** Client headers the backend needs to read the request as the client meant it. */
 const FORWARDED_HEADERS = ['anthropic-version', 'anthropic-beta'];
@@ -46,6 +48,8 @@ export interface InferenceDeps {
   maxAttempts: number;
   /** How long a request may wait for a backend of its model to come back (a restart) before 503. */
   waitForBackendMs: number;
+  /** Models on demand: a model the backends file does not name is looked up here (null: off). */
+  models: ModelsService | null;
 }
 
 /** One request on its way to a backend. */
@@ -88,7 +92,10 @@ export class InferenceService {
     const usageId = clientRequestId === undefined ? requestId : randomUUID();
     if (usageId !== requestId) res.locals.usageId = usageId;
     const input = validateInferenceBody(route, req.body, () => onlyModel(router));
-    const target = router.resolve(input.model);
+    const routed = router.resolve(input.model);
+    // A model the backends file does not name may be a model on disk, served by the models router.
+    const onDemand = routed ? null : ((await this.deps.models?.target(input.model)) ?? null);
+    const target = routed ?? onDemand?.route ?? null;
     res.locals.model = target?.model ?? 'unknown';
     const decision = await authorizer.authorize(req, res, route.name, target?.model ?? input.model);
     if (!target) {
@@ -125,6 +132,18 @@ export class InferenceService {
       decision.leaseTtlSec ?? DEFAULT_LEASE_TTL_SEC,
       requestId,
     );
+    // A slot on a model on demand (loading it first if needed), held until the response has ended.
+    let releaseModel: Release | null = null;
+    if (onDemand) {
+      try {
+        if (onDemand.problem) throw onDemand.problem;
+        releaseModel = await this.deps.models!.acquire(onDemand.model, res);
+      } catch (err) {
+        stopRenewing();
+        authorizer.settle(decision.lease, requestId);
+        throw err;
+      }
+    }
     metrics.inFlight.inc({ model: target.model });
     let served: ServedBy;
     try {
@@ -138,6 +157,7 @@ export class InferenceService {
       });
     } finally {
       stopRenewing();
+      releaseModel?.();
       metrics.inFlight.dec({ model: target.model });
     }
     const { outcome } = served;

@@ -1,4 +1,5 @@
 import type { Backend } from '../routing/backend-state.js';
+import { kindOf } from '../routing/backend-kinds.js';
 import { countTokens } from './backend-tokenizer.client.js';
 import type { UpstreamUsage } from './usage-readers.js';
 
@@ -32,7 +33,7 @@ export async function chargeEveryOutput(outputs: Outputs, answer: MultiOutputAns
   const { usage, reportCount, choices, backend } = answer;
   const tasks = outputCount(outputs);
   // Remote providers report the whole request's usage, as OpenAI does.
-  if (tasks === 1 || backend.kind !== 'llamacpp') return usage;
+  if (tasks === 1 || !kindOf(backend).usagePerOutput) return usage;
   if (choices === null) {
     // A stream: each task reported its own usage, and the `n` tasks of one prompt each counted that
     // prompt, which was evaluated once.

@@ -1,14 +1,18 @@
 import type { Backend } from './model-router.js';
 
-// llama.cpp answers /health with 503 while it loads the model; an OpenAI provider has /v1/models.
-const HEALTH_PATHS = { llamacpp: '/health', openai: '/v1/models' } as const;
+function endpoint(backend: Backend, path: string): URL {
+  return new URL(backend.url.pathname.replace(/\/$/, '') + path, backend.url);
+}
 
-/** Null when the backend answers its health endpoint with 200. */
-export async function backendProblem(backend: Backend, timeoutMs: number): Promise<string | null> {
-  const url = new URL(backend.url.pathname.replace(/\/$/, '') + HEALTH_PATHS[backend.kind], backend.url);
+function authHeaders(backend: Backend): Record<string, string> {
+  return backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {};
+}
+
+/** Null when the backend answers `path` (its kind's health path) with 200. */
+export async function backendProblem(backend: Backend, path: string, timeoutMs: number): Promise<string | null> {
   try {
-    const res = await fetch(url, {
-      headers: backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {},
+    const res = await fetch(endpoint(backend, path), {
+      headers: authHeaders(backend),
       signal: AbortSignal.timeout(timeoutMs),
     });
     await res.body?.cancel();
@@ -19,15 +23,11 @@ export async function backendProblem(backend: Backend, timeoutMs: number): Promi
   }
 }
 
-// Endpoints that need the backend's key: llama-server's /health and /v1/models answer without one.
-const KEYED_PATHS = { llamacpp: '/slots', openai: '/v1/models' } as const;
-
-/** Whether the backend refuses the gateway's key (401/403 on an endpoint that needs it). */
-export async function keyRefused(backend: Backend, timeoutMs: number): Promise<boolean> {
-  const url = new URL(backend.url.pathname.replace(/\/$/, '') + KEYED_PATHS[backend.kind], backend.url);
+/** Whether the backend refuses the gateway's key (401/403 on `path`, an endpoint that needs it). */
+export async function keyRefused(backend: Backend, path: string, timeoutMs: number): Promise<boolean> {
   try {
-    const res = await fetch(url, {
-      headers: backend.apiKey ? { authorization: `Bearer ${backend.apiKey}` } : {},
+    const res = await fetch(endpoint(backend, path), {
+      headers: authHeaders(backend),
       signal: AbortSignal.timeout(timeoutMs),
     });
     await res.body?.cancel();
@@ -35,10 +35,4 @@ export async function keyRefused(backend: Backend, timeoutMs: number): Promise<b
   } catch {
     return false;
   }
-}
-
-/** Null when at least one backend is healthy. */
-export async function anyBackendProblem(backends: readonly Backend[], timeoutMs: number): Promise<string | null> {
-  const problems = await Promise.all(backends.map((b) => backendProblem(b, timeoutMs)));
-  return problems.some((p) => p === null) ? null : problems.join('; ') || 'no backends configured';
 }

@@ -40,6 +40,8 @@ export class BackendState {
   health: BackendHealth = 'healthy';
   /** Why it was cooled down last, shown to clients in a 503: a reason, never a key, address or error text. */
   lastProblem: string | null = null;
+  /** The monitor's last question got its answer (see BACKEND_KINDS' `health`); false until the first. */
+  answering = false;
   /** A request saw 401/403: the next poll asks the backend with the gateway's key whether it is refused. */
   keyProbeWanted = false;
   private consecutiveFailures = 0;
@@ -59,6 +61,14 @@ export class BackendState {
   get available(): boolean {
     const max = this.backend.maxInFlight;
     return this.health === 'healthy' && (max === undefined || this.inFlight < max);
+  }
+
+  /**
+   * Counts for the gateway's readiness (/ping, /readyz): in rotation by the breaker, and answering
+   * the monitor's polls, so the load balancer never sees ready while every backend cools down.
+   */
+  get ready(): boolean {
+    return this.health === 'healthy' && this.answering;
   }
 
   /** Busy share of its capacity (0 idle, 1 full); the router prefers the lowest. */

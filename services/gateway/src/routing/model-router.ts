@@ -1,4 +1,4 @@
-import { BackendsFileError, type BackendConfig, type BackendsFile } from '@gguf-gateway/shared';
+import { BackendsFileError, type BackendConfig, type BackendsFile, type LocalModelConfig } from '@gguf-gateway/shared';
 import { BackendState, type Backend, type BreakerSettings } from './backend-state.js';
 
 export type { Backend } from './backend-state.js';
@@ -41,6 +41,8 @@ interface RoutingTable {
 
 export class ModelRouter {
   private table: RoutingTable;
+  /** The file's `local:` entries (served by the models router, not routed here). */
+  private locals: readonly LocalModelConfig[];
   /** Rotates among equally busy backends, so idle ones share the traffic. */
   private turn = 0;
 
@@ -51,11 +53,18 @@ export class ModelRouter {
     private readonly onStateChange?: (state: BackendState, problem: string | null) => void,
   ) {
     this.table = this.build(file);
+    this.locals = file.localModels;
   }
 
   /** Swaps in a new file's table; throws (and keeps the current one) when the file cannot be served. */
   replace(file: BackendsFile): void {
     this.table = this.build(file);
+    this.locals = file.localModels;
+  }
+
+  /** The backends file's `local:` model entries, as of its last good load. */
+  localModels(): readonly LocalModelConfig[] {
+    return this.locals;
   }
 
   resolve(name: string): ModelRoute | null {

@@ -1,33 +1,45 @@
 import type { Logger } from '@gguf-gateway/shared';
 import { BackgroundPoll } from './background-poll.js';
+import type { BackendMonitor } from './backend.monitor.js';
 
 export type ProblemCheck = () => Promise<string | null>;
 
+export type ReadinessCheckName = 'auth' | 'backends';
+
 /**
- * Polls the gateway's dependencies in the background, so that readiness probes (/ping, /readyz)
- * read a remembered answer and never send a request to a backend themselves (scale to zero).
+ * The gateway's readiness for /ping and /readyz, from remembered answers only, so that a probe never
+ * sends a request anywhere (scale to zero): auth's, polled here in the background, and the
+ * backends', as the BackendMonitor's last round left each BackendState, the state routing uses:
+ * the load balancer never sees ready while every backend cools down.
  */
 export class ReadinessMonitor {
-  private problems: Record<string, string> = {};
+  private authProblem: string | null = 'not checked yet';
+  private modelsRouterProblem: string | null = 'not checked yet';
   private everPassed = false;
+  private wasReady = false;
   private readonly polling: BackgroundPoll;
 
   constructor(
-    private readonly checks: Record<string, ProblemCheck>,
+    private readonly authCheck: ProblemCheck,
+    private readonly backends: BackendMonitor,
     intervalMs: number,
     private readonly logger: Logger,
+    /** With models on demand: the models router's health. It is no backend of the routing table (its
+     * models load on demand), so its answer stands beside the monitor's: either one serving is enough. */
+    private readonly modelsRouterCheck: ProblemCheck | null = null,
   ) {
-    for (const name of Object.keys(checks)) this.problems[name] = 'not checked yet';
-    this.polling = new BackgroundPoll(() => this.runChecks(), intervalMs);
+    this.polling = new BackgroundPoll(() => this.checkDependencies(), intervalMs);
   }
 
   get ready(): boolean {
-    return Object.keys(this.problems).length === 0;
+    return this.problem('auth') === null && this.problem('backends') === null;
   }
 
-  /** The remembered problem of one check, null when it passed. */
-  problem(name: string): string | null {
-    return this.problems[name] ?? null;
+  /** Why a check fails now, in words a client may read (no address: those are in the logs); null when it passes. */
+  problem(name: ReadinessCheckName): string | null {
+    if (name === 'auth') return this.authProblem === null ? null : 'the auth service is not ready';
+    if (this.modelsRouterCheck && this.modelsRouterProblem === null) return null;
+    return this.backends.problem;
   }
 
   start(): void {
@@ -38,25 +50,24 @@ export class ReadinessMonitor {
     return this.polling.stop();
   }
 
-  /** One round of every check; overlapping rounds are skipped. */
+  /** One check of auth and the models router (overlapping ones are skipped), then the verdict, logged when it changed. */
   poll(): Promise<void> {
     return this.polling.poll();
   }
 
-  private async runChecks(): Promise<void> {
-    const names = Object.keys(this.checks);
-    const results = await Promise.all(names.map((name) => this.checks[name]!().catch((e: Error) => e.message)));
-    const problems: Record<string, string> = {};
-    names.forEach((name, i) => {
-      if (results[i] !== null) problems[name] = results[i]!;
-    });
-    const wasReady = this.ready;
-    this.problems = problems;
-    if (this.ready && !wasReady) {
+  private async checkDependencies(): Promise<void> {
+    [this.authProblem, this.modelsRouterProblem] = await Promise.all([
+      this.authCheck().catch((e: Error) => e.message),
+      this.modelsRouterCheck ? this.modelsRouterCheck().catch((e: Error) => e.message) : null,
+    ]);
+    const ready = this.ready;
+    if (ready && !this.wasReady) {
       this.logger.info(this.everPassed ? 'dependencies ready again' : 'ready: auth and a backend answer');
       this.everPassed = true;
-    } else if (!this.ready && (wasReady || !this.everPassed)) {
+    } else if (!ready && (this.wasReady || !this.everPassed)) {
+      const problems = { auth: this.authProblem, backends: this.problem('backends') };
       this.logger.warn({ problems }, this.everPassed ? 'not ready any more' : 'waiting for dependencies');
     }
+    this.wasReady = ready;
   }
 }

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { LlamaServer, waitFor } from '@gguf-gateway/testkit';
 import { AuthStub } from '../support/auth-stub.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
+import type { FakeOpenAI } from '../support/fake-openai.js';
+import { startFakeBackendStack, type FakeBackendStack } from '../support/fake-backend-stack.js';
 import { GatewayHarness } from '../support/gateway-harness.js';
 
 const USER = 'sk-user-stall-0123456789';
@@ -33,22 +34,17 @@ describe('a client that stops reading', function () {
     let fake: FakeOpenAI;
     let auth: AuthStub;
     let gateway: GatewayHarness;
+    let stack: FakeBackendStack;
 
     before(async () => {
-      fake = await FakeOpenAI.start();
-      auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
-      gateway = await GatewayHarness.start({
-        authUrl: auth.url,
-        backendsYaml: `models: {flood-endless: {tiers: [[fake]]}}\nbackends: {fake: {kind: llamacpp, url: "${fake.url}"}}`,
+      ({ fake, auth, gateway } = stack = await startFakeBackendStack({
+        user: USER,
+        fakeModels: ['flood-endless'],
         timeouts: { clientStallMs: STALL_MS },
-      });
+      }));
     });
 
-    after(async () => {
-      await gateway.stop();
-      await auth.stop();
-      await fake.stop();
-    });
+    after(() => stack.stop());
 
     it('is cut after CLIENT_STALL_MS, the backend request aborted and the request recorded as client_stalled', async () => {
       const socket = stalledClient(gateway.url, { model: 'flood-endless' }, 'stalled-flood');

@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { freePort, waitFor } from '@gguf-gateway/testkit';
-import { AuthStub } from '../support/auth-stub.js';
-import { FLOOD_EVENTS, FakeOpenAI } from '../support/fake-openai.js';
-import { GatewayHarness } from '../support/gateway-harness.js';
+import type { AuthStub } from '../support/auth-stub.js';
+import type { FakeOpenAI } from '../support/fake-openai.js';
+import { FLOOD_EVENTS } from '../support/fake-openai.js';
+import { startFakeBackendStack, type FakeBackendStack } from '../support/fake-backend-stack.js';
+import type { GatewayHarness } from '../support/gateway-harness.js';
 
 const USER = 'sk-user-0123456789';
 const IDLE_MS = 200;
@@ -27,23 +29,19 @@ describe('proxy failures caused by the client or the backend', function () {
   let fake: FakeOpenAI;
   let auth: AuthStub;
   let gateway: GatewayHarness;
+  let stack: FakeBackendStack;
 
   before(async () => {
-    fake = await FakeOpenAI.start();
-    auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
-    gateway = await GatewayHarness.start({
-      authUrl: auth.url,
-      backendsYaml: backendsYaml(fake.url, `http://127.0.0.1:${await freePort()}`),
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
+    ({ fake, auth, gateway } = stack = await startFakeBackendStack({
+      user: USER,
+      backendsYaml: (fakeUrl) => backendsYaml(fakeUrl, deadUrl),
       timeouts: { firstByteMs: 2000, idleMs: IDLE_MS },
       breaker: { failureThreshold: 1000 },
-    });
+    }));
   });
 
-  after(async () => {
-    await gateway.stop();
-    await auth.stop();
-    await fake.stop();
-  });
+  after(() => stack.stop());
 
   afterEach(() => {
     auth.authorizeDelayMs = 0;

@@ -7,9 +7,9 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { repoRoot } from '@gguf-gateway/testkit';
-import { AuthStub } from '../support/auth-stub.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
-import { GatewayHarness } from '../support/gateway-harness.js';
+import type { AuthStub } from '../support/auth-stub.js';
+import { startFakeBackendStack, type FakeBackendStack } from '../support/fake-backend-stack.js';
+import type { GatewayHarness } from '../support/gateway-harness.js';
 
 const USER = 'sk-user-limits-0123456789';
 const BODY_LIMIT = 4 * 1024 * 1024 + 1024;
@@ -42,25 +42,15 @@ async function timed(run: () => Promise<number>): Promise<{ status: number; ms: 
 }
 
 describe('requests without a key cost the gateway no body work', function () {
-  let fake: FakeOpenAI;
   let auth: AuthStub;
   let gateway: GatewayHarness;
+  let stack: FakeBackendStack;
 
   before(async () => {
-    fake = await FakeOpenAI.start();
-    auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
-    gateway = await GatewayHarness.start({
-      authUrl: auth.url,
-      backendsYaml: `models: {m: {tiers: [[fake]]}}\nbackends: {fake: {kind: llamacpp, url: "${fake.url}"}}`,
-      bodyLimitBytes: BODY_LIMIT,
-    });
+    ({ auth, gateway } = stack = await startFakeBackendStack({ user: USER, bodyLimitBytes: BODY_LIMIT }));
   });
 
-  after(async () => {
-    await gateway.stop();
-    await auth.stop();
-    await fake.stop();
-  });
+  after(() => stack.stop());
 
   const chat = () =>
     fetch(`${gateway.url}/v1/chat/completions`, {
@@ -145,25 +135,17 @@ describe('requests without a key cost the gateway no body work', function () {
 });
 
 describe('the API server bounds slow and many connections', function () {
-  let fake: FakeOpenAI;
-  let auth: AuthStub;
   let gateway: GatewayHarness;
+  let stack: FakeBackendStack;
 
   before(async () => {
-    fake = await FakeOpenAI.start();
-    auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
-    gateway = await GatewayHarness.start({
-      authUrl: auth.url,
-      backendsYaml: `models: {m: {tiers: [[fake]]}}\nbackends: {fake: {kind: llamacpp, url: "${fake.url}"}}`,
+    ({ gateway } = stack = await startFakeBackendStack({
+      user: USER,
       serverLimits: { headersTimeoutMs: 500, requestTimeoutMs: 1000, maxConnections: 5 },
-    });
+    }));
   });
 
-  after(async () => {
-    await gateway.stop();
-    await auth.stop();
-    await fake.stop();
-  });
+  after(() => stack.stop());
 
   const port = () => Number(new URL(gateway.url).port);
 

@@ -2,36 +2,26 @@
 // columns (Postgres integer) can hold: anything else is estimated and logged, so one bad value can
 // never stop metering downstream.
 import assert from 'node:assert/strict';
-import { AuthStub } from '../support/auth-stub.js';
-import { FAKE_PROMPT_TOKENS, FakeOpenAI, POISONED_USAGE } from '../support/fake-openai.js';
-import { GatewayHarness } from '../support/gateway-harness.js';
+import type { AuthStub } from '../support/auth-stub.js';
+import { FAKE_PROMPT_TOKENS, POISONED_USAGE } from '../support/fake-openai.js';
+import { startFakeBackendStack, type FakeBackendStack } from '../support/fake-backend-stack.js';
+import type { GatewayHarness } from '../support/gateway-harness.js';
 
 const USER = 'sk-user-usage-0123456789';
 
 describe('usage a backend reports out of range', function () {
-  let fake: FakeOpenAI;
   let auth: AuthStub;
   let gateway: GatewayHarness;
+  let stack: FakeBackendStack;
 
   before(async () => {
-    fake = await FakeOpenAI.start();
-    auth = await AuthStub.start({ keys: [{ id: 'user', secret: USER }] });
-    const models = ['fine', ...Object.keys(POISONED_USAGE)];
-    gateway = await GatewayHarness.start({
-      authUrl: auth.url,
-      backendsYaml: [
-        'models:',
-        ...models.map((m) => `  ${m}: { tiers: [[fake]] }`),
-        `backends: { fake: { kind: llamacpp, url: "${fake.url}" } }`,
-      ].join('\n'),
-    });
+    ({ auth, gateway } = stack = await startFakeBackendStack({
+      user: USER,
+      fakeModels: ['fine', ...Object.keys(POISONED_USAGE)],
+    }));
   });
 
-  after(async () => {
-    await gateway.stop();
-    await auth.stop();
-    await fake.stop();
-  });
+  after(() => stack.stop());
 
   async function chat(model: string, stream: boolean, id: string): Promise<number> {
     const res = await fetch(`${gateway.url}/v1/chat/completions`, {

@@ -74,9 +74,17 @@ export class FakeOpenAI {
         return;
       }
       res.on('finish', () => fake.idleSince.set(req.socket, performance.now()));
-      if (req.method === 'GET' && req.url === '/health') {
+      // Like llama-server, /slots answers what /health does while the model loads, and needs the key
+      // where /health does not; once loaded this one has no slots endpoint (--no-slots: 501), so the
+      // gateway reads no load from it.
+      if (req.method === 'GET' && (req.url === '/health' || req.url === '/slots')) {
         fake.healthRequests += 1;
-        res.writeHead(fake.healthStatus, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        const keyRefused =
+          req.url === '/slots' &&
+          fake.options.apiKey !== undefined &&
+          req.headers.authorization !== `Bearer ${fake.options.apiKey}`;
+        const status = keyRefused ? 401 : req.url === '/slots' && fake.healthStatus === 200 ? 501 : fake.healthStatus;
+        res.writeHead(status, { 'content-type': 'application/json' }).end('{"status":"ok"}');
         return;
       }
       const chunks: Buffer[] = [];

@@ -59,7 +59,22 @@ export interface HarnessOptions {
   grants?: boolean;
   /** What /ping and /health on the API port say (default: ready). */
   isReady?: () => boolean;
+  /** Models on demand (MODELS_ROUTER_URL and friends); off unless MODELS_ROUTER_URL is given. */
+  models?: Partial<Pick<GatewayConfig, ModelsSetting>>;
+  /** DATABASE_URL (the admin API's models and usage). */
+  databaseUrl?: string;
 }
+
+type ModelsSetting =
+  | 'MODELS_DIR'
+  | 'MODELS_ROUTER_URL'
+  | 'MODELS_MAX_LOADED'
+  | 'MODELS_MEMORY_BYTES'
+  | 'MODELS_MEMORY_FILE'
+  | 'MODEL_LOAD_TIMEOUT_MS'
+  | 'MODEL_CAPACITY_WAIT_MS'
+  | 'MODEL_IDLE_UNLOAD_SEC'
+  | 'MODELS_PINNED';
 
 export class GatewayHarness {
   private constructor(
@@ -74,6 +89,8 @@ export class GatewayHarness {
     readonly router: ModelRouter,
     readonly backendMonitor: BackendMonitor,
     readonly watcher: BackendsFileWatcher | null,
+    /** Models on demand, when MODELS_ROUTER_URL was given. */
+    readonly models: Gateway['models'],
   ) {}
 
   static async start(options: HarnessOptions): Promise<GatewayHarness> {
@@ -105,7 +122,7 @@ export class GatewayHarness {
       REDIS_URL: options.redisUrl ?? testSettings.TEST_REDIS_URL,
       AUTH_URL: options.authUrl,
       BACKENDS_FILE: options.backendsFile ?? '',
-      DATABASE_URL: undefined,
+      DATABASE_URL: options.databaseUrl,
       INFERENCE_API_KEY: options.inferenceApiKey,
       USAGE_SPOOL_DIR: options.spoolDir ?? mkdtempSync(join(tmpdir(), 'gg-usage-spool-')),
       BODY_LIMIT_BYTES: options.bodyLimitBytes ?? 1024 * 1024,
@@ -130,6 +147,12 @@ export class GatewayHarness {
       ROUTING_COOLDOWN_MS: breaker.cooldownMs,
       BACKEND_POLL_MS: options.backendPollMs ?? 60_000,
       BACKENDS_FILE_POLL_MS: 50,
+      MODELS_MAX_LOADED: 0,
+      MODEL_LOAD_TIMEOUT_MS: 60_000,
+      MODEL_CAPACITY_WAIT_MS: 30_000,
+      MODEL_IDLE_UNLOAD_SEC: 0,
+      MODELS_PINNED: [],
+      ...options.models,
     };
     const gateway = await buildGateway(config, {
       logger,
@@ -146,6 +169,7 @@ export class GatewayHarness {
     gateway.usageEvents.start();
     if (options.backendPollMs) gateway.backendMonitor.start();
     if (options.backendsFile) gateway.backendsWatcher.start();
+    gateway.models?.service.start();
     const server = await listenApi(gateway.app, 0, '127.0.0.1', limits);
     return new GatewayHarness(
       `http://127.0.0.1:${boundPort(server)}`,
@@ -159,6 +183,7 @@ export class GatewayHarness {
       gateway.router,
       gateway.backendMonitor,
       options.backendsFile ? gateway.backendsWatcher : null,
+      gateway.models,
     );
   }
 

@@ -1,0 +1,89 @@
+import { existsSync } from 'node:fs';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
+
+// MODELS_DIR on disk, as the catalog sees it: the only code of the gateway that reads or removes
+// model files. Pulls write under `.partial/` and rename into place, so what is listed is whole.
+
+/** One model's files: a single .gguf, or every part of a split model. */
+export interface ModelFiles {
+  /** The file name without `.gguf`, without the `-00001-of-0000N` of a split model. */
+  name: string;
+  /** The file llama-server's router names it by (without .gguf): part 1's for a split model. */
+  routerId: string;
+  /** Part 1 (or the only file) first. */
+  paths: string[];
+  bytes: number;
+  /** Changes when a file is replaced: the cached header is read again. */
+  version: string;
+}
+
+const PARTIAL_DIR = '.partial';
+const SPLIT = /^(.*)-(\d{5})-of-(\d{5})$/;
+// Companion files the router never serves on their own: projectors and speculative draft models.
+const COMPANION = /mmproj|^(mtp|dspark|dflash)-/;
+
+export class ModelFilesRepository {
+  constructor(readonly dir: string) {}
+
+  /** Every model in the folder (top level, not `.partial/`), by name. */
+  async scan(): Promise<ModelFiles[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const ggufs = names.filter((n) => n.endsWith('.gguf') && !n.startsWith('.') && !COMPANION.test(n)).sort();
+    const stats = await Promise.all(
+      ggufs.map(async (file) => {
+        const info = await stat(join(this.dir, file)).catch(() => null);
+        return info?.isFile() ? { file, size: info.size, mtimeMs: info.mtimeMs } : null;
+      }),
+    );
+    const models = new Map<string, ModelFiles>();
+    for (const entry of stats) {
+      if (!entry) continue;
+      const base = entry.file.slice(0, -'.gguf'.length);
+      const split = SPLIT.exec(base);
+      const name = split ? split[1]! : base;
+      const model = models.get(name) ?? { name, routerId: base, paths: [], bytes: 0, version: '' };
+      const path = join(this.dir, entry.file);
+      // Part 1 leads: the router and llama.cpp open a split model by its first part.
+      if (split && split[2] === '00001') {
+        model.routerId = base;
+        model.paths.unshift(path);
+      } else {
+        model.paths.push(path);
+      }
+      model.bytes += entry.size;
+      model.version += `${entry.file}:${entry.size}:${entry.mtimeMs};`;
+      models.set(name, model);
+    }
+    return [...models.values()];
+  }
+
+  /** The model file at an absolute path (a backends-file entry's `local:` outside MODELS_DIR). */
+  async file(path: string): Promise<{ bytes: number; version: string } | null> {
+    const info = await stat(path).catch(() => null);
+    return info?.isFile() ? { bytes: info.size, version: `${path}:${info.size}:${info.mtimeMs}` } : null;
+  }
+
+  readHeader(path: string): Promise<GgufInfo> {
+    return readGgufFile(path);
+  }
+
+  /** Whether a pull is writing this file now (its partial file exists). */
+  beingPulled(fileName: string): boolean {
+    return existsSync(join(this.dir, PARTIAL_DIR, fileName));
+  }
+
+  async remove(paths: readonly string[]): Promise<void> {
+    for (const path of paths)
+      await unlink(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+  }
+}
