@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { RPM_LIMITER_PREFIX, RPM_WINDOW_SEC, redisKey, type WindowFigures } from '@gguf-gateway/shared';
 
 // A key's rpm window, the very counter auth consumes from: rate-limiter-flexible's own fixed window
@@ -8,15 +8,21 @@ import { RPM_LIMITER_PREFIX, RPM_WINDOW_SEC, redisKey, type WindowFigures } from
 // commands of the requests around it (auto-pipelining).
 
 export class RpmWindowRepository {
-  /** One limiter per rpm figure (rate-limiter-flexible fixes the limit per limiter): as many as keys have. */
-  private readonly limiters = new Map<number, RateLimiterRedis>();
-  private readonly keyPrefix: string;
+  private readonly limiter: RateLimiterRedis;
 
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keyPrefix = redisKey(prefix, RPM_LIMITER_PREFIX);
+  constructor(redis: Redis, prefix: string) {
+    // One limiter, made here before any command is pipelined: rate-limiter-flexible defines its script
+    // on the connection as a limiter is made, and ioredis breaks an auto-pipeline that is pending
+    // while a script is defined (redis/ioredis#1931: an uncaught TypeError). So not one limiter per
+    // rpm figure: its own limit is never reached, and each key's rpm is compared in `spend`.
+    this.limiter = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: redisKey(prefix, RPM_LIMITER_PREFIX),
+      points: Number.MAX_SAFE_INTEGER,
+      duration: RPM_WINDOW_SEC,
+      // Redis away: the request asks auth, whose insurance limiter answers.
+      rejectIfRedisNotReady: true,
+    });
   }
 
   /**
@@ -24,32 +30,12 @@ export class RpmWindowRepository {
    * words the 429). Throws when Redis does not answer.
    */
   async spend(keyId: string, rpm: number): Promise<WindowFigures | null> {
-    const limiter = this.limiter(rpm);
-    try {
-      const spent = await limiter.consume(keyId);
-      return { limit: rpm, remaining: spent.remainingPoints, msBeforeReset: Math.max(spent.msBeforeNext, 0) };
-    } catch (rejection) {
-      if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      // rate-limiter-flexible counts the refused attempt too; give it back, as auth does, so only
-      // admitted requests count.
-      await limiter.reward(keyId);
+    const spent = await this.limiter.consume(keyId);
+    if (spent.consumedPoints > rpm) {
+      // Give the refused request back, as auth does, so that only admitted requests count.
+      await this.limiter.reward(keyId);
       return null;
     }
-  }
-
-  private limiter(rpm: number): RateLimiterRedis {
-    let limiter = this.limiters.get(rpm);
-    if (!limiter) {
-      limiter = new RateLimiterRedis({
-        storeClient: this.redis,
-        keyPrefix: this.keyPrefix,
-        points: rpm,
-        duration: RPM_WINDOW_SEC,
-        // Redis away: the request asks auth, whose insurance limiter answers.
-        rejectIfRedisNotReady: true,
-      });
-      this.limiters.set(rpm, limiter);
-    }
-    return limiter;
+    return { limit: rpm, remaining: rpm - spent.consumedPoints, msBeforeReset: Math.max(spent.msBeforeNext, 0) };
   }
 }

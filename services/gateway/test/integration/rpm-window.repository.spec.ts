@@ -31,6 +31,18 @@ describe('the rpm window grant-served requests spend from, on real Redis', funct
     assert.equal(await redis.get(counter('full')), '3');
   });
 
+  it('spends on a new connection whose first commands wait in the same auto-pipeline', async () => {
+    const fresh = new Redis(testSettings.TEST_REDIS_URL, { enableAutoPipelining: true });
+    try {
+      const fromFresh = new RpmWindowRepository(fresh, prefix);
+      await new Promise((resolve) => fresh.once('ready', resolve));
+      const spent = await Promise.all([fresh.ping(), fromFresh.spend('fresh', 5), fromFresh.spend('fresh', 7)]);
+      assert.deepEqual([spent[1]?.remaining, spent[2]?.remaining], [4, 5]);
+    } finally {
+      fresh.disconnect();
+    }
+  });
+
   it('never admits more than the limit from concurrent requests', async () => {
     const spent = await Promise.all(Array.from({ length: 30 }, () => window.spend('burst', 20)));
     assert.equal(spent.filter((s) => s !== null).length, 20);
