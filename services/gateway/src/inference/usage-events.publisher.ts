@@ -11,10 +11,8 @@ import type { UsageSpoolRepository } from './usage-spool.repository.js';
 // entries (a metrics service that stopped reading for long) new events wait in the spool.
 const STREAM_MAX_LENGTH = 1_000_000;
 // Events are written in batches, one Redis round trip for all the requests that ended within this
-// (or for this many), instead of one per request. At a few hundred requests a second on one
-// connection, a 5 ms window wrote a batch every other request, and each socket write to Redis costs
-// as much as a request's parsing; an event 20 ms later on the stream is nothing a reader notices.
-const BATCH_WINDOW_MS = 20;
+// (or for this many), instead of one per request.
+const BATCH_WINDOW_MS = 5;
 const MAX_BATCH = 256;
 const REPLAY_INTERVAL_MS = 1000;
 
