@@ -43,6 +43,7 @@ const LOAD_SECONDS = 3;
 // The targets take turns this many times per tool and connection count; each figure is the median.
 const LOAD_ROUNDS = 2;
 const PROBE_REQUESTS = 1000;
+const WARM_UP_SECONDS = 2;
 const STREAMS = 2000;
 const STREAM_CHUNKS = 60;
 const STREAM_INTERVAL_MS = 50;
@@ -123,7 +124,11 @@ interface Figures {
   rounds: LoadResult[];
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
 const round2 = (value: number) => Math.round(value * 100) / 100;
 
 /**
@@ -133,6 +138,8 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
 async function loadRows(targets: LoadTarget[]): Promise<BenchRow[]> {
   const tools: LoadTool[] = ['wrk', 'autocannon'];
   const rows: BenchRow[] = [];
+  // Warm every target first (JIT, connection pools, grants), so that no first round runs cold.
+  for (const target of targets) await measureLoad('wrk', target, CHAT, 8, WARM_UP_SECONDS, 0);
   for (const connections of [1, 32]) {
     for (const tool of tools) {
       const figures = targets.map((): Figures => ({ rounds: [] }));
