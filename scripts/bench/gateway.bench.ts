@@ -165,6 +165,8 @@ async function loadRows(targets: LoadTarget[]): Promise<BenchRow[]> {
           'added p50 ms': round2(median(rounds.map((r, k) => r.p50Ms - direct!.rounds[k]!.p50Ms))),
           'CPU µs/req': cpu.length > 0 ? Math.round(median(cpu)) : '',
           load: round2(median(rounds.map((r) => r.load))),
+          // Summed over the rounds: a refusal under load is shown, not hidden in the averages.
+          'non-2xx': rounds.reduce((sum, r) => sum + r.failed, 0),
         });
       }
     }
