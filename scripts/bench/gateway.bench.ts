@@ -1,6 +1,7 @@
 // `npm run bench -- gateway`: the same chat request sent straight to the upstream, through a bare
 // express + http-proxy-middleware proxy, and through the full gateway (auth + rate limit + usage
-// metering on real Redis), at 1 and 32 connections; then 500 concurrent streams, direct vs gateway.
+// metering on real Redis; with auth's grants and without), under wrk and autocannon at 1 and 32
+// connections; then 2,000 concurrent streams, direct vs gateway.
 //
 // The upstream is a fast local fake OpenAI server (services/gateway/test/support/fake-openai.ts),
 // so the figures measure the proxies, not a model. Auth is the real auth service (services/auth) with
@@ -9,7 +10,6 @@ import http from 'node:http';
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import {
   deleteRedisPrefix,
   freePort,
@@ -23,23 +23,35 @@ import {
   type ManagedProcess,
 } from '@gguf-gateway/testkit';
 import type { BenchRow, BenchSuite } from './bench.js';
+import {
+  loadAverage,
+  measureLoad,
+  requireWrk,
+  type LoadRequest,
+  type LoadResult,
+  type LoadTarget,
+  type LoadTool,
+} from './http-load.js';
 
 const KEY = 'sk-bench-0123456789';
-const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'hello' }], max_tokens: 3 });
-const AUTOCANNON_SECONDS = 5;
-const PROBE_REQUESTS = 2000;
-const STREAMS = 500;
+const CHAT: LoadRequest = {
+  path: '/v1/chat/completions',
+  headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+  body: JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'hello' }], max_tokens: 3 }),
+};
+const LOAD_SECONDS = 3;
+// The targets take turns this many times per tool and connection count; each figure is the median.
+const LOAD_ROUNDS = 2;
+const PROBE_REQUESTS = 1000;
+const WARM_UP_SECONDS = 2;
+const STREAMS = 2000;
 const STREAM_CHUNKS = 60;
 const STREAM_INTERVAL_MS = 50;
-// Streams start spread over this window (as users arrive), and all 500 then run at once.
-const STREAM_RAMP_MS = 1000;
+// Streams start spread over this window (as users arrive), and all of them then run at once.
+const STREAM_RAMP_MS = 2000;
 const STREAM_ROUNDS = 3;
-
-interface Target {
-  name: string;
-  url: string;
-  pid?: number;
-}
+/** auth's default: how long the gateway may reuse a decision. */
+const GRANT_TTL_MS = 250;
 
 function tsx(script: string, args: string[]): ManagedProcess {
   return startProcess(process.execPath, ['--import', 'tsx', join(repoRoot, script), ...args], { cwd: repoRoot });
@@ -59,48 +71,6 @@ async function listening(name: string, port: number, proc: ManagedProcess): Prom
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
-/** One keep-alive connection, one request at a time: latency at microsecond precision. */
-async function probeLatency(target: Target): Promise<{ p50: number; p99: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const once = () =>
-    new Promise<number>((resolve, reject) => {
-      const started = performance.now();
-      const req = http.request(`${target.url}/v1/chat/completions`, {
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-      });
-      req.on('response', (res) => {
-        if (res.statusCode !== 200) reject(new Error(`${target.name} answered ${res.statusCode}`));
-        res.resume();
-        res.on('end', () => resolve(performance.now() - started));
-      });
-      req.on('error', reject);
-      req.end(CHAT_BODY);
-    });
-  for (let i = 0; i < 200; i += 1) await once();
-  const samples: number[] = [];
-  for (let i = 0; i < PROBE_REQUESTS; i += 1) samples.push(await once());
-  agent.destroy();
-  samples.sort((a, b) => a - b);
-  return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
-}
-
-async function cannon(target: Target, connections: number): Promise<autocannon.Result> {
-  const result = await autocannon({
-    url: `${target.url}/v1/chat/completions`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-    body: CHAT_BODY,
-    connections,
-    duration: AUTOCANNON_SECONDS,
-  });
-  if (result.non2xx > 0 || result.errors > 0) {
-    throw new Error(`${target.name}: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
-  }
-  return result;
-}
-
 function rssMb(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? 0) / 1024;
@@ -112,13 +82,8 @@ interface StreamFigures {
   rssMb: number | null;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 /** STREAMS concurrent streams; time to first byte and the gaps between chunks as the client sees them. */
-async function streams(target: Target, chunks = STREAM_CHUNKS): Promise<StreamFigures> {
+async function streams(target: LoadTarget, chunks = STREAM_CHUNKS): Promise<StreamFigures> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: STREAMS });
   const ttfbs: number[] = [];
   const gaps: number[] = [];
@@ -130,11 +95,7 @@ async function streams(target: Target, chunks = STREAM_CHUNKS): Promise<StreamFi
     new Promise<void>((resolve, reject) => {
       const started = performance.now();
       let last = 0;
-      const req = http.request(`${target.url}/v1/chat/completions`, {
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-      });
+      const req = http.request(`${target.url}${CHAT.path}`, { method: 'POST', agent, headers: CHAT.headers });
       req.on('response', (res) => {
         if (res.statusCode !== 200) reject(new Error(`${target.name} answered ${res.statusCode}`));
         res.on('data', () => {
@@ -146,25 +107,125 @@ async function streams(target: Target, chunks = STREAM_CHUNKS): Promise<StreamFi
         res.on('end', resolve);
       });
       req.on('error', reject);
-      req.end(JSON.stringify({ ...JSON.parse(CHAT_BODY), stream: true, max_tokens: chunks }));
+      req.end(JSON.stringify({ ...JSON.parse(CHAT.body), stream: true, max_tokens: chunks }));
     });
-  await Promise.all(Array.from({ length: STREAMS }, (_, i) => one(i)));
-  if (sampler) clearInterval(sampler);
-  agent.destroy();
+  try {
+    await Promise.all(Array.from({ length: STREAMS }, (_, i) => one(i)));
+  } finally {
+    if (sampler) clearInterval(sampler);
+    agent.destroy();
+  }
   ttfbs.sort((a, b) => a - b);
   gaps.sort((a, b) => a - b);
   return { ttfbP50: percentile(ttfbs, 0.5), gapP99: percentile(gaps, 0.99), rssMb: target.pid ? peakRss : null };
 }
 
+interface Figures {
+  rounds: LoadResult[];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+const round2 = (value: number) => Math.round(value * 100) / 100;
+
+/**
+ * Every target under each tool at 1 and 32 connections. The targets take turns (LOAD_ROUNDS times),
+ * so each comparison is made side by side: what else runs on the machine weighs on all of them alike.
+ */
+async function loadRows(targets: LoadTarget[]): Promise<BenchRow[]> {
+  const tools: LoadTool[] = ['wrk', 'autocannon'];
+  const rows: BenchRow[] = [];
+  // Warm every target first (JIT, connection pools, grants), so that no first round runs cold.
+  for (const target of targets) await measureLoad('wrk', target, CHAT, 8, WARM_UP_SECONDS, 0);
+  for (const connections of [1, 32]) {
+    for (const tool of tools) {
+      const figures = targets.map((): Figures => ({ rounds: [] }));
+      for (let round = 0; round < LOAD_ROUNDS; round += 1) {
+        for (const [i, target] of targets.entries()) {
+          figures[i]!.rounds.push(await measureLoad(tool, target, CHAT, connections, LOAD_SECONDS, PROBE_REQUESTS));
+        }
+      }
+      const [direct, bare] = figures;
+      const rps = (f: Figures) => median(f.rounds.map((r) => r.rps));
+      for (const [i, target] of targets.entries()) {
+        const { rounds } = figures[i]!;
+        const cpu = rounds.map((r) => r.cpuUsPerRequest).filter((c) => c !== null);
+        rows.push({
+          tool,
+          case: target.name,
+          connections,
+          'req/s': Math.round(rps(figures[i]!)),
+          'x bare': round2(rps(figures[i]!) / rps(bare!)),
+          'p50 ms': round2(median(rounds.map((r) => r.p50Ms))),
+          'p99 ms': round2(median(rounds.map((r) => r.p99Ms))),
+          // Per round, against the direct run of the same round.
+          'added p50 ms': round2(median(rounds.map((r, k) => r.p50Ms - direct!.rounds[k]!.p50Ms))),
+          'CPU µs/req': cpu.length > 0 ? Math.round(median(cpu)) : '',
+          load: round2(median(rounds.map((r) => r.load))),
+          // Summed over the rounds: a refusal under load is shown, not hidden in the averages.
+          'non-2xx': rounds.reduce((sum, r) => sum + r.failed, 0),
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+/** Grants on against off (#11): the gain in req/s of the full gateway, by tool and connections. */
+function grantRows(rows: BenchRow[], withGrants: string, withoutGrants: string): BenchRow[] {
+  return rows
+    .filter((row) => row.case === withGrants)
+    .map((row) => {
+      const off = rows.find(
+        (r) => r.case === withoutGrants && r.tool === row.tool && r.connections === row.connections,
+      )!;
+      return {
+        tool: row.tool!,
+        case: `grants: req/s with GRANT_TTL_MS=${GRANT_TTL_MS} over GRANT_TTL_MS=0`,
+        connections: row.connections!,
+        'x bare': round2(Number(row['req/s']) / Number(off['req/s'])),
+      };
+    });
+}
+
+/** STREAMS concurrent streams per target, the targets taking turns; added figures are against direct. */
+async function streamRows(streamed: LoadTarget[]): Promise<BenchRow[]> {
+  // A short round first, so every path runs with warm connection pools.
+  for (const target of streamed) await streams(target, 2);
+  const rounds = streamed.map(() => [] as StreamFigures[]);
+  const loads: number[] = [];
+  for (let round = 0; round < STREAM_ROUNDS; round += 1) {
+    for (const [i, target] of streamed.entries()) rounds[i]!.push(await streams(target));
+    loads.push(loadAverage());
+  }
+  const direct = rounds[0]!;
+  return streamed.slice(1).map((target, j) => {
+    const own = rounds[j + 1]!;
+    return {
+      tool: 'node http',
+      case: `${STREAMS} streams x ${STREAM_CHUNKS} chunks every ${STREAM_INTERVAL_MS} ms: ${target.name}`,
+      connections: STREAMS,
+      'added TTFB p50 ms': round2(median(own.map((r, k) => r.ttfbP50 - direct[k]!.ttfbP50))),
+      'added p99 inter-chunk ms': round2(median(own.map((r, k) => r.gapP99 - direct[k]!.gapP99))),
+      'gateway RSS MB': Math.round(Math.max(...own.map((r) => r.rssMb ?? 0))),
+      load: round2(median(loads)),
+    };
+  });
+}
+
 export const gatewayBench: BenchSuite = {
   name: 'gateway',
   async run(): Promise<BenchRow[]> {
+    requireWrk();
     const prefix = testRedisPrefix();
     const dir = mkdtempSync(join(tmpdir(), 'gg-gateway-bench-'));
     const procs: ManagedProcess[] = [];
     try {
-      const [upstreamPort, authPort, barePort, gatewayPort, healthPort, stubPort, stubGatewayPort, stubHealthPort] =
-        await Promise.all(Array.from({ length: 8 }, () => freePort()));
+      const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+      const [upstreamPort, authPort, noGrantsAuthPort, barePort, ...gatewayPorts] = ports;
       const upstream = tsx('services/gateway/test/support/fake-openai.main.ts', [
         String(upstreamPort),
         '3',
@@ -172,29 +233,33 @@ export const gatewayBench: BenchSuite = {
       ]);
       const keysFile = join(dir, 'api_keys');
       writeFileSync(keysFile, `bench:${KEY} rpm=1000000000\n`, { mode: 0o600 });
-      const auth = startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
-        env: {
-          ...process.env,
-          PORT: String(authPort),
-          REDIS_URL: testSettings.TEST_REDIS_URL,
-          REDIS_KEY_PREFIX: prefix,
-          API_KEYS_FILE: keysFile,
-          AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
-          LOG_LEVEL: 'warn',
-        },
-      });
+      const startAuth = (port: number, grantTtlMs: number) =>
+        startProcess(process.execPath, [join(repoRoot, 'services/auth/dist/main.js')], {
+          env: {
+            ...process.env,
+            PORT: String(port),
+            REDIS_URL: testSettings.TEST_REDIS_URL,
+            REDIS_KEY_PREFIX: prefix,
+            API_KEYS_FILE: keysFile,
+            AUTH_INTERNAL_TOKEN: TEST_AUTH_INTERNAL_TOKEN,
+            GRANT_TTL_MS: String(grantTtlMs),
+            LOG_LEVEL: 'warn',
+          },
+        });
+      const auth = startAuth(authPort!, GRANT_TTL_MS);
+      const noGrantsAuth = startAuth(noGrantsAuthPort!, 0);
       const bare = tsx('scripts/bench/bare-proxy.ts', [String(barePort), `http://127.0.0.1:${upstreamPort}`]);
       const backendsFile = join(dir, 'backends.yaml');
       writeFileSync(
         backendsFile,
         `models: { bench: { tiers: [[fake]] } }\nbackends: { fake: { kind: llamacpp, url: "http://127.0.0.1:${upstreamPort}" } }\n`,
       );
-      const startGateway = (port: number, healthPort: number, authUrl: string) =>
+      const startGateway = (n: number, authUrl: string) =>
         startProcess(process.execPath, [join(repoRoot, 'services/gateway/dist/main.js')], {
           env: {
             ...process.env,
-            PORT: String(port),
-            PORT_HEALTH: String(healthPort),
+            PORT: String(gatewayPorts[2 * n]),
+            PORT_HEALTH: String(gatewayPorts[2 * n + 1]),
             REDIS_URL: testSettings.TEST_REDIS_URL,
             REDIS_KEY_PREFIX: prefix,
             AUTH_URL: authUrl,
@@ -203,73 +268,27 @@ export const gatewayBench: BenchSuite = {
             LOG_LEVEL: 'warn',
           },
         });
-      const gateway = startGateway(gatewayPort!, healthPort!, `http://127.0.0.1:${authPort}`);
-      // The same gateway in front of an in-memory auth stub: the gateway's own cost, auth's taken out.
-      const stub = tsx('services/gateway/test/support/auth-stub.main.ts', [String(stubPort), KEY]);
-      const stubGateway = startGateway(stubGatewayPort!, stubHealthPort!, `http://127.0.0.1:${stubPort}`);
-      procs.push(upstream, auth, bare, gateway, stub, stubGateway);
+      const gateway = startGateway(0, `http://127.0.0.1:${authPort}`);
+      const noGrantsGateway = startGateway(1, `http://127.0.0.1:${noGrantsAuthPort}`);
+      procs.push(upstream, auth, noGrantsAuth, bare, gateway, noGrantsGateway);
       await listening('fake upstream', upstreamPort!, upstream);
       await listening('auth', authPort!, auth);
+      await listening('auth without grants', noGrantsAuthPort!, noGrantsAuth);
       await listening('bare proxy', barePort!, bare);
-      await listening('gateway', gatewayPort!, gateway);
-      await listening('auth stub', stubPort!, stub);
-      await listening('gateway with auth stub', stubGatewayPort!, stubGateway);
+      await listening('gateway', gatewayPorts[0]!, gateway);
+      await listening('gateway without grants', gatewayPorts[2]!, noGrantsGateway);
 
-      const targets: Target[] = [
-        { name: 'direct upstream', url: `http://127.0.0.1:${upstreamPort}` },
-        { name: 'bare express + http-proxy-middleware', url: `http://127.0.0.1:${barePort}`, pid: bare.child.pid },
-        {
-          name: 'full gateway (auth + rpm + metering)',
-          url: `http://127.0.0.1:${gatewayPort}`,
-          pid: gateway.child.pid,
-        },
-        {
-          name: 'gateway + in-memory auth stub (metering on)',
-          url: `http://127.0.0.1:${stubGatewayPort}`,
-          pid: stubGateway.child.pid,
-        },
+      const at = (port: number | undefined) => `http://127.0.0.1:${port}`;
+      const full = 'full gateway (auth + rpm + metering)';
+      const noGrants = 'full gateway, grants off (GRANT_TTL_MS=0)';
+      const targets: LoadTarget[] = [
+        { name: 'direct upstream', url: at(upstreamPort) },
+        { name: 'bare express + http-proxy-middleware', url: at(barePort), pid: bare.child.pid },
+        { name: full, url: at(gatewayPorts[0]), pid: gateway.child.pid },
+        { name: noGrants, url: at(gatewayPorts[2]), pid: noGrantsGateway.child.pid },
       ];
-      const rows: BenchRow[] = [];
-      const directP50: Record<number, number> = {};
-      for (const connections of [1, 32]) {
-        for (const target of targets) {
-          const result = await cannon(target, connections);
-          // autocannon reports whole milliseconds: at one connection the latency comes from a
-          // sequential probe at microsecond precision instead.
-          const latency =
-            connections === 1 ? await probeLatency(target) : { p50: result.latency.p50, p99: result.latency.p99 };
-          directP50[connections] ??= latency.p50;
-          rows.push({
-            case: target.name,
-            connections,
-            'req/s': Math.round(result.requests.average),
-            'p50 ms': latency.p50,
-            'p99 ms': latency.p99,
-            'added p50 ms': latency.p50 - directP50[connections]!,
-          });
-        }
-      }
-      // A short round first, so every path runs with warm connection pools. Then the paths take
-      // turns, STREAM_ROUNDS times, and each figure is the median of its rounds: this machine is
-      // shared, and one round's p99 moves with whatever else runs at that moment.
-      const streamed = [targets[0]!, targets[2]!, targets[3]!];
-      for (const target of streamed) await streams(target, 2);
-      const rounds = streamed.map(() => [] as StreamFigures[]);
-      for (let round = 0; round < STREAM_ROUNDS; round += 1) {
-        for (const [i, target] of streamed.entries()) rounds[i]!.push(await streams(target));
-      }
-      const direct = rounds[0]!;
-      for (const [i, target] of streamed.entries()) {
-        if (i === 0) continue;
-        rows.push({
-          case: `${STREAMS} streams x ${STREAM_CHUNKS} chunks every ${STREAM_INTERVAL_MS} ms: ${target.name}`,
-          connections: STREAMS,
-          'added TTFB p50 ms': median(rounds[i]!.map((r, k) => r.ttfbP50 - direct[k]!.ttfbP50)),
-          'added p99 inter-chunk ms': median(rounds[i]!.map((r, k) => r.gapP99 - direct[k]!.gapP99)),
-          'gateway RSS MB': Math.round(Math.max(...rounds[i]!.map((r) => r.rssMb ?? 0))),
-        });
-      }
-      return rows;
+      const rows = await loadRows(targets);
+      return [...rows, ...grantRows(rows, full, noGrants), ...(await streamRows([targets[0]!, targets[2]!]))];
     } finally {
       for (const proc of procs.reverse()) await stopProcess(proc);
       await deleteRedisPrefix(prefix);

@@ -16,7 +16,7 @@ import { API_ROUTE_TABLE } from './inference/api-routes.js';
 import { RequestAuthorizer } from './authorization/request-authorizer.js';
 import { requestLog } from './http/request-log.middleware.js';
 import { requestMetrics } from './http/request-metrics.middleware.js';
-import type { RpmReservations } from './authorization/rpm-reservations.js';
+import type { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { securityHeaders } from './http/security-headers.middleware.js';
 import type { UsageEventsPublisher } from './inference/usage-events.publisher.js';
 import type { ModelsService } from './models/models.service.js';
@@ -44,7 +44,7 @@ export interface GatewayAppDeps {
   /** X-Forwarded-For hops to trust for the client IP (0: the socket address). */
   trustProxyHops?: number;
   /** Counts grant-served requests in the shared rpm window: with it, auth's grants are reused. */
-  rpmReservations?: RpmReservations;
+  rpmWindow?: RpmWindowRepository;
   /** The admin API's model pulls and usage totals (null without DATABASE_URL: those routes answer 503). */
   pulls?: ModelPullsService | null;
   usage?: UsageService | null;
@@ -61,7 +61,7 @@ function meteredPaths(): string[] {
 export function createApp(deps: GatewayAppDeps): Express {
   const { logger, registry, auth, router, bodyLimitBytes, jsonMaxDepth } = deps;
   const metrics = createGatewayMetrics(registry, router);
-  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmReservations);
+  const authorizer = new RequestAuthorizer(auth, logger, deps.rpmWindow);
   const inference = new InferenceService({
     router,
     authorizer,

@@ -22,7 +22,6 @@ import { UsageRepository } from './admin/usage.repository.js';
 import { UsageService } from './admin/usage.service.js';
 import { createApp } from './app.js';
 import { AuthClient } from './authorization/auth.client.js';
-import { RpmReservations } from './authorization/rpm-reservations.js';
 import { RpmWindowRepository } from './authorization/rpm-window.repository.js';
 import { readBackendKey, type GatewayConfig } from './config.js';
 import { UsageEventsPublisher } from './inference/usage-events.publisher.js';
@@ -144,10 +143,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     new UsageSpoolRepository(config.USAGE_SPOOL_DIR),
     logger,
   );
-  const rpmReservations =
-    (overrides.grants ?? true)
-      ? new RpmReservations(new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX), logger)
-      : undefined;
+  const rpmWindow = (overrides.grants ?? true) ? new RpmWindowRepository(redis, config.REDIS_KEY_PREFIX) : undefined;
   // /readyz on the API port says only ready or not; PORT_HEALTH names the check (never an address:
   // those and the errors are in the logs).
   const checks = {
@@ -171,7 +167,7 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
     auth,
     router,
     usageStream: usageEvents,
-    rpmReservations,
+    rpmWindow,
     timeouts: {
       connectMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
       firstByteMs: config.UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
@@ -222,7 +218,6 @@ export async function buildGateway(config: GatewayConfig, overrides: GatewayOver
       { name: 'settles', close: () => auth.settlesDone() },
       { name: 'auth', close: () => auth.close() },
       { name: 'usage events', close: () => usageEvents.flush().then(() => usageEvents.stop()) },
-      { name: 'rpm reservations', close: () => rpmReservations?.close() },
       { name: 'redis', close: () => redis.quit() },
       { name: 'pull queue', close: () => pullQueue?.close() },
       { name: 'redis (pull queue)', close: () => pullsRedis?.quit() },

@@ -12,13 +12,18 @@ export function closeIfBodyUnread(req: Request, res: Response): void {
 
 /** In front of every body parser: a request without a valid key is refused from its headers alone. */
 export function requireValidKey(authorizer: RequestAuthorizer): RequestHandler {
-  return async (req, res, next) => {
+  const refused = (req: Request, res: Response, err: unknown): never => {
+    closeIfBodyUnread(req, res);
+    throw err;
+  };
+  return (req, res, next) => {
+    let asking: Promise<void> | undefined;
     try {
-      await authorizer.checkKey(req, res);
+      asking = authorizer.checkKey(req, res);
     } catch (err) {
-      closeIfBodyUnread(req, res);
-      throw err;
+      refused(req, res, err);
     }
-    next();
+    if (!asking) return next();
+    return asking.then(next, (err: unknown) => refused(req, res, err));
   };
 }

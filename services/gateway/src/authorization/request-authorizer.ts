@@ -10,7 +10,7 @@ import {
 import type { AuthClient, AuthorizeResult } from './auth.client.js';
 import { AuthorizationGrants } from './authorization-grants.js';
 import { IdentifiedKeys } from './identified-keys.js';
-import type { RpmReservations } from './rpm-reservations.js';
+import type { RpmWindowRepository } from './rpm-window.repository.js';
 
 const BEARER = /^Bearer\s+(.+)$/i;
 /** Far longer than any real key: such a header is refused here, without a call to auth. */
@@ -54,11 +54,11 @@ export class RequestAuthorizer {
   private readonly grants = new AuthorizationGrants();
   private readonly identified = new IdentifiedKeys();
 
-  /** @param reservations where grant-served requests are counted; without it every request asks auth. */
+  /** @param rpmWindow where grant-served requests are counted; without it every request asks auth. */
   constructor(
     private readonly auth: AuthClient,
     private readonly logger: Logger,
-    private readonly reservations?: RpmReservations,
+    private readonly rpmWindow?: RpmWindowRepository,
   ) {}
 
   /**
@@ -80,20 +80,26 @@ export class RequestAuthorizer {
   }
 
   /**
-   * From the headers alone: throws auth's 401 (or 429) unless the key is valid. Runs before a body is
+   * From the headers alone: refuses with auth's 401 (or 429) unless the key is valid, thrown or as the
+   * returned promise's rejection (undefined: a key identified lately, valid). Runs before a body is
    * read, so a caller without a key costs no parsing; `authorize` decides for the model afterwards.
    */
-  async checkKey(req: Request, res: Response): Promise<void> {
+  checkKey(req: Request, res: Response): Promise<void> | undefined {
     refuseLongHeader(req);
     const key = clientKey(req);
-    if (this.identified.has(key)) return;
+    // A key identified lately is answered at once, without a promise: this runs for every request.
+    if (this.identified.has(key)) return undefined;
+    return this.identify(key, req, res);
+  }
+
+  private async identify(key: string, req: Request, res: Response): Promise<void> {
     await this.auth.identify({ key, ip: req.ip ?? '' }, res.getHeader('x-request-id') as string);
     this.identified.add(key);
   }
 
   private async askAuth(request: AuthorizeRequest, res: Response): Promise<Decided> {
     const requestId = res.getHeader('x-request-id') as string;
-    if (!this.reservations) return allowed(await this.auth.authorize(request, requestId));
+    if (!this.rpmWindow) return allowed(await this.auth.authorize(request, requestId));
     // When a grant has just run out, the first request asks auth and the others wait for its grant.
     const asked = this.grants.askedAlready(request);
     if (asked) {
@@ -112,14 +118,14 @@ export class RequestAuthorizer {
    * insurance limiter).
    */
   private async fromGrant(request: AuthorizeRequest): Promise<Decided | null> {
-    if (!this.reservations) return null;
+    if (!this.rpmWindow) return null;
     const granted = this.grants.find(request);
     if (!granted?.grant) return null;
     const { rpm } = granted.limits;
     let requests = null;
     if (rpm !== null) {
       try {
-        requests = await this.reservations.spend(granted.keyId, rpm, granted.grant.ttlMs);
+        requests = await this.rpmWindow.spend(granted.keyId, rpm);
       } catch {
         return null;
       }

@@ -1,69 +1,41 @@
 import type { Redis } from 'ioredis';
-import { RPM_LIMITER_PREFIX, RPM_WINDOW_SEC, redisKey } from '@gguf-gateway/shared';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
+import { RPM_LIMITER_PREFIX, RPM_WINDOW_SEC, redisKey, type WindowFigures } from '@gguf-gateway/shared';
 
-export interface Reserved {
-  /** Requests taken from the window for this gateway to spend; 0 when the window is full. */
-  taken: number;
-  /** The window's count after taking them (every replica's requests). */
-  consumed: number;
-  /** Until the window resets. */
-  msBeforeReset: number;
-}
+// A key's rpm window, the very counter auth consumes from: rate-limiter-flexible's own fixed window
+// under RPM_LIMITER_PREFIX, so a grant-served request counts exactly as one auth admits, across every
+// gateway and auth replica. One consume is one script call, written to Redis together with the
+// commands of the requests around it (auto-pipelining).
 
-// Both scripts work on rate-limiter-flexible's own counter (a number under `<prefix>:<keyId>` that
-// expires with its fixed window), the one auth consumes from: the count is shared exactly.
-const RESERVE = `
-redis.call('set', KEYS[1], 0, 'EX', ARGV[1], 'NX')
-local room = tonumber(ARGV[2]) - tonumber(redis.call('get', KEYS[1]))
-local take = math.min(tonumber(ARGV[3]), room)
-if take < 1 then return {0, tonumber(ARGV[2]) - room, redis.call('pttl', KEYS[1])} end
-local consumed = redis.call('incrby', KEYS[1], take)
-local ttl = redis.call('pttl', KEYS[1])
-if ttl == -1 then
-  redis.call('expire', KEYS[1], ARGV[1])
-  ttl = ARGV[1] * 1000
-end
-return {take, consumed, ttl}`;
-
-// A later window lives longer than what was left of the reserving one: refund only into the same
-// window, so unspent requests never become room in the next minute.
-const REFUND = `
-local ttl = redis.call('pttl', KEYS[1])
-if ttl > 0 and ttl <= tonumber(ARGV[2]) then
-  redis.call('decrby', KEYS[1], ARGV[1])
-  return 1
-end
-return 0`;
-
-type WithScripts = Redis & {
-  rpmReserve(key: string, windowSec: number, limit: number, want: number): Promise<[number, number, number]>;
-  rpmRefund(key: string, points: number, maxTtlMs: number): Promise<number>;
-};
-
-/** A key's rpm window in Redis, the very counter auth spends: the gateway reserves from it in blocks. */
 export class RpmWindowRepository {
-  private readonly redis: WithScripts;
-  private readonly prefix: string;
+  private readonly limiter: RateLimiterRedis;
 
   constructor(redis: Redis, prefix: string) {
-    redis.defineCommand('rpmReserve', { numberOfKeys: 1, lua: RESERVE });
-    redis.defineCommand('rpmRefund', { numberOfKeys: 1, lua: REFUND });
-    this.redis = redis as WithScripts;
-    this.prefix = redisKey(prefix, RPM_LIMITER_PREFIX);
+    // One limiter, made here before any command is pipelined: rate-limiter-flexible defines its script
+    // on the connection as a limiter is made, and ioredis breaks an auto-pipeline that is pending
+    // while a script is defined (redis/ioredis#1931: an uncaught TypeError). So not one limiter per
+    // rpm figure: its own limit is never reached, and each key's rpm is compared in `spend`.
+    this.limiter = new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: redisKey(prefix, RPM_LIMITER_PREFIX),
+      points: Number.MAX_SAFE_INTEGER,
+      duration: RPM_WINDOW_SEC,
+      // Redis away: the request asks auth, whose insurance limiter answers.
+      rejectIfRedisNotReady: true,
+    });
   }
 
-  /** Takes up to `want` requests of the key's window, as many as it has room for. */
-  async reserve(keyId: string, limit: number, want: number): Promise<Reserved> {
-    const [taken, consumed, ttl] = await this.redis.rpmReserve(this.key(keyId), RPM_WINDOW_SEC, limit, want);
-    return { taken, consumed, msBeforeReset: Math.max(ttl, 0) };
-  }
-
-  /** Gives unspent requests back to the window they came from (and to no later one). */
-  async refund(keyId: string, points: number, msBeforeResetWhenReserved: number): Promise<void> {
-    await this.redis.rpmRefund(this.key(keyId), points, msBeforeResetWhenReserved);
-  }
-
-  private key(keyId: string): string {
-    return `${this.prefix}:${keyId}`;
+  /**
+   * Spends one request of the key's window: the window after it, or null when it is full (auth then
+   * words the 429). Throws when Redis does not answer.
+   */
+  async spend(keyId: string, rpm: number): Promise<WindowFigures | null> {
+    const spent = await this.limiter.consume(keyId);
+    if (spent.consumedPoints > rpm) {
+      // Give the refused request back, as auth does, so that only admitted requests count.
+      await this.limiter.reward(keyId);
+      return null;
+    }
+    return { limit: rpm, remaining: rpm - spent.consumedPoints, msBeforeReset: Math.max(spent.msBeforeNext, 0) };
   }
 }

@@ -27,6 +27,9 @@ export function listenApi(app: Express, port: number, host: string, limits: ApiS
   server.maxConnections = limits.maxConnections;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
+    // Node's default accept queue (511) overflows when a burst of clients connects while the event
+    // loop is busy: the kernel then resets connections the server never saw. The kernel caps it at
+    // net.core.somaxconn.
+    server.listen({ port, host, backlog: limits.maxConnections }, () => resolve(server));
   });
 }

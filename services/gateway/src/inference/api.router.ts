@@ -19,15 +19,16 @@ export function createInferenceRouter(deps: InferenceRouterDeps): Router {
   const { inference, authorizer } = deps;
   const api = Router();
   // The key is checked from the headers before a byte of the body is read or parsed.
-  const keyThenBody = [requireValidKey(authorizer), jsonBody(deps.bodyLimitBytes, deps.jsonMaxDepth)];
+  const checkKey = requireValidKey(authorizer);
+  const body = jsonBody(deps.bodyLimitBytes, deps.jsonMaxDepth);
   for (const route of API_ROUTE_TABLE) {
     // The shape is set first, so that a missing key, a body too large or not JSON is refused in it too.
-    const shape: RequestHandler = (_req, res, next) => {
+    const shapeThenKey: RequestHandler = (req, res, next) => {
       useErrorShape(res, route.errors);
-      next();
+      return checkKey(req, res, next);
     };
     for (const path of route.paths) {
-      api.post(path, shape, ...keyThenBody, (req, res) => inference.handle(route, req, res));
+      api.post(path, shapeThenKey, body, (req, res) => inference.handle(route, req, res));
     }
   }
   return api;

@@ -17,6 +17,9 @@ import { chargeEveryOutput, outputCount } from './multi-output.metering.js';
 import { validateInferenceBody, type InferenceBody } from './request-validation.js';
 import type { UsageEventsPublisher } from './usage-events.publisher.js';
 import { combineUsage, type UpstreamUsage } from './usage-readers.js';
+import { upstreamPayload, type PayloadSource } from './upstream-payload.js';
+import { rawJsonOf } from '../http/json-body.middleware.js';
+import { backendsFit, onlyModel } from './backend-fit.js';
 import { usageProblem } from './usage-validation.js';
 import type { ModelsService } from '../models/models.service.js';
 import type { Release } from '../models/model-admission.js';
@@ -53,7 +56,7 @@ export interface InferenceDeps {
 interface Call {
   route: ApiRoute;
   input: InferenceBody;
-  body: Record<string, unknown>;
+  payload: PayloadSource;
   requestId: string;
   forwardHeaders: Record<string, string>;
   res: Response;
@@ -88,8 +91,7 @@ export class InferenceService {
     const clientRequestId = req.get('x-request-id') === requestId ? requestId : undefined;
     const usageId = clientRequestId === undefined ? requestId : randomUUID();
     if (usageId !== requestId) res.locals.usageId = usageId;
-    const models = router.models().filter((m) => m.aliasOf === null);
-    const input = validateInferenceBody(route, req.body, models.length === 1 ? models[0]!.id : null);
+    const input = validateInferenceBody(route, req.body, () => onlyModel(router));
     const routed = router.resolve(input.model);
     // A model the backends file does not name may be a model on disk, served by the models router.
     const onDemand = routed ? null : ((await this.deps.models?.target(input.model)) ?? null);
@@ -104,8 +106,8 @@ export class InferenceService {
       });
     }
     // Backends of a kind that does not serve the route are never tried.
-    const unfit = new Set(target.tiers.flat().filter((b) => !route.kinds.includes(b.backend.kind)));
-    if (target.tiers.flat().every((b) => unfit.has(b))) {
+    const { unfit, none } = backendsFit(target, route);
+    if (none) {
       authorizer.settle(decision.lease, requestId);
       throw new ApiError(
         404,
@@ -118,7 +120,8 @@ export class InferenceService {
     }
 
     const upstreamBody: Record<string, unknown> = { ...input.body, model: input.model };
-    if (input.stream && route.streamUsageOption) {
+    const asksUsage = input.stream && route.streamUsageOption;
+    if (asksUsage) {
       // Always ask for usage so the request can be metered; the chunk is removed again below
       // unless the client asked for it too.
       upstreamBody.stream_options = { ...(input.body.stream_options as object | undefined), include_usage: true };
@@ -147,7 +150,7 @@ export class InferenceService {
       served = await this.proxyWithRetries(target, unfit, {
         route,
         input,
-        body: upstreamBody,
+        payload: { client: input.body, raw: rawJsonOf(req), upstream: upstreamBody, asksUsage },
         requestId,
         forwardHeaders: forwardedHeaders(req),
         res,
@@ -218,7 +221,7 @@ export class InferenceService {
    */
   private async proxyWithRetries(target: ModelRoute, unfit: ReadonlySet<BackendState>, call: Call): Promise<ServedBy> {
     const { router, metrics, timeouts, maxAttempts } = this.deps;
-    const { route, input, body, requestId, res } = call;
+    const { route, input, requestId, res } = call;
     // Backends that cannot serve the route count as tried from the start.
     const tried = new Set<BackendState>(unfit);
     let attempts = 0;
@@ -243,7 +246,7 @@ export class InferenceService {
       if (tier > 0) res.setHeader('x-gateway-fallback', String(tier));
       else res.removeHeader('x-gateway-fallback');
 
-      const payload = Buffer.from(JSON.stringify({ ...body, model: state.backend.model ?? target.model }));
+      const payload = upstreamPayload(call.payload, state.backend.model ?? target.model);
       const canRetry = triedCount() < maxAttempts && router.hasCandidate(target, tried);
       const canWait = performance.now() < waitUntil;
       state.inFlight += 1;

@@ -16,14 +16,14 @@ export interface InferenceBody {
 
 /**
  * @param onlyModel the model to use when a llama-server route's client names none (the gateway
- * serves exactly one); null when it serves several.
+ * serves exactly one); null when it serves several. Asked only then.
  */
-export function validateInferenceBody(route: ApiRoute, raw: unknown, onlyModel: string | null): InferenceBody {
+export function validateInferenceBody(route: ApiRoute, raw: unknown, onlyModel: () => string | null): InferenceBody {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw badRequest('Request body must be a JSON object (Content-Type: application/json).', null, 'invalid_body');
   }
   const body = raw as Record<string, unknown>;
-  const model = body.model ?? (route.modelOptional ? (onlyModel ?? undefined) : undefined);
+  const model = body.model ?? (route.modelOptional ? (onlyModel() ?? undefined) : undefined);
   if (model === undefined)
     throw badRequest('You must provide a model parameter.', 'model', 'missing_required_parameter');
   if (typeof model !== 'string' || model === '')

@@ -60,8 +60,12 @@ export class SseUsageTap {
   /** Bytes of the current line before this chunk, and the byte before this chunk. */
   private lineBytes = 0;
   private lastByte = -1;
+  /** `"model":"<the client's name>"` as the backend writes it when it echoes the name it was sent. */
+  private readonly modelNamed: Buffer | null;
 
-  constructor(private readonly options: SseTapOptions) {}
+  constructor(private readonly options: SseTapOptions) {
+    this.modelNamed = options.model === null ? null : Buffer.from(`${MODEL_MARK}:${JSON.stringify(options.model)}`);
+  }
 
   /** Whether the client has part of an event: a gateway error event must start on a fresh line. */
   get midEvent(): boolean {
@@ -152,7 +156,7 @@ export class SseUsageTap {
     const { dialect, stripUsage, model } = this.options;
     if (CONTENT_MARKS.some((mark) => event.includes(mark))) this.contentEvents += 1;
     const hasUsage = USAGE_MARKS[dialect].some((mark) => event.includes(mark));
-    const hasModel = model !== null && event.includes(MODEL_MARK);
+    const hasModel = model !== null && event.includes(MODEL_MARK) && !this.namesClientModel(event);
     if (!hasUsage && !hasModel) return event;
     const { fields, data } = splitEvent(event);
     let json: Json;
@@ -173,6 +177,15 @@ export class SseUsageTap {
     }
     if (!changed) return event;
     return Buffer.from(`${fields.map((f) => `${f}\n`).join('')}data: ${JSON.stringify(json)}\n\n`);
+  }
+
+  /**
+   * The event's one `model` already is the client's: nothing to rename, and no parse needed for it.
+   * (The mark cannot occur inside a JSON string, whose quotes are escaped.)
+   */
+  private namesClientModel(event: Buffer): boolean {
+    const at = event.indexOf(MODEL_MARK);
+    return at === event.lastIndexOf(MODEL_MARK) && event.indexOf(this.modelNamed!, at) === at;
   }
 }
 

@@ -145,13 +145,13 @@ describe('gateways reusing auth grants', function () {
     assert.match(b.headers.get('x-ratelimit-reset-requests') ?? '', /^\d+(ms|s)$|^\d+m\d+s$/);
   });
 
-  it('leaves exactly the admitted requests counted in the shared window once reservations run out', async () => {
+  it('leaves exactly the admitted requests counted in the shared window', async () => {
     const key = 'sk-grant-refund-0000000005';
     await writeKeys(`${keysText(true)}\nrefund:${key}:1000`);
     await waitFor('the new key', async () => (await chat(gateways[0]!, key)).status === 200, 2000, 20);
     for (let i = 0; i < 6; i += 1) assert.equal((await chat(gateways[i % 2]!, key)).status, 200);
     const counter = redisKey(prefix, `${RPM_LIMITER_PREFIX}:refund`);
-    // Each gateway held a block of the window; what it did not spend goes back when its grant ends.
+    // Auth counted the requests it admitted, each gateway those it served from its grant.
     await waitFor('the refunds', async () => (await redis.get(counter)) === '7', 2000, 20);
   });
 

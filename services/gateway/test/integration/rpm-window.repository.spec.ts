@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { RPM_LIMITER_PREFIX, createLogger, redisKey } from '@gguf-gateway/shared';
-import { LogCapture, deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
-import { RpmReservations } from '../../src/authorization/rpm-reservations.js';
+import { RPM_LIMITER_PREFIX, redisKey } from '@gguf-gateway/shared';
+import { deleteRedisPrefix, testRedisPrefix, testSettings } from '@gguf-gateway/testkit';
 import { RpmWindowRepository } from '../../src/authorization/rpm-window.repository.js';
 
-describe('rpm window reservations on real Redis', function () {
+describe('the rpm window grant-served requests spend from, on real Redis', function () {
   const prefix = testRedisPrefix();
-  const redis = new Redis(testSettings.TEST_REDIS_URL);
+  const redis = new Redis(testSettings.TEST_REDIS_URL, { enableAutoPipelining: true });
   const window = new RpmWindowRepository(redis, prefix);
   const counter = (keyId: string) => redisKey(prefix, `${RPM_LIMITER_PREFIX}:${keyId}`);
 
@@ -16,39 +15,37 @@ describe('rpm window reservations on real Redis', function () {
     redis.disconnect();
   });
 
-  it('takes no more than the room left in the window', async () => {
-    assert.equal((await window.reserve('room', 10, 4)).taken, 4);
-    const rest = await window.reserve('room', 10, 8);
-    assert.deepEqual([rest.taken, rest.consumed], [6, 10]);
-    assert.equal((await window.reserve('room', 10, 1)).taken, 0);
-    assert.ok((await redis.pttl(counter('room'))) > 59_000, 'the window lasts a minute');
+  it("counts each request in auth's own one-minute counter, with the figures for the headers", async () => {
+    const first = await window.spend('count', 10);
+    const second = await window.spend('count', 10);
+    assert.deepEqual([first?.remaining, second?.remaining, second?.limit], [9, 8, 10]);
+    assert.equal(await redis.get(counter('count')), '2');
+    assert.ok((await redis.pttl(counter('count'))) > 59_000, 'the window lasts a minute');
+    assert.ok(second!.msBeforeReset > 59_000 && second!.msBeforeReset <= 60_000);
   });
 
-  it('refunds unspent requests into the window they came from', async () => {
-    const reserved = await window.reserve('refund', 100, 10);
-    await window.refund('refund', 7, reserved.msBeforeReset);
-    assert.equal(await redis.get(counter('refund')), '3');
+  it('spends on from what auth counted, and refuses at the limit without counting the refusal', async () => {
+    await redis.set(counter('full'), 2, 'EX', 60);
+    assert.equal((await window.spend('full', 3))?.remaining, 0);
+    assert.equal(await window.spend('full', 3), null);
+    assert.equal(await redis.get(counter('full')), '3');
   });
 
-  it('never refunds into a later window', async () => {
-    const reserved = await window.reserve('later', 100, 10);
-    // The window ended and a new one began: its counter lives longer than the old one had left.
-    await redis.set(counter('later'), 2, 'PX', reserved.msBeforeReset + 1000);
-    await window.refund('later', 7, reserved.msBeforeReset);
-    assert.equal(await redis.get(counter('later')), '2');
+  it('spends on a new connection whose first commands wait in the same auto-pipeline', async () => {
+    const fresh = new Redis(testSettings.TEST_REDIS_URL, { enableAutoPipelining: true });
+    try {
+      const fromFresh = new RpmWindowRepository(fresh, prefix);
+      await new Promise((resolve) => fresh.once('ready', resolve));
+      const spent = await Promise.all([fresh.ping(), fromFresh.spend('fresh', 5), fromFresh.spend('fresh', 7)]);
+      assert.deepEqual([spent[1]?.remaining, spent[2]?.remaining], [4, 5]);
+    } finally {
+      fresh.disconnect();
+    }
   });
 
-  it('spends from growing blocks and refunds every unspent request on shutdown', async () => {
-    const reservations = new RpmReservations(
-      window,
-      createLogger({ service: 'gateway', destination: new LogCapture() }),
-    );
-    assert.equal((await reservations.spend('close', 1000, 20))?.remaining, 999);
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    // The last block was spent in full: the next one is twice as large, and one of it is left.
-    assert.equal((await reservations.spend('close', 1000, 60_000))?.remaining, 998);
-    assert.equal(await redis.get(counter('close')), '3');
-    await reservations.close();
-    assert.equal(await redis.get(counter('close')), '2');
+  it('never admits more than the limit from concurrent requests', async () => {
+    const spent = await Promise.all(Array.from({ length: 30 }, () => window.spend('burst', 20)));
+    assert.equal(spent.filter((s) => s !== null).length, 20);
+    assert.equal(await redis.get(counter('burst')), '20');
   });
 });

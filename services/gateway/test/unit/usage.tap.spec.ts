@@ -139,6 +139,14 @@ describe('usage tap', () => {
     });
   });
 
+  it("passes an event that already names the client's model as it came, and renames one that names it twice", () => {
+    const tap = new SseUsageTap({ dialect: 'openai', stripUsage: false, model: 'tiny' });
+    const same = `data: {"model":"tiny","choices":[{"delta":{"content":"say \\"model\\""}}]}\n\n`;
+    const twice = event({ model: 'tiny', message: { model: 'backend-name' } });
+    const out = run(tap, [same, twice]);
+    assert.equal(out, same + event({ model: 'tiny', message: { model: 'tiny' } }));
+  });
+
   it('adds up one usage chunk per generated sequence of a stream', () => {
     const tap = new SseUsageTap({ dialect: 'openai', stripUsage: true, model: null });
     const one = (completion: number) =>
