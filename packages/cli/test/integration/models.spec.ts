@@ -34,6 +34,8 @@ const MODELS = [
     sizeBytes: 4_683_073_184,
     bytes: 4_683_073_184,
     quantization: 'Q4_K_M',
+    contextLength: 32768,
+    architecture: 'qwen2',
     lastUsedAt: '2026-11-30T06:58:12.345Z',
     pulledAt: null,
   },
@@ -45,6 +47,8 @@ const MODELS = [
     sizeBytes: 479_136,
     bytes: 479_136,
     quantization: 'F32',
+    contextLength: 256,
+    architecture: 'llama',
     lastUsedAt: null,
     pulledAt: '2026-11-29T10:00:00.000Z',
   },
@@ -56,6 +60,8 @@ const MODELS = [
     sizeBytes: 65_536,
     bytes: 65_536,
     quantization: null,
+    contextLength: null,
+    architecture: null,
     lastUsedAt: null,
     pulledAt: null,
   },
@@ -83,7 +89,7 @@ describe('gguf-gateway models and pull against the admin API', function () {
     await closeServer(server);
   });
 
-  it('lists every model with its size, quantisation, status and when it was last used', async () => {
+  it('lists every model with its size, quantisation, context, architecture, status and when it was last used', async () => {
     handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: MODELS }));
     };
@@ -91,10 +97,10 @@ describe('gguf-gateway models and pull against the admin API', function () {
     assert.equal(run.code, 0, run.stderr);
     assert.equal(seen.at(-1), 'GET /admin/v1/models Bearer sk-admin-test');
     assert.deepEqual(run.stdout.trimEnd().split('\n'), [
-      'NAME                        SIZE       QUANT   STATUS                               LAST USED (UTC)',
-      'qwen2.5-7b-instruct-q4_k_m  4.4 GiB    Q4_K_M  loaded                               2026-11-30 06:58:12',
-      'tiny                        467.9 KiB  F32     available',
-      'broken                      64.0 KiB           failed: not a GGUF file (bad magic)',
+      'NAME                        SIZE       QUANT   CONTEXT  ARCH   STATUS                               LAST USED (UTC)',
+      'qwen2.5-7b-instruct-q4_k_m  4.4 GiB    Q4_K_M  32768    qwen2  loaded                               2026-11-30 06:58:12',
+      'tiny                        467.9 KiB  F32     256      llama  available',
+      'broken                      64.0 KiB                           failed: not a GGUF file (bad magic)',
     ]);
   });
 
