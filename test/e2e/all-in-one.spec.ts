@@ -30,10 +30,9 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
     chmodSync(dir, 0o755); // as root, Postgres runs as the postgres user and must reach DATA_DIR
     const ports = await freePorts(SUPERVISED_PORT_VARIABLES);
     writeFileSync(join(dir, 'api_keys'), `admin:${API_KEY} scope=admin\n`);
-    writeFileSync(
-      join(dir, 'backends.yaml'),
-      `models:\n  tiny:\n    tiers: [[local]]\nbackends:\n  local:\n    kind: llamacpp\n    url: http://127.0.0.1:${ports.INFERENCE_PORT}\n`,
-    );
+    // Nothing routed by hand: llama-server's router serves the default model (MODEL_PATH or
+    // MODEL_REPO/MODEL_FILE) as `default`, and every model on disk by its name.
+    writeFileSync(join(dir, 'backends.yaml'), 'models: {}\nbackends: {}\n');
     await writeTinyLlama(join(dir, 'tiny.gguf'));
     env = {
       ...ports,
@@ -67,7 +66,7 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
     );
   const status = async () => (await (await fetch(`http://127.0.0.1:${env.PORT}/status`)).json()) as OrchestratorStatus;
   const chat = () =>
-    openai.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hello' }], max_tokens: 8 });
+    openai.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'hello' }], max_tokens: 8 });
 
   it('answers /ping 204 while starting and 200 once the gateway is ready', async () => {
     run = runOrchestrator('supervise', env);
@@ -113,7 +112,7 @@ describe('all-in-one: orchestrator supervise through the OpenAI SDK', function (
 
   it('lets a stream in flight at SIGTERM finish, then stops everything and exits 0', async () => {
     const stream = await openai.chat.completions.create({
-      model: 'tiny',
+      model: 'default',
       messages: [{ role: 'user', content: 'tell me a long story' }],
       max_tokens: 1500,
       stream: true,
