@@ -26,6 +26,11 @@ const CONTRACT_METRICS = new Set([
   'gateway_backend_in_flight',
   'gateway_backend_state',
   'gateway_backend_fallbacks_total',
+  // Models on demand.
+  'gateway_models_loaded',
+  'gateway_model_load_seconds',
+  'gateway_model_evictions_total',
+  'gateway_model_load_waiting',
   'usage_requests_total',
   'usage_tokens_total',
   'usage_cost_usd_total',
