@@ -108,6 +108,19 @@ export class ModelsService {
     return this.admission.acquire(model, gone.signal).finally(() => res.off('close', onClose));
   }
 
+  /**
+   * The router answered a request for this model "model is not loaded" (its process died between
+   * two syncs): admission forgets it was loaded, so the next acquire loads it again. For the
+   * request that got the answer to retry it once, with a new acquire, before any byte reached its client.
+   */
+  notLoaded(model: AdmittedModel): void {
+    this.logger.warn(
+      { model: model.name },
+      'llama-server says a model the gateway had loaded is not loaded: loading it again',
+    );
+    this.admission.lost(model.name);
+  }
+
   /** Admission's view of one model: load state and requests in flight. */
   state(name: string): ReturnType<ModelAdmission['state']> {
     return this.admission.state(name);
