@@ -3,7 +3,7 @@
 // in front of it with MODELS_MAX_LOADED=2, the real auth service and worker processes, real Redis
 // and Postgres, a fake Hugging Face hub for a pull, and the openai SDK as the client.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -88,6 +88,24 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
     return (histogram.values as { metricName?: string; value: number }[])
       .filter((v) => v.metricName?.endsWith('_count'))
       .reduce((sum, v) => sum + v.value, 0);
+  };
+  /** The pid of a loaded model's llama-server process: the router lists its port, /proc its command line. */
+  const childPid = async (id: string): Promise<number> => {
+    const res = await fetch(`${router.url}/models`, { headers: { authorization: `Bearer ${INFERENCE_KEY}` } });
+    const { data } = (await res.json()) as { data: { id: string; status: { args?: string[] } }[] };
+    const args = data.find((m) => m.id === id)?.status.args ?? [];
+    const port = args[args.indexOf('--port') + 1];
+    assert.ok(port, `no --port in ${JSON.stringify(args)}`);
+    for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+      let cmdline: string[];
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue; // it exited meanwhile
+      }
+      if (cmdline[cmdline.indexOf('--port') + 1] === port && cmdline.includes('--alias')) return Number(pid);
+    }
+    throw new Error(`no process listens on ${id}'s port ${port}`);
   };
   const unloadAll = async () => {
     for (const [name, model] of await listed()) {
@@ -360,6 +378,28 @@ describe('models on demand: every model on disk, loaded by name, through llama-s
       await rows.end();
     }
     await assert.rejects(complete('delta'), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 404);
+  });
+
+  it('loads again, and serves, a model whose process died since the last sync, instead of relaying "model is not loaded"', async () => {
+    await unloadAll();
+    assert.equal((await complete('alpha')).model, 'alpha');
+    const loadsBefore = await loads();
+    // No sync with the router until the request is answered: admission still thinks alpha loaded,
+    // as it does for up to 2 s after a process dies.
+    gateway.models!.service.stop();
+    try {
+      process.kill(await childPid('alpha'), 'SIGKILL');
+      await waitFor('the router to see the process gone', async () => !(await routerLoaded()).includes('alpha'));
+      assert.equal(gateway.models!.service.state('alpha').state, 'loaded');
+
+      const answer = await complete('alpha');
+      assert.equal(answer.model, 'alpha');
+      assert.ok(answer.usage!.completion_tokens > 0);
+      assert.equal(await loads(), loadsBefore + 1);
+      assert.deepEqual(await routerLoaded(), ['alpha']);
+    } finally {
+      gateway.models!.service.start();
+    }
   });
 
   it('loads a pinned model at start and never unloads it to make room', async () => {

@@ -52,11 +52,17 @@ export interface ProxyRequest {
    * before any byte of the answer, is then returned as `retry` too.
    */
   canWait: boolean;
+  /**
+   * llama-server's router: its 400 "model is not loaded" (the model's process died since the
+   * gateway last looked) is returned as `retry` with failure `model_not_loaded`, before any byte
+   * reaches the client, so the caller can load the model again and retry.
+   */
+  handBackNotLoaded?: boolean;
   res: Response;
 }
 
 export type UpstreamFailure =
-  'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'status_429' | 'backend_auth';
+  'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'status_429' | 'backend_auth' | 'model_not_loaded';
 
 export interface ProxyOutcome {
   /** What the client got; 499 when it went away first. */
@@ -121,7 +127,7 @@ const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
 const transports = { 'http:': http, 'https:': https };
 
-type AnsweredFailure = Exclude<UpstreamFailure, 'status_5xx' | 'status_429'>;
+type AnsweredFailure = Exclude<UpstreamFailure, 'status_5xx' | 'status_429' | 'model_not_loaded'>;
 
 /** Backend errors the gateway words itself; the client gets the OpenAI shape. */
 const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = {
@@ -303,6 +309,8 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         return;
       }
       if (refusal) return relayRefusal(incoming, status);
+      if (status === 400 && request.handBackNotLoaded && !res.headersSent)
+        return relayError(incoming, status, null, true);
       if (status >= 400 && request.errorShape !== 'openai') return relayError(incoming, status, null);
       accepted = status < 400;
       arm('idle_timeout', timeouts.idleMs);
@@ -362,7 +370,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
     }
 
     /** A backend's error answer, in the route's error shape; a refusal (429, 5xx) counts as a failure. */
-    function relayError(incoming: IncomingMessage, status: number, failure: UpstreamFailure | null) {
+    function relayError(incoming: IncomingMessage, status: number, failure: UpstreamFailure | null, notLoaded = false) {
       arm('timeout', timeouts.idleMs);
       const retryAfter = incoming.headers['retry-after'];
       const chunks: Buffer[] = [];
@@ -374,8 +382,12 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       incoming.on('end', () => {
         if (done) return;
         const body = Buffer.concat(chunks);
-        if (retryAfter !== undefined) res.setHeader('retry-after', retryAfter);
         const json = size <= MAX_ERROR_BODY_BYTES ? parseJson(body) : null;
+        // Nothing of it reaches the client: the caller loads the model again and retries.
+        if (notLoaded && (json as { error?: { message?: unknown } } | null)?.error?.message === 'model is not loaded') {
+          return finish(status, null, 'model_not_loaded', true);
+        }
+        if (retryAfter !== undefined) res.setHeader('retry-after', retryAfter);
         if (isOpenAIErrorBody(json) || (failure === null && json !== null)) {
           res.status(status).json(backendErrorBody(request.errorShape, status, json));
           return finish(status, `backend_status_${status}`, failure);

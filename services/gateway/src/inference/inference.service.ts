@@ -60,6 +60,8 @@ interface Call {
   requestId: string;
   forwardHeaders: Record<string, string>;
   res: Response;
+  /** A model on demand's first try: the router's "model is not loaded" comes back instead of being relayed. */
+  handBackNotLoaded: boolean;
 }
 
 function forwardedHeaders(req: Request): Record<string, string> {
@@ -147,14 +149,29 @@ export class InferenceService {
     metrics.inFlight.inc({ model: target.model });
     let served: ServedBy;
     try {
-      served = await this.proxyWithRetries(target, unfit, {
+      const call: Call = {
         route,
         input,
         payload: { client: input.body, raw: rawJsonOf(req), upstream: upstreamBody, asksUsage },
         requestId,
         forwardHeaders: forwardedHeaders(req),
         res,
-      });
+        handBackNotLoaded: onDemand !== null,
+      };
+      served = await this.proxyWithRetries(target, unfit, call);
+      if (onDemand && served.outcome.failure === 'model_not_loaded') {
+        // Its process died since the last sync with the router: load it again, and try once more.
+        releaseModel?.();
+        releaseModel = null;
+        this.deps.models!.notLoaded(onDemand.model);
+        try {
+          releaseModel = await this.deps.models!.acquire(onDemand.model, res);
+        } catch (err) {
+          authorizer.settle(decision.lease, requestId);
+          throw err;
+        }
+        served = await this.proxyWithRetries(target, unfit, { ...call, handBackNotLoaded: false });
+      }
     } finally {
       stopRenewing();
       releaseModel?.();
@@ -267,6 +284,7 @@ export class InferenceService {
             keepChoicesBytes: outputCount(input.outputs) > 1 ? MAX_CHOICES_BYTES : 0,
             canRetry,
             canWait,
+            handBackNotLoaded: call.handBackNotLoaded,
             res,
           },
           timeouts,
@@ -276,6 +294,8 @@ export class InferenceService {
       }
       this.judge(state, outcome);
       last = { outcome, backend: state, attempts };
+      // The caller loads the model again before another try.
+      if (outcome.failure === 'model_not_loaded') return last;
       if (!outcome.retry) {
         if (tier > 0) metrics.backendFallbacks.inc({ model: target.model });
         return last;

@@ -202,6 +202,23 @@ export class ModelAdmission {
   }
 
   /**
+   * The router answered a request for this model "model is not loaded": its process died since the
+   * last sync. It is unloaded at once (evicted as failed), so that the next acquire loads it again,
+   * rather than every request until the next sync getting the router's 400. Requests still holding
+   * a slot on it release as usual. Does nothing unless admission thinks it loaded.
+   */
+  lost(name: string): void {
+    const entry = this.entries.get(name);
+    if (!entry || entry.state !== 'loaded' || entry.pending) return;
+    entry.state = 'unloaded';
+    // A router list taken before now, which may still show it running, must not adopt it again.
+    entry.settledAt = this.now();
+    this.events.evicted(name, 'failed');
+    this.events.loadedCount(this.loadedCount());
+    this.changedNow();
+  }
+
+  /**
    * Marks a model whose files are about to be deleted, so that no request loads it meanwhile;
    * false (and nothing marked) while it is loaded, loading or has requests on it. forget() ends it.
    */

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AdmissionEvents } from './model-admission.js';
+import type { ModelUtilisation } from './models.service.js';
 
 // Names are a contract with the Backends dashboard (contract of issue #13); change them there too.
 export function createModelsMetrics(registry: Registry): AdmissionEvents {
@@ -34,4 +35,39 @@ export function createModelsMetrics(registry: Registry): AdmissionEvents {
     waiting: (delta) => waiting.inc(delta),
     loadedCount: (count) => loaded.set(count),
   };
+}
+
+/**
+ * Per-model utilisation, read at each scrape: requests in flight (admission) and busy / total slots
+ * (the router's /slots?model=<id> at the last sync). Labels only for catalog models: one that leaves
+ * the catalog leaves the next scrape.
+ */
+export function createModelUtilisationMetrics(registry: Registry, read: () => ModelUtilisation[]): void {
+  const registers = [registry];
+  const perModel = (name: string, help: string, value: (u: ModelUtilisation) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of read()) this.set({ model: u.model }, value(u));
+      },
+    });
+  perModel(
+    'gateway_model_requests_in_flight',
+    'Requests holding a slot on a model on demand now (from admission until their response ended).',
+    (u) => u.inFlight,
+  );
+  perModel(
+    'gateway_model_slots_busy',
+    "Slots of a loaded model's llama-server process processing a request (router's /slots, every 2 s).",
+    (u) => u.slots.busy,
+  );
+  perModel(
+    'gateway_model_slots',
+    "Slots of a loaded model's llama-server process (its --parallel); 0 while it is not loaded.",
+    (u) => u.slots.total,
+  );
 }

@@ -5,6 +5,7 @@ import type { ModelRoute } from '../routing/model-router.js';
 import type { ModelAdmission, AdmittedModel, Release } from './model-admission.js';
 import type { CatalogModel, ModelCatalog } from './model-catalog.js';
 import type { ModelFilesRepository } from './model-files.repository.js';
+import type { SlotCount } from './router.client.js';
 
 // Models on demand, as the rest of the gateway sees them: find a model by name, take a slot on it
 // for one request (loading it if needed), list every model with its status, and the admin
@@ -36,6 +37,18 @@ export interface CatalogTarget {
   problem: ApiError | null;
 }
 
+/** How busy one catalog model is now, for the dashboards. */
+export interface ModelUtilisation {
+  model: string;
+  /** Requests holding a slot in admission (from acquire until their response ended). */
+  inFlight: number;
+  /** Its process's slots at the last sync; 0 of 0 when it is not loaded (or they could not be read). */
+  slots: SlotCount;
+}
+
+/** Reads a loaded model's slots from the router (GET /slots?model=<id>). */
+export type SlotsReader = (routerId: string) => Promise<SlotCount>;
+
 /** Removes the `models` row of a deleted file (the worker's record of the pull); absent without DATABASE_URL. */
 export interface PulledModelsRecord {
   removeByPath(paths: readonly string[]): Promise<void>;
@@ -45,6 +58,7 @@ export interface PulledModelsRecord {
 // its own state); the router's health is the readiness check.
 const REQUEST_BREAKER = { failureThreshold: Number.MAX_SAFE_INTEGER, cooldownMs: 0 };
 const SYNC_MS = 2_000;
+const NO_SLOTS: SlotCount = { busy: 0, total: 0 };
 
 export class ModelsService {
   private syncTimer: NodeJS.Timeout | null = null;
@@ -52,6 +66,8 @@ export class ModelsService {
   private readonly reloading = new Set<string>();
   /** The last reason each pinned model did not load again, logged once. */
   private readonly reloadProblems = new Map<string, string>();
+  /** Each loaded model's slots at the last sync, by model name. */
+  private readonly slots = new Map<string, SlotCount>();
 
   constructor(
     private readonly catalog: ModelCatalog,
@@ -63,6 +79,8 @@ export class ModelsService {
     private readonly pinned: { names: readonly string[]; resolved: Set<string> },
     private readonly record: PulledModelsRecord | null,
     private readonly logger: Logger,
+    /** Null: slots are not read (each model reports 0 of 0). */
+    private readonly readSlots: SlotsReader | null = null,
   ) {}
 
   /** The route for a model name or alias served by the router; null when no such model exists. */
@@ -90,9 +108,34 @@ export class ModelsService {
     return this.admission.acquire(model, gone.signal).finally(() => res.off('close', onClose));
   }
 
+  /**
+   * The router answered a request for this model "model is not loaded" (its process died between
+   * two syncs): admission forgets it was loaded, so the next acquire loads it again. For the
+   * request that got the answer to retry it once, with a new acquire, before any byte reached its client.
+   */
+  notLoaded(model: AdmittedModel): void {
+    this.logger.warn(
+      { model: model.name },
+      'llama-server says a model the gateway had loaded is not loaded: loading it again',
+    );
+    this.admission.lost(model.name);
+  }
+
   /** Admission's view of one model: load state and requests in flight. */
   state(name: string): ReturnType<ModelAdmission['state']> {
     return this.admission.state(name);
+  }
+
+  /**
+   * Every catalog model's requests in flight and busy slots: a model that left the catalog is no
+   * longer listed, so the dashboards' labels stay as few as the models on disk.
+   */
+  utilisation(): ModelUtilisation[] {
+    return this.catalog.list().map((m) => ({
+      model: m.name,
+      inFlight: this.admission.state(m.name).inFlight,
+      slots: this.slots.get(m.name) ?? NO_SLOTS,
+    }));
   }
 
   async list(): Promise<ModelView[]> {
@@ -165,6 +208,7 @@ export class ModelsService {
         models.filter((m) => ['loaded', 'loading', 'sleeping'].includes(m.routerStatus ?? '')).map((m) => m.routerId),
       );
       this.admission.reconcile(models.map(admitted), running, this.catalog.routerListedAt);
+      await this.syncSlots(models);
       if (!pinnedStarted) {
         pinnedStarted = true;
         void this.loadPinned();
@@ -187,6 +231,26 @@ export class ModelsService {
     if (this.syncTimer) clearTimeout(this.syncTimer);
     this.syncTimer = null;
     this.admission.stop();
+  }
+
+  /**
+   * Reads the slots of every loaded model: through the router, /slots answers per model only, so
+   * Prometheus (which scrapes one model's /metrics) cannot see the others'. A model not loaded, or
+   * whose slots could not be read, has none.
+   */
+  private async syncSlots(models: readonly CatalogModel[]): Promise<void> {
+    const read = this.readSlots;
+    const loaded = read ? models.filter((m) => this.admission.state(m.name).state === 'loaded') : [];
+    const counts = await Promise.all(
+      loaded.map((m) =>
+        read!(m.routerId).then(
+          (slots) => [m.name, slots] as const,
+          () => null,
+        ),
+      ),
+    );
+    this.slots.clear();
+    for (const count of counts) if (count) this.slots.set(...count);
   }
 
   private async loadPinned(): Promise<void> {

@@ -6,7 +6,7 @@ import { readMemoryBudget } from './memory-budget.js';
 import { ModelAdmission } from './model-admission.js';
 import { ModelCatalog } from './model-catalog.js';
 import { ModelFilesRepository } from './model-files.repository.js';
-import { createModelsMetrics } from './models.metrics.js';
+import { createModelUtilisationMetrics, createModelsMetrics } from './models.metrics.js';
 import { ModelsService } from './models.service.js';
 import { LlamaRouterClient } from './router.client.js';
 
@@ -67,6 +67,8 @@ export function buildModelsOnDemand(
     { names: config.MODELS_PINNED, resolved: pinned },
     deps.pool ? new LocalModelsRepository(deps.pool) : null,
     logger,
+    (routerId) => router.slots(routerId),
   );
+  createModelUtilisationMetrics(deps.registry, () => service.utilisation());
   return { service, router };
 }

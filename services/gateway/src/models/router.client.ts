@@ -31,6 +31,12 @@ function modelArg(args: readonly string[] | undefined): string | null {
   return at >= 0 ? (args![at + 1] ?? null) : null;
 }
 
+/** A loaded model's parallel slots, as its process reports them (GET /slots?model=<id>). */
+export interface SlotCount {
+  busy: number;
+  total: number;
+}
+
 /** Its message may reach clients (a 503, /v1/models' reason): never the router's address; that is in `cause`. */
 export class RouterError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -106,6 +112,16 @@ export class LlamaRouterClient {
       await new Promise((resolve) => setTimeout(resolve, LOAD_POLL_MS));
     }
     throw new RouterError(`its process did not stop within ${Math.round(timeoutMs / 1000)} s`);
+  }
+
+  /** The slots of a loaded model's process; the router answers only for a running model. */
+  async slots(id: string): Promise<SlotCount> {
+    const slots = await this.call('GET', `/slots?model=${encodeURIComponent(id)}`);
+    if (!Array.isArray(slots)) throw new RouterError('the models router answered /slots with no list of slots');
+    return {
+      busy: slots.filter((slot) => (slot as { is_processing?: boolean }).is_processing === true).length,
+      total: slots.length,
+    };
   }
 
   /** Null when the router answers its /health. */

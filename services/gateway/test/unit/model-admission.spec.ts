@@ -244,6 +244,22 @@ describe('model admission', () => {
     assert.equal(admit.state('a').state, 'loaded');
   });
 
+  it('loads again at the next request a model the router says is not loaded (its process died between syncs)', async () => {
+    const { admit, loader, events } = admission();
+    const release = await admit.acquire(A);
+    const listedBefore = Date.now() - 1;
+    admit.lost('a');
+    assert.equal(admit.state('a').state, 'unloaded');
+    assert.deepEqual(events.evictions, [['a', 'failed']]);
+    // A router list taken before the answer, still showing it running, does not adopt it again.
+    admit.reconcile([A], new Set(['a-id']), listedBefore);
+    assert.equal(admit.state('a').state, 'unloaded');
+    release();
+    (await admit.acquire(A))();
+    assert.equal(loader.loads(), 2);
+    assert.equal(admit.state('a').state, 'loaded');
+  });
+
   it('stops waiting when the client goes away', async () => {
     const { admit, events } = admission();
     const releaseA = await admit.acquire(A);

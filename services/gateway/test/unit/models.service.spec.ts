@@ -4,6 +4,8 @@ import type { Response } from 'express';
 import { ApiError, createLogger } from '@gguf-gateway/shared';
 import { ModelAdmission, type AdmissionEvents, type ModelLoader } from '../../src/models/model-admission.js';
 import { ModelsService } from '../../src/models/models.service.js';
+import { createModelUtilisationMetrics } from '../../src/models/models.metrics.js';
+import { Registry } from 'prom-client';
 
 const MB = 1024 * 1024;
 const model = { name: 'alpha', routerId: 'alpha', bytes: 100 * MB };
@@ -143,6 +145,76 @@ describe('models service', () => {
     });
     assert.deepEqual(await deleting, { name: 'alpha', deleted: true, paths: ['/models/alpha.gguf'] });
     assert.equal(slowLoader.loads, 0);
+  });
+
+  it("reports each catalog model's requests in flight and slots, and drops a model that left the catalog", async function () {
+    this.timeout(10_000);
+    const running = new Set<string>();
+    const loader: ModelLoader = {
+      async load(id) {
+        running.add(id);
+      },
+      async unload(id) {
+        running.delete(id);
+      },
+    };
+    let onDisk = [catalogModel];
+    const routerCatalog = {
+      routerReached: true,
+      routerListedAt: 0,
+      refresh: async () => {
+        routerCatalog.routerListedAt = Date.now();
+      },
+      list: () => onDisk.map((m) => ({ ...m, routerStatus: running.has(m.routerId) ? 'loaded' : 'unloaded' })),
+      find: () => catalogModel,
+    };
+    const admission = new ModelAdmission(
+      loader,
+      {
+        maxLoaded: 2,
+        memoryBytes: 1024 * MB,
+        capacityWaitMs: 1000,
+        loadTimeoutMs: 1000,
+        idleUnloadMs: 0,
+        pinned: new Set(),
+      },
+      quiet,
+    );
+    const models = new ModelsService(
+      routerCatalog as never,
+      admission,
+      null as never,
+      null as never,
+      { names: [], resolved: new Set() },
+      null,
+      createLogger({ service: 'test', level: 'silent' }),
+      async (id) => ({ busy: running.has(id) ? 1 : 0, total: 4 }),
+    );
+    const registry = new Registry();
+    createModelUtilisationMetrics(registry, () => models.utilisation());
+    const scrape = async () => (await registry.metrics()).split('\n').filter((l) => l.startsWith('gateway_model_'));
+
+    assert.deepEqual(await scrape(), [
+      'gateway_model_requests_in_flight{model="alpha"} 0',
+      'gateway_model_slots_busy{model="alpha"} 0',
+      'gateway_model_slots{model="alpha"} 0',
+    ]);
+    const release = await admission.acquire(model);
+    models.start();
+    try {
+      await waitUntil(() => models.utilisation()[0]!.slots.total === 4);
+      assert.deepEqual(await scrape(), [
+        'gateway_model_requests_in_flight{model="alpha"} 1',
+        'gateway_model_slots_busy{model="alpha"} 1',
+        'gateway_model_slots{model="alpha"} 4',
+      ]);
+      release();
+      // Its file was deleted: its labels go with it.
+      onDisk = [];
+      assert.deepEqual(await scrape(), []);
+    } finally {
+      models.stop();
+    }
   });
 });
 

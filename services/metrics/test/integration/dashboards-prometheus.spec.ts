@@ -426,6 +426,35 @@ describe('dashboards against a real Prometheus scraping the running services', f
     assert.deepEqual(series.map((s) => s.metric.service).sort(), NODE_SERVICES.map((s) => s.name).sort());
   });
 
+  it("charts a loaded model's slots, which the gateway reads through the router (Prometheus scrapes one model only)", async () => {
+    const gateway = service('gateway');
+    const res = await fetch(`${gateway.url}/admin/v1/models/${ON_DEMAND}/load`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    });
+    assert.equal(res.status, 200, await res.text());
+    // The gateway reads the slots at its next sync with the router (every 2 s).
+    let shown = '';
+    await waitFor(
+      "the gateway's slots gauge",
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${ctx.gatewayHealthPort}/metrics`)).text();
+        shown = text
+          .split('\n')
+          .filter((l) => l.startsWith('gateway_model'))
+          .join('\n');
+        return /^gateway_model_slots\{model="on-demand"[,}].* [1-9]/m.test(text) ? true : null;
+      },
+      10_000,
+      100,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the gateway shows:\n${shown}`);
+    });
+    await prometheus.waitForScrapesAfter(services.length + 1, new Date());
+    const series = await prometheus.query('sum by (model) (gateway_model_slots)');
+    assert.ok(Number(series.find((s) => s.metric.model === ON_DEMAND)?.value[1]) > 0, JSON.stringify(series));
+  });
+
   for (const spec of NODE_SERVICES) {
     it(`serves ${spec.name}'s /metrics in a form promtool check metrics accepts`, async () => {
       // The gateway serves its /metrics on its health port (the API port's need an admin key).
