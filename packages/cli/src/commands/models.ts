@@ -19,7 +19,8 @@ interface LocalModel {
 const utc = (iso: string | null | undefined) => (iso ? iso.slice(0, 19).replace('T', ' ') : '');
 
 export const modelsCommand = {
-  summary: 'list the models on disk: size, quantisation, context, architecture, status (loaded, available...), last used',
+  summary:
+    'list the models on disk: size, quantisation, context, architecture, status (loaded, available...), last used',
   async run(args: string[]): Promise<number> {
     const { values } = parseArgs({ args, options: { json: { type: 'boolean' } } });
     try {
@@ -37,7 +38,9 @@ export const modelsCommand = {
         m.status === 'failed' && m.reason ? `failed: ${m.reason}` : (m.status ?? ''),
         utc(m.lastUsedAt),
       ]);
-      process.stdout.write(`${formatTable(['NAME', 'SIZE', 'QUANT', 'CONTEXT', 'ARCH', 'STATUS', 'LAST USED (UTC)'], rows)}\n`);
+      process.stdout.write(
+        `${formatTable(['NAME', 'SIZE', 'QUANT', 'CONTEXT', 'ARCH', 'STATUS', 'LAST USED (UTC)'], rows)}\n`,
+      );
       return 0;
     } catch (err) {
       if (!(err instanceof AdminApiError) && (err as Error).name !== 'ConfigError') throw err;
