@@ -50,30 +50,39 @@ describe('Anthropic Messages and OpenAI Responses through the gateway', function
     });
 
     it('streams messages.create with named events and meters message_start and message_delta', async () => {
-      const { data: stream, response } = await anthropic.messages
-        .create({ model: 'tiny', max_tokens: 12, stream: true, messages: [{ role: 'user', content: 'stream' }] })
-        .withResponse();
-      let input = -1;
-      let cacheRead = 0;
-      let output = -1;
-      let model = '';
-      let text = '';
-      for await (const event of stream) {
-        if (event.type === 'message_start') {
-          model = event.message.model;
-          input = event.message.usage.input_tokens;
-          cacheRead = event.message.usage.cache_read_input_tokens ?? 0;
+      // llama-server (de3ff81) itself now and then leaves message_start, and sometimes the content
+      // events, out of a short Anthropic stream (about 1 in 15 with curl straight to it, no gateway
+      // between): such a stream is asked for again, at most twice.
+      for (let attempt = 1; ; attempt++) {
+        const { data: stream, response } = await anthropic.messages
+          .create({ model: 'tiny', max_tokens: 12, stream: true, messages: [{ role: 'user', content: 'stream' }] })
+          .withResponse();
+        let input = -1;
+        let cacheRead = 0;
+        let output = -1;
+        let model = '';
+        let text = '';
+        let started = false;
+        for await (const event of stream) {
+          if (event.type === 'message_start') {
+            started = true;
+            model = event.message.model;
+            input = event.message.usage.input_tokens;
+            cacheRead = event.message.usage.cache_read_input_tokens ?? 0;
+          }
+          if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text;
+          if (event.type === 'message_delta') output = event.usage.output_tokens;
         }
-        if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text;
-        if (event.type === 'message_delta') output = event.usage.output_tokens;
+        if (!started && attempt < 3) continue;
+        assert.equal(model, 'tiny');
+        assert.ok(text.length > 0);
+        assert.equal(output, 12);
+        const event = await stack.usageEvent(response.headers.get('x-request-id')!);
+        assert.equal(event.stream, true);
+        assert.equal(event.promptTokens, input + cacheRead);
+        assert.equal(event.completionTokens, output);
+        return;
       }
-      assert.equal(model, 'tiny');
-      assert.ok(text.length > 0);
-      assert.equal(output, 12);
-      const event = await stack.usageEvent(response.headers.get('x-request-id')!);
-      assert.equal(event.stream, true);
-      assert.equal(event.promptTokens, input + cacheRead);
-      assert.equal(event.completionTokens, output);
     });
 
     it('counts tokens with messages.countTokens', async () => {
