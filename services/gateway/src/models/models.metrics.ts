@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { AdmissionEvents } from './model-admission.js';
 import type { ModelUtilisation } from './models.service.js';
 
-// Names are a contract with the Backends dashboard (contract of issue #13); change them there too.
+// Names are a contract with the Backends dashboard and its tests; change them there too.
 export function createModelsMetrics(registry: Registry): AdmissionEvents {
   const registers = [registry];
   const loaded = new Gauge({
