@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
+import { modelNameOfFile } from '@gguf-gateway/shared';
 
 // MODELS_DIR on disk, as the catalog sees it: the only code of the gateway that reads or removes
 // model files. Pulls write under `.partial/` and rename into place, so what is listed is whole.
@@ -20,7 +21,8 @@ export interface ModelFiles {
 }
 
 const PARTIAL_DIR = '.partial';
-const SPLIT = /^(.*)-(\d{5})-of-(\d{5})$/;
+/** Part 1 of a split model, the part llama.cpp opens it by. */
+const FIRST_PART = /-00001-of-\d{5}$/;
 // Companion files the router never serves on their own: projectors and speculative draft models.
 const COMPANION = /mmproj|^(mtp|dspark|dflash)-/;
 
@@ -47,12 +49,12 @@ export class ModelFilesRepository {
     for (const entry of stats) {
       if (!entry) continue;
       const base = entry.file.slice(0, -'.gguf'.length);
-      const split = SPLIT.exec(base);
-      const name = split ? split[1]! : base;
+      // The same rule that names a pulled model (`gguf-gateway pull` prints it).
+      const name = modelNameOfFile(entry.file);
       const model = models.get(name) ?? { name, routerId: base, paths: [], bytes: 0, version: '' };
       const path = join(this.dir, entry.file);
       // Part 1 leads: the router and llama.cpp open a split model by its first part.
-      if (split && split[2] === '00001') {
+      if (FIRST_PART.test(base)) {
         model.routerId = base;
         model.paths.unshift(path);
       } else {
