@@ -94,7 +94,16 @@ export class PullQueue {
     onError: (err: Error) => void,
     private readonly ownedConnection: Redis | null = null,
   ) {
-    this.queue = new Queue(MODEL_PULLS_QUEUE, { connection: redis, prefix: pullQueuePrefix(redisKeyPrefix) });
+    // A caller's request-path connection fails fast, so the queue must not wait for it to be ready
+    // (a request would hang while Redis is away) nor ask Redis its version at start (an INFO lost to
+    // a blip would break the queue for good). The worker's own connection checks the version.
+    const failFast = ownedConnection === null;
+    this.queue = new Queue(MODEL_PULLS_QUEUE, {
+      connection: redis,
+      prefix: pullQueuePrefix(redisKeyPrefix),
+      skipWaitingForReady: failFast,
+      skipVersionCheck: failFast,
+    });
     this.queue.on('error', onError);
     this.marks = new PullCancelMarks(redis, redisKeyPrefix);
   }

@@ -83,6 +83,7 @@ describe('pulls through the admin API, a real worker and the CLI', function () {
     pool = createPgPool(db.url, 2);
     redis = createRedis(testSettings.TEST_REDIS_URL, 'request-path');
     queue = new PullQueue(redis, prefix, () => undefined);
+    await waitFor('the queue connection ready', async () => redis.status === 'ready');
     const app = express();
     app.use(
       '/admin/v1',

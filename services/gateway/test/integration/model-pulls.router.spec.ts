@@ -53,6 +53,8 @@ describe('admin model pull routes', () => {
     prefix = testRedisPrefix();
     redis = createRedis(testSettings.TEST_REDIS_URL, 'request-path');
     queue = new PullQueue(redis, prefix, () => undefined);
+    // The request path fails fast: a pull before the connection is up would be a 503.
+    await waitFor('the queue connection ready', async () => redis.status === 'ready');
     app = adminApp(queue, pool);
   });
 
@@ -207,24 +209,45 @@ describe('admin model pull routes', () => {
     );
   });
 
-  it('answers 503 with Retry-After at once when Redis is down', async () => {
+  it('answers 503 with Retry-After at once while Redis is away, gone before or after the queue was made, and pulls again once it is back', async () => {
     const privateRedis = await PrivateRedis.start();
-    const client = createRedis(privateRedis.url, 'request-path');
-    client.on('error', () => undefined);
-    const downQueue = new PullQueue(client, prefix, () => undefined);
-    try {
-      await privateRedis.stop();
+    const pull = { source: { repo: 'acme/m-GGUF', file: 'm.gguf' } };
+    const assertUnavailable = async (queue: PullQueue) => {
       const started = Date.now();
-      const res = await request(adminApp(downQueue, pool))
-        .post('/admin/v1/models/pull')
-        .send({ source: { repo: 'acme/m-GGUF', file: 'm.gguf' } });
+      const res = await request(adminApp(queue, pool)).post('/admin/v1/models/pull').send(pull);
       assert.equal(res.status, 503);
       assert.equal(res.headers['retry-after'], '5');
       assert.match(res.body.error.message, /job queue is unavailable/);
       assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    };
+    const connections: Redis[] = [];
+    const queueOn = () => {
+      const client = createRedis(privateRedis.url, 'request-path');
+      client.on('error', () => undefined);
+      connections.push(client);
+      return new PullQueue(client, prefix, () => undefined);
+    };
+    const queues: PullQueue[] = [];
+    try {
+      // Made while Redis answers, which then goes away.
+      queues.push(queueOn());
+      await waitFor('the queue connection ready', async () => connections[0]!.status === 'ready');
+      await privateRedis.stop();
+      await assertUnavailable(queues[0]!);
+      // Made while Redis is already away (a gateway started before it).
+      queues.push(queueOn());
+      await assertUnavailable(queues[1]!);
+      // Back again: the same queues take pulls without a restart.
+      await privateRedis.start();
+      await waitFor('the queue connections ready', async () => connections.every((c) => c.status === 'ready'));
+      for (const queue of queues) {
+        const res = await request(adminApp(queue, pool)).post('/admin/v1/models/pull').send(pull);
+        assert.equal(res.status, 202, JSON.stringify(res.body));
+      }
     } finally {
-      await downQueue.close().catch(() => undefined);
-      client.disconnect();
+      for (const queue of queues) await queue.close().catch(() => undefined);
+      for (const client of connections) client.disconnect();
+      await privateRedis.stop();
     }
   });
 });
