@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import type { Logger } from '@gguf-gateway/shared';
 import { isDone, pieceLength, type DownloadState, type Piece } from './download-state.js';
-import { DownloadAgents, openRange, type RangeResponse } from './http-download.js';
+import { DownloadPool, openRange, type RangeResponse } from './http-download.js';
 import { AccessRefusedError, type HubClient } from './hub.client.js';
 import { DiskWriteError, type PartialFile } from './model-files.repository.js';
 import { Sha256Thread } from './sha256-thread.js';
@@ -64,14 +64,14 @@ export interface RangedDownloadOptions {
 /**
  * Downloads a file into its partial file: one piece at a time per connection, up to `connections`
  * at once, each piece resumed on its own after a drop. The sha256 follows the pieces done in file
- * order on its own thread: bytes written at the hash's frontier are hashed from memory, pieces that
- * finished ahead of it are read back (from the page cache) once the frontier reaches them.
+ * order on its own thread, which reads them back from the page cache as the frontier of written
+ * bytes moves: the event loop, which receives and writes, never copies or hashes a byte.
  */
 export class RangedDownload {
   private url: URL;
   private refreshing: Promise<URL> | null = null;
   private readonly controller = new AbortController();
-  private readonly agents = new DownloadAgents();
+  private readonly pool: DownloadPool;
   private readonly hash = new Sha256Thread();
   private failure: Error | null = null;
   private hashedUpTo = 0;
@@ -86,6 +86,7 @@ export class RangedDownload {
 
   constructor(private readonly options: RangedDownloadOptions) {
     this.url = options.url;
+    this.pool = new DownloadPool(options.connections);
     const { state } = options;
     const started = state.validator !== null || state.pieces.some((p) => p.done > 0);
     this.rangesConfirmed = new Promise((resolve) => (this.confirmRanges = resolve));
@@ -123,7 +124,7 @@ export class RangedDownload {
       clearInterval(saver);
       signal.removeEventListener('abort', onCancel);
       this.controller.abort();
-      this.agents.destroy();
+      this.pool.destroy();
       // What landed is saved for the resume, unless the file was given up on (the caller removes it).
       if (!(this.failure instanceof UnrecoverableError) && !(this.failure instanceof FileChangedError)) this.save();
       await this.saving;
@@ -200,18 +201,17 @@ export class RangedDownload {
         stallMs,
         signal: this.controller.signal,
         hub,
-        agents: this.agents,
+        pool: this.pool,
       });
-      const { body } = response;
       if (!response.partial && (from > 0 || !sequential)) {
-        body.destroy();
+        response.discard();
         if (state.validator !== null) {
           throw new FileChangedError(`${name} changed on the server (If-Range ${state.validator} no longer matches)`);
         }
         throw new RangesIgnoredError(this.url.host);
       }
       if (response.total !== null && state.size !== null && response.total !== state.size) {
-        body.destroy();
+        response.discard();
         if (!response.partial && response.total > state.size) {
           throw new SurplusBytesError(
             `${name}: the server sent ${response.total} bytes, more than the ${state.size} it announced; the partial file was removed`,
@@ -237,7 +237,7 @@ export class RangedDownload {
     let buffered = 0;
     let boundary = (Math.floor(pos / WRITE_BYTES) + 1) * WRITE_BYTES;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of body) {
         if (pos + buffered + chunk.length > limit) {
           throw new SurplusBytesError(
             `${name}: the server sent ${pos + buffered + chunk.length} bytes, more than the ${limit} it announced; the partial file was removed`,
@@ -281,10 +281,6 @@ export class RangedDownload {
     const { file } = this.options;
     await file.writeAt(buffers, pos);
     piece.done = pos + bytes - piece.start;
-    if (pos === this.hashedUpTo) {
-      for (const buffer of buffers) this.hash.update(buffer);
-      this.hashedUpTo += bytes;
-    }
     this.advanceHash();
     this.unsynced += bytes;
     if (this.unsynced >= SYNC_EVERY_BYTES) {
@@ -292,10 +288,9 @@ export class RangedDownload {
       file.syncInBackground();
     }
     this.options.onBytes(bytes);
-    if (this.hash.full) await this.hash.whenRoom();
   }
 
-  /** Pieces done ahead of the hash frontier are read back once it reaches them. */
+  /** What is written from the hash's frontier on, without a gap, goes to the hash next. */
   private advanceHash(): void {
     const { pieces } = this.options.state;
     while (this.frontierPiece < pieces.length && isDone(pieces[this.frontierPiece]!)) this.frontierPiece++;

@@ -19,39 +19,30 @@ describe('sha256 thread', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('hashes a file prefix and then the chunks after it as one stream', async () => {
-    const prefix = randomBytes(3 * MB);
-    const rest = randomBytes(2 * MB + 17);
-    const path = join(dir, 'prefix.bin');
-    await writeFile(path, Buffer.concat([prefix, randomBytes(1000)]));
+  it('hashes parts of files queued in order as one stream, reading them back in buffer-sized steps', async () => {
+    const first = randomBytes(3 * MB);
+    const second = randomBytes(9 * MB + 17);
+    const firstPath = join(dir, 'first.bin');
+    const secondPath = join(dir, 'second.bin');
+    await writeFile(firstPath, Buffer.concat([first, randomBytes(1000)]));
+    await writeFile(secondPath, Buffer.concat([randomBytes(100), second]));
     const hash = new Sha256Thread();
-    await hash.addFile(path, prefix.length);
-    for (let at = 0; at < rest.length; at += 65_536) hash.update(rest.subarray(at, at + 65_536));
-    const want = createHash('sha256').update(prefix).update(rest).digest('hex');
+    await hash.addFile(firstPath, first.length);
+    for (let at = 0; at < second.length; at += 2 * MB) {
+      hash.queueFile(secondPath, 100 + at, 100 + Math.min(at + 2 * MB, second.length));
+    }
+    const want = createHash('sha256').update(first).update(second).digest('hex');
     assert.equal(await hash.digest(), want);
   });
 
-  it('asks the sender to wait while more than its bound waits to be hashed, and makes room as it hashes', async () => {
-    const hash = new Sha256Thread(4 * MB);
-    try {
-      const data = randomBytes(8 * MB);
-      hash.update(data);
-      assert.equal(hash.full, true);
-      await hash.whenRoom();
-      assert.equal(hash.full, false);
-      assert.equal(await hash.digest(), createHash('sha256').update(data).digest('hex'));
-    } finally {
-      await hash.close();
-    }
-  });
-
   it('fails the digest when hashing failed earlier, while nobody was waiting, instead of hashing part of the data', async () => {
+    const path = join(dir, 'present.bin');
+    await writeFile(path, randomBytes(2 * MB));
     const hash = new Sha256Thread();
-    const addFailed = assert.rejects(hash.addFile(join(dir, 'missing.bin'), 1000), /ENOENT/);
+    hash.queueFile(join(dir, 'missing.bin'), 0, 1000);
     await sleep(200);
-    hash.update(randomBytes(2 * MB));
+    hash.queueFile(path, 0, 2 * MB);
     await assert.rejects(hash.digest(), /sha256: .*ENOENT/);
-    await addFailed;
   });
 
   it('fails when the file is shorter than the bytes it was asked to hash', async () => {
