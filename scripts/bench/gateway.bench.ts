@@ -1,7 +1,7 @@
 // `npm run bench -- gateway`: the same chat request sent straight to the upstream, through a bare
 // express + http-proxy-middleware proxy, and through the full gateway (auth + rate limit + usage
 // metering on real Redis; with auth's grants and without), under wrk and autocannon at 1 and 32
-// connections; then 2,000 concurrent streams, direct vs gateway.
+// connections; then 2,000 concurrent streams straight, through the bare proxy and through the gateway.
 //
 // The upstream is a fast local fake OpenAI server (services/gateway/test/support/fake-openai.ts),
 // so the figures measure the proxies, not a model. Auth is the real auth service (services/auth) with
@@ -210,7 +210,7 @@ async function streamRows(streamed: LoadTarget[]): Promise<BenchRow[]> {
       connections: STREAMS,
       'added TTFB p50 ms': round2(median(own.map((r, k) => r.ttfbP50 - direct[k]!.ttfbP50))),
       'added p99 inter-chunk ms': round2(median(own.map((r, k) => r.gapP99 - direct[k]!.gapP99))),
-      'gateway RSS MB': Math.round(Math.max(...own.map((r) => r.rssMb ?? 0))),
+      'proxy RSS MB': Math.round(Math.max(...own.map((r) => r.rssMb ?? 0))),
       load: round2(median(loads)),
     };
   });
@@ -288,7 +288,11 @@ export const gatewayBench: BenchSuite = {
         { name: noGrants, url: at(gatewayPorts[2]), pid: noGrantsGateway.child.pid },
       ];
       const rows = await loadRows(targets);
-      return [...rows, ...grantRows(rows, full, noGrants), ...(await streamRows([targets[0]!, targets[2]!]))];
+      return [
+        ...rows,
+        ...grantRows(rows, full, noGrants),
+        ...(await streamRows([targets[0]!, targets[1]!, targets[2]!])),
+      ];
     } finally {
       for (const proc of procs.reverse()) await stopProcess(proc);
       await deleteRedisPrefix(prefix);
