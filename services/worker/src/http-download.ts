@@ -2,10 +2,9 @@ import { Agent, errors, request, type Dispatcher } from 'undici';
 import type { HubClient } from './hub.client.js';
 import { httpError } from './hub.client.js';
 
-// The download path is undici's, not node:http's: measured on this project's bench machine, it takes
-// a third of node:http's CPU time per byte received (150 ms against 450 ms for 256 MiB on loopback),
-// which on a machine the pull shares with a busy gateway is the difference between the link's rate
-// and half of it.
+// The download path is undici's, not node:http's: measured here, it takes a third of node:http's CPU
+// time per byte received (150 ms against 450 ms for 256 MiB on loopback), and on a fast link the
+// worker's CPU, not the link, is what limits a pull.
 
 export class StallError extends Error {
   constructor(ms: number) {
