@@ -7,4 +7,8 @@ import { createProxyMiddleware } from 'http-proxy-middleware';
 const [port, target] = process.argv.slice(2);
 const app = express();
 app.use(createProxyMiddleware({ target, agent: new Agent({ keepAlive: true, maxSockets: 4096 }) }));
-app.listen(Number(port), '127.0.0.1', () => process.stdout.write(`bare proxy on ${port}\n`));
+// The gateway's listen backlog (HTTP_MAX_CONNECTIONS), so 2,000 clients connecting at once are not
+// reset by the default 511 here either.
+app.listen({ port: Number(port), host: '127.0.0.1', backlog: 4096 }, () =>
+  process.stdout.write(`bare proxy on ${port}\n`),
+);

@@ -105,6 +105,7 @@ async function streams(target: LoadTarget, chunks = STREAM_CHUNKS): Promise<Stre
           last = now;
         });
         res.on('end', resolve);
+        res.on('error', reject);
       });
       req.on('error', reject);
       req.end(JSON.stringify({ ...JSON.parse(CHAT.body), stream: true, max_tokens: chunks }));
