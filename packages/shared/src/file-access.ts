@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 
 /**
  * Why a file could not be read, in terms a deployer can act on: for a permission error, the
@@ -17,5 +18,15 @@ export function unreadableReason(path: string, err: unknown): string {
     );
   } catch {
     return `${code}: a folder on its path is not searchable by uid ${process.getuid?.() ?? '?'}`;
+  }
+}
+
+/** The names in a folder; none while it does not exist (yet). Other failures are thrown. */
+export async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }

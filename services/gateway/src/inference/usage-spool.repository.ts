@@ -1,6 +1,6 @@
-import { appendFile, mkdir, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { UsageEvent } from '@gguf-gateway/shared';
+import { namesIn, type UsageEvent } from '@gguf-gateway/shared';
 
 // The local append-only file where usage events wait while Redis cannot take them: one JSON event
 // per line. A replay first renames the file (new events go to a fresh one meanwhile), so a file
@@ -32,13 +32,7 @@ export class UsageSpoolRepository {
    * replays that failed midway included), oldest first.
    */
   async takeForReplay(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    const names = await namesIn(this.dir);
     if (names.includes(SPOOL_FILE)) {
       const name = `${Date.now()}-${process.pid}-${++this.replays}${REPLAY_SUFFIX}`;
       await rename(join(this.dir, SPOOL_FILE), join(this.dir, name));

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { readGgufFile, type GgufInfo } from '@gguf-gateway/gguf';
-import { modelNameOfFile } from '@gguf-gateway/shared';
+import { modelNameOfFile, namesIn } from '@gguf-gateway/shared';
 
 // MODELS_DIR on disk, as the catalog sees it: the only code of the gateway that reads or removes
 // model files. Pulls write under `.partial/` and rename into place, so what is listed is whole.
@@ -31,13 +31,7 @@ export class ModelFilesRepository {
 
   /** Every model in the folder (top level, not `.partial/`), by name. */
   async scan(): Promise<ModelFiles[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    const names = await namesIn(this.dir);
     const ggufs = names.filter((n) => n.endsWith('.gguf') && !n.startsWith('.') && !COMPANION.test(n)).sort();
     const stats = await Promise.all(
       ggufs.map(async (file) => {
