@@ -1,4 +1,10 @@
-import { estimateModelMemory, type GgufInfo, type MemoryEstimate, type MemoryPlanOptions } from '@gguf-gateway/gguf';
+import {
+  estimateModelMemory,
+  GgufError,
+  type GgufInfo,
+  type MemoryEstimate,
+  type MemoryPlanOptions,
+} from '@gguf-gateway/gguf';
 import { localModelPath, type LocalModelConfig, type Logger } from '@gguf-gateway/shared';
 import type { ModelFilesRepository } from './model-files.repository.js';
 import type { LlamaRouterClient, RouterModel } from './router.client.js';
@@ -24,6 +30,15 @@ export interface CatalogModel {
   failure: string | null;
   /** Where the router and the gateway disagree, the router's status, else null. */
   routerStatus: string | null;
+}
+
+/**
+ * Why a file cannot be read, as any API key may see it in `/v1/models`: the GGUF reader's words, or
+ * the system error's code. A system error's message names the file's path, which only the log shows.
+ */
+function servedReason(err: unknown): string {
+  if (err instanceof GgufError) return err.message;
+  return (err as NodeJS.ErrnoException).code ?? 'read failed';
 }
 
 interface Header {
@@ -108,7 +123,7 @@ export class ModelCatalog {
       const file = await this.files.file(path);
       const header: Header = file
         ? await this.header(path, file.version)
-        : { info: null, failure: `its file ${path} is not there` };
+        : { info: null, failure: 'its file is not there' };
       models.set(entry.name, this.model(entry.name, entry.name, [path], file?.bytes ?? 0, header, fromRouter, entry));
     }
     // Models of the router's preset file that are not in MODELS_DIR (the default model given by an
@@ -165,8 +180,8 @@ export class ModelCatalog {
     try {
       header = { info: await this.files.readHeader(path), failure: null };
     } catch (err) {
-      header = { info: null, failure: `not a readable GGUF file: ${(err as Error).message}` };
-      this.logger.warn({ path, reason: header.failure }, 'model file is not served');
+      header = { info: null, failure: `not a readable GGUF file: ${servedReason(err)}` };
+      this.logger.warn({ path, err }, 'model file is not served');
     }
     this.headers.set(version, header);
     return header;

@@ -84,6 +84,35 @@ describe('model catalog over a real models folder', () => {
     assert.equal(catalog.find('plain')!.failure, null);
   });
 
+  it('words a failure without the file path, which any key sees in /v1/models (the log has it)', async () => {
+    // A file that cannot be opened as the catalog reads it (as under another uid, or gone meanwhile).
+    class UnreadableFiles extends ModelFilesRepository {
+      override async readHeader(path: string) {
+        if (path.endsWith('plain.gguf')) {
+          throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' });
+        }
+        return super.readHeader(path);
+      }
+    }
+    const missingLocal = parseBackendsFile(
+      `models: { gone: { local: ${join(dir, 'nowhere', 'gone.gguf')} } }\nbackends: {}`,
+    ).localModels;
+    const logs = new LogCapture();
+    const unreadable = new ModelCatalog(
+      new UnreadableFiles(dir),
+      router as unknown as LlamaRouterClient,
+      () => missingLocal,
+      { gpu: false },
+      createLogger({ service: 'gateway', destination: logs }),
+    );
+    await unreadable.refresh();
+    assert.equal(unreadable.find('plain')!.failure, 'not a readable GGUF file: EACCES');
+    assert.equal(unreadable.find('gone')!.failure, 'its file is not there');
+    assert.match(unreadable.find('broken')!.failure!, /^not a readable GGUF file: not a GGUF file/);
+    assert.ok(unreadable.list().every((m) => !m.failure?.includes(dir)));
+    assert.ok(logs.text().includes(join(dir, 'plain.gguf')), 'the log names the file');
+  });
+
   it('serves a backends-file local entry under its own name and aliases, planned with its llama options', () => {
     const chat = catalog.find('assistant')!;
     assert.equal(chat.name, 'chat');
