@@ -162,6 +162,13 @@ export class ModelsService {
   /** Deletes the model's files (and its pull record); 409 while loaded, loading or being pulled. */
   async remove(name: string): Promise<{ name: string; deleted: true; paths: string[] }> {
     const model = await this.found(name);
+    // An alias is shared ("default", MODEL_ALIASES): deleting through it would remove a file its user never named.
+    if (model.name !== name) {
+      throw new ApiError(400, `'${name}' is an alias of the model '${model.name}': delete the model by its name.`, {
+        code: 'model_alias',
+        param: 'name',
+      });
+    }
     const { state } = this.admission.state(model.name);
     if (state !== 'unloaded') {
       throw new ApiError(409, `The model '${model.name}' is ${state}: unload it first.`, { code: 'model_loaded' });

@@ -133,6 +133,19 @@ describe('models service', () => {
     }
   });
 
+  it('refuses to delete a model through an alias, and removes nothing', async () => {
+    let removed = 0;
+    const models = service(slowLoader, { ...slowFiles, remove: async () => void (removed += 1) });
+    await assert.rejects(models.remove('assistant'), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.status, 400);
+      assert.equal(err.code, 'model_alias');
+      assert.match(err.message, /'assistant' is an alias of the model 'alpha': delete the model by its name/);
+      return true;
+    });
+    assert.equal(removed, 0);
+  });
+
   it('loads no model whose files are being deleted: a request meanwhile gets 404', async () => {
     const models = service(slowLoader, slowFiles);
     const res = new EventEmitter() as unknown as Response;
