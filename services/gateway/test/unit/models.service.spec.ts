@@ -42,19 +42,16 @@ const slowFiles = {
 };
 const catalog = { resolve: async () => catalogModel, refresh: async () => undefined };
 
+/** Admission as the service builds it, with a memory budget no test here reaches and nothing pinned. */
+function admissionFor(
+  loader: ModelLoader,
+  settings: { maxLoaded: number; capacityWaitMs: number; loadTimeoutMs: number },
+): ModelAdmission {
+  return new ModelAdmission(loader, { memoryBytes: 1024 * MB, idleUnloadMs: 0, pinned: new Set(), ...settings }, quiet);
+}
+
 function service(loader: ModelLoader, files: unknown = null): ModelsService {
-  const admission = new ModelAdmission(
-    loader,
-    {
-      maxLoaded: 1,
-      memoryBytes: 1024 * MB,
-      capacityWaitMs: 2000,
-      loadTimeoutMs: 5000,
-      idleUnloadMs: 0,
-      pinned: new Set(),
-    },
-    quiet,
-  );
+  const admission = admissionFor(loader, { maxLoaded: 1, capacityWaitMs: 2000, loadTimeoutMs: 5000 });
   // The router backend is not reached: only admission, the catalog and the files take part.
   return new ModelsService(
     catalog as never,
@@ -103,18 +100,7 @@ describe('models service', () => {
     };
     const models = new ModelsService(
       routerCatalog as never,
-      new ModelAdmission(
-        loader,
-        {
-          maxLoaded: 2,
-          memoryBytes: 1024 * MB,
-          capacityWaitMs: 1000,
-          loadTimeoutMs: 1000,
-          idleUnloadMs: 0,
-          pinned: new Set(),
-        },
-        quiet,
-      ),
+      admissionFor(loader, { maxLoaded: 2, capacityWaitMs: 1000, loadTimeoutMs: 1000 }),
       null as never,
       null as never,
       { names: ['alpha'], resolved: new Set() },
@@ -181,18 +167,7 @@ describe('models service', () => {
       list: () => onDisk.map((m) => ({ ...m, routerStatus: running.has(m.routerId) ? 'loaded' : 'unloaded' })),
       find: () => catalogModel,
     };
-    const admission = new ModelAdmission(
-      loader,
-      {
-        maxLoaded: 2,
-        memoryBytes: 1024 * MB,
-        capacityWaitMs: 1000,
-        loadTimeoutMs: 1000,
-        idleUnloadMs: 0,
-        pinned: new Set(),
-      },
-      quiet,
-    );
+    const admission = admissionFor(loader, { maxLoaded: 2, capacityWaitMs: 1000, loadTimeoutMs: 1000 });
     const models = new ModelsService(
       routerCatalog as never,
       admission,
