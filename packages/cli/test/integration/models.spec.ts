@@ -1,28 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { join } from 'node:path';
-import { boundPort, closeServer } from '@gguf-gateway/shared';
-import { repoRoot } from '@gguf-gateway/testkit';
-
-/** Runs the built CLI against `url`, as a user would. */
-function cli(url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(repoRoot, 'packages/cli/dist/main.js'), ...args], {
-    env: { PATH: process.env.PATH, GGUF_GATEWAY_URL: url, GGUF_GATEWAY_API_KEY: 'sk-admin-test' },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const killer = setTimeout(() => child.kill(), 10_000);
-  return new Promise((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-}
+import { AdminStandIn, runCli } from '../support/cli-harness.js';
 
 // GET /admin/v1/models of a gateway serving models on demand (the gateway's admin router's shape).
 const MODELS = [
@@ -69,33 +46,21 @@ const MODELS = [
 
 describe('gguf-gateway models and pull against the admin API', function () {
   this.timeout(20_000);
-  let server: Server;
-  let url: string;
-  let handler: (req: IncomingMessage, res: ServerResponse) => void;
-  const seen: string[] = [];
+  let admin: AdminStandIn;
 
   before(async () => {
-    server = createServer((req, res) => {
-      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
-      handler(req, res);
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    url = `http://127.0.0.1:${boundPort(server)}`;
+    admin = await AdminStandIn.start();
   });
 
-  after(async () => {
-    server.closeAllConnections();
-    await closeServer(server);
-  });
+  after(() => admin.stop());
 
   it('lists every model with its size, quantisation, context, architecture, status and when it was last used', async () => {
-    handler = (_req, res) => {
+    admin.handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: MODELS }));
     };
-    const run = await cli(url, 'models');
+    const run = await runCli(admin.url, {}, 'models');
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(seen.at(-1), 'GET /admin/v1/models Bearer sk-admin-test');
+    assert.equal(admin.seen.at(-1), 'GET /admin/v1/models Bearer sk-admin-test');
     assert.deepEqual(run.stdout.trimEnd().split('\n'), [
       'NAME                        SIZE       QUANT   CONTEXT  ARCH   STATUS                               LAST USED (UTC)',
       'qwen2.5-7b-instruct-q4_k_m  4.4 GiB    Q4_K_M  32768    qwen2  loaded                               2026-11-30 06:58:12',
@@ -113,7 +78,7 @@ describe('gguf-gateway models and pull against the admin API', function () {
       alreadyPresent: false,
       files: [],
     };
-    handler = (req, res) => {
+    admin.handler = (req, res) => {
       if (req.method === 'POST') {
         res
           .writeHead(202, { 'content-type': 'application/json' })
@@ -124,7 +89,13 @@ describe('gguf-gateway models and pull against the admin API', function () {
       const job = { id: 'j1', state: 'completed', progress: null, error: null, result };
       res.end(`event: completed\ndata: ${JSON.stringify(job)}\n\n`);
     };
-    const run = await cli(url, 'pull', 'acme/Qwen2.5-72B-GGUF', 'Qwen2.5-72B-Instruct-Q4_K_M-00001-of-00002.gguf');
+    const run = await runCli(
+      admin.url,
+      {},
+      'pull',
+      'acme/Qwen2.5-72B-GGUF',
+      'Qwen2.5-72B-Instruct-Q4_K_M-00001-of-00002.gguf',
+    );
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, `${result.path}\n`);
     assert.equal(run.stderr.trimEnd().split('\n').at(-1), 'call it as: Qwen2.5-72B-Instruct-Q4_K_M');
