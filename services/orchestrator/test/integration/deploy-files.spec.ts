@@ -8,7 +8,15 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { writeTinyLlama } from '@gguf-gateway/gguf';
 import { loadConfig, type z } from '@gguf-gateway/shared';
-import { freePort, llamaServerBinary, repoRoot, startProcess, stopProcess, waitFor } from '@gguf-gateway/testkit';
+import {
+  freePort,
+  llamaServerBinary,
+  repoRoot,
+  startProcess,
+  stopProcess,
+  waitFor,
+  type ManagedProcess,
+} from '@gguf-gateway/testkit';
 import { authConfigSchema } from '../../../auth/src/config.js';
 import { gatewayConfigSchema } from '../../../gateway/src/config.js';
 import { metricsConfigSchema } from '../../../metrics/src/config.js';
@@ -354,20 +362,19 @@ describe('container scripts', function () {
   before(() => (dir = mkdtempSync(join(tmpdir(), 'gg-deploy-'))));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('infra/inference/entrypoint.sh starts the real llama-server with the arguments prepare wrote', async () => {
-    mkdirSync(join(dir, 'a model dir'));
-    const model = join(dir, 'a model dir', 'tiny.gguf');
-    await writeTinyLlama(model);
-    const argsFile = join(dir, 'llama-server.args');
-    await writeLlamaArgs(argsFile, ['--model', model, '--ctx-size', '512', '--parallel', '1', '--threads', '1']);
-    writeFileSync(join(dir, 'inference_key'), 'sk-inference-0123456789\n');
+  const INFERENCE_KEY = 'sk-inference-0123456789';
+
+  /** infra/inference/entrypoint.sh with the arguments file prepare wrote and INFERENCE_KEY, once /health answers. */
+  async function startEntrypoint(argsFile: string): Promise<{ proc: ManagedProcess; port: number }> {
+    const keyFile = join(dir, 'inference_key');
+    writeFileSync(keyFile, `${INFERENCE_KEY}\n`);
     const port = await freePort();
     const proc = startProcess('sh', [join(repoRoot, 'infra/inference/entrypoint.sh')], {
       env: {
         ...process.env,
         LLAMA_SERVER_BIN: await llamaServerBinary(),
         LLAMA_ARGS_FILE: argsFile,
-        INFERENCE_API_KEY_FILE: join(dir, 'inference_key'),
+        INFERENCE_API_KEY_FILE: keyFile,
         INFERENCE_HOST: '127.0.0.1',
         INFERENCE_PORT: String(port),
       },
@@ -377,10 +384,25 @@ describe('container scripts', function () {
         if (proc.child.exitCode !== null) throw new Error(proc.output());
         return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200;
       });
+    } catch (err) {
+      await stopProcess(proc);
+      throw err;
+    }
+    return { proc, port };
+  }
+
+  it('infra/inference/entrypoint.sh starts the real llama-server with the arguments prepare wrote', async () => {
+    mkdirSync(join(dir, 'a model dir'));
+    const model = join(dir, 'a model dir', 'tiny.gguf');
+    await writeTinyLlama(model);
+    const argsFile = join(dir, 'llama-server.args');
+    await writeLlamaArgs(argsFile, ['--model', model, '--ctx-size', '512', '--parallel', '1', '--threads', '1']);
+    const { proc, port } = await startEntrypoint(argsFile);
+    try {
       const models = (key: string) =>
         fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
       assert.equal((await models('wrong')).status, 401);
-      assert.equal((await models('sk-inference-0123456789')).status, 200);
+      assert.equal((await models(INFERENCE_KEY)).status, 200);
     } finally {
       await stopProcess(proc);
     }
@@ -409,25 +431,14 @@ describe('container scripts', function () {
     );
     const argsFile = join(dir, 'router.args');
     await writeLlamaArgs(argsFile, routerArgs(modelsDir, presetFile));
-    writeFileSync(join(dir, 'router_key'), 'sk-inference-0123456789\n');
-    const port = await freePort();
-    const proc = startProcess('sh', [join(repoRoot, 'infra/inference/entrypoint.sh')], {
-      env: {
-        ...process.env,
-        LLAMA_SERVER_BIN: await llamaServerBinary(),
-        LLAMA_ARGS_FILE: argsFile,
-        INFERENCE_API_KEY_FILE: join(dir, 'router_key'),
-        INFERENCE_HOST: '127.0.0.1',
-        INFERENCE_PORT: String(port),
-      },
-    });
+    const { proc, port } = await startEntrypoint(argsFile);
     const call = (path: string, key: string, body?: unknown) =>
       fetch(`http://127.0.0.1:${port}${path}`, {
         method: body === undefined ? 'GET' : 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-    const key = 'sk-inference-0123456789';
+    const key = INFERENCE_KEY;
     interface RouterModel {
       id: string;
       aliases: string[];
@@ -435,11 +446,7 @@ describe('container scripts', function () {
     }
     const listed = async () => ((await (await call('/models', key)).json()) as { data: RouterModel[] }).data;
     try {
-      // Healthy with no model loaded: the inference container's healthcheck passes at once.
-      await waitFor('router /health', async () => {
-        if (proc.child.exitCode !== null) throw new Error(proc.output());
-        return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200;
-      });
+      // Healthy with no model loaded (startEntrypoint waited for /health): the healthcheck passes at once.
       assert.equal((await call('/models', 'wrong')).status, 401);
       const models = await listed();
       assert.deepEqual(models.map((m) => [m.id, [...m.aliases].sort(), m.status.value]).sort(), [
