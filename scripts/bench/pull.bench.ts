@@ -129,8 +129,10 @@ export const pullBench: BenchSuite = {
       const { sha256, size } = await hub.addFile('bench/pull-GGUF', 'bench.gguf', { path });
       const source = { repo: 'bench/pull-GGUF', file: 'bench.gguf' };
       const jobId = pullJobId(source);
+      /** Queues a fresh pull of the big file, once its last copy is gone and written back. */
       const pullOnce = async () => {
         await rm(join(models, 'bench.gguf'), { force: true });
+        settle();
         await queue.enqueue({ source });
       };
 
@@ -149,8 +151,6 @@ export const pullBench: BenchSuite = {
         settle();
         node.push(await nodeDownload(hub.blobUrl(sha256), join(dir, 'plain.bin')));
         await rm(join(dir, 'plain.bin'));
-        await rm(join(models, 'bench.gguf'), { force: true });
-        settle();
         await pullOnce();
         pulled.push(await finished(queue, jobId));
       }
@@ -162,8 +162,6 @@ export const pullBench: BenchSuite = {
         settle();
         linkPlain.push(await curlDownload(hub.blobUrl(sha256), join(dir, 'plain.bin')));
         await rm(join(dir, 'plain.bin'));
-        await rm(join(models, 'bench.gguf'), { force: true });
-        settle();
         await pullOnce();
         linkPulled.push(await finished(queue, jobId));
       }
