@@ -1,9 +1,9 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
 import type { Response } from 'express';
+import type { Dispatcher } from 'undici';
 import { ApiError, isOpenAIErrorBody, sendApiError, serviceUnavailable } from '@gguf-gateway/shared';
 import type { Backend } from '../routing/backend-state.js';
 import { kindOf } from '../routing/backend-kinds.js';
+import { connectionsTo, type ConnectionAwareHandler } from './backend-connections.js';
 import { backendErrorBody, renderError, type ErrorShape } from './error-shapes.js';
 import { JsonBodyTap } from './json-body.tap.js';
 import { SseUsageTap } from './usage.tap.js';
@@ -98,34 +98,17 @@ export const CLIENT_GONE: ProxyOutcome = {
 const RETRY_AFTER_SEC = 2;
 /** A backend's error body larger than this is not an OpenAI error: the client gets the gateway's own. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 
-const agents = new Map<string, http.Agent>();
-
-/** One connection pool per protocol and idle timeout (one timeout per process in practice). */
-function agentFor(protocol: 'http:' | 'https:', idleMs: number): http.Agent {
-  const key = `${protocol}${idleMs}`;
-  let agent = agents.get(key);
-  if (!agent) {
-    const options = { keepAlive: true, maxSockets: 4096, scheduling: 'lifo' as const, timeout: idleMs };
-    agent = protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
-    agents.set(key, agent);
-  }
-  return agent;
-}
-
-/** Closes the pool's idle connections to a backend (the agent names its pools `host:port:...`). */
-function dropIdleSockets(agent: http.Agent, url: URL): void {
-  const origin = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}:`;
-  for (const [name, sockets] of Object.entries(agent.freeSockets)) {
-    if (name.startsWith(origin)) for (const socket of sockets ?? []) socket.destroy();
-  }
-}
-
-/** A reused connection the backend closed as the request went out: no byte of an answer came. */
-const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
-
-const transports = { 'http:': http, 'https:': https };
+/** A connection the backend closed as the request went out on it: no byte of an answer came. */
+const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 type AnsweredFailure = Exclude<UpstreamFailure, 'status_5xx' | 'status_429' | 'model_not_loaded'>;
 
@@ -165,37 +148,47 @@ function sseError(error: ApiError, shape: ErrorShape, midEvent: boolean): string
   return `${midEvent ? '\n\n' : ''}${named}data: ${JSON.stringify(renderError(shape, error))}\n\n`;
 }
 
+/** A response header's value, from undici's raw list (name, value, name, value...). */
+function headerOf(raw: Buffer[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]!;
+    if (key.length === name.length && key.toString('latin1').toLowerCase() === name)
+      return raw[i + 1]!.toString('latin1');
+  }
+  return undefined;
+}
+
 export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts): Promise<ProxyOutcome> {
   const { backend, res } = request;
-  const protocol = backend.url.protocol as keyof typeof transports;
-  const headers: Record<string, string | number> = {
+  const headers: Record<string, string> = {
     'content-type': 'application/json',
-    'content-length': request.body.length,
     'x-request-id': request.requestId,
     ...request.forwardHeaders,
   };
   if (backend.apiKey) headers.authorization = `Bearer ${backend.apiKey}`;
+  const dispatchOptions: Dispatcher.DispatchOptions = {
+    path: backend.url.pathname.replace(/\/$/, '') + request.path,
+    method: 'POST',
+    headers,
+    body: request.body,
+  };
   const started = performance.now();
 
   return new Promise((resolve) => {
     let done = false;
     let ttftMs: number | null = null;
     let tap: SseUsageTap | JsonBodyTap | null = null;
-    let upstreamRes: IncomingMessage | null = null;
+    /** The backend's status line and headers came. */
+    let answered = false;
     let accepted = false;
-
+    /** Stops the request on its socket (set once it is on one). */
+    let abort: ((err?: Error) => void) | null = null;
+    /** Lets the paused answer flow again. */
+    let resumeAnswer: () => void = () => undefined;
+    /** Where the answer's bytes go (false: pause it), and what its end does; set by its status. */
+    let onBody: (chunk: Buffer) => boolean = () => true;
+    let onEnd: () => void = () => undefined;
     let retriedStaleSocket = false;
-    const send = () =>
-      transports[protocol].request({
-        protocol,
-        hostname: backend.url.hostname,
-        port: backend.url.port,
-        path: backend.url.pathname.replace(/\/$/, '') + request.path,
-        method: 'POST',
-        headers,
-        agent: agentFor(protocol, timeouts.keepAliveIdleMs),
-      });
-    let upstream = send();
 
     // One deadline at a time: connect, then first byte, then idle between chunks (refreshed per chunk).
     let timer = setTimeout(() => fail('connect'), timeouts.connectMs);
@@ -221,20 +214,28 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
       });
     };
 
+    /** The gateway ended the backend's side itself: the errors that follow are its own doing. */
+    let stopped = false;
+    /** Ends the backend's side: its socket is closed, so llama.cpp frees the slot. */
+    const stopUpstream = () => {
+      stopped = true;
+      abort?.();
+    };
+
     /** Hands the request back to the caller untouched, for the next backend. */
     const handBack = (failure: UpstreamFailure, status: number): boolean => {
       const elsewhere = request.canRetry && RETRYABLE.has(failure);
       const later = request.canWait && (failure === 'connect' || failure === 'reset');
       if ((!elsewhere && !later) || res.headersSent) return false;
-      upstream.destroy();
+      stopUpstream();
       finish(status, null, failure, true);
       return true;
     };
 
     function fail(reason: AnsweredFailure) {
       if (done) return;
-      if (upstreamRes === null && handBack(reason, 502)) return;
-      upstream.destroy();
+      if (!answered && handBack(reason, 502)) return;
+      stopUpstream();
       const error = FAILURE_ERRORS[reason](backend);
       if (!res.headersSent) {
         sendApiError(res, error);
@@ -249,72 +250,78 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
 
     function cutStalledClient() {
       if (done) return;
-      upstream.destroy();
+      stopUpstream();
       res.destroy();
       finish(499, 'client_stalled', null);
     }
 
-    function listen() {
-      upstream.on('socket', (socket) => {
-        if (!socket.connecting) return arm('timeout', timeouts.firstByteMs);
-        socket.once('connect', () => arm('timeout', timeouts.firstByteMs));
-      });
-      upstream.on('error', (err: NodeJS.ErrnoException) => {
-        // Destroying the request ourselves (client gone, answered already) reports a reset too.
-        if (done) return;
-        if (
-          upstreamRes === null &&
-          upstream.reusedSocket &&
-          !retriedStaleSocket &&
-          STALE_SOCKET_ERRORS.has(err.code ?? '')
-        ) {
-          // The backend closed an idle connection just as the request went out: once more on a new one.
-          retriedStaleSocket = true;
-          clearTimeout(timer);
-          timer = setTimeout(() => fail('connect'), timeouts.connectMs);
-          // On a new connection, not the next pooled one: a backend may close several at once
-          // (llama-server's router does when it starts a model), so its idle ones go too.
-          dropIdleSockets(agentFor(protocol, timeouts.keepAliveIdleMs), backend.url);
-          upstream = send();
-          listen();
-          upstream.end(request.body);
-          return;
-        }
-        fail(upstreamRes === null && UNREACHABLE.has(err.code ?? '') ? 'connect' : 'reset');
-      });
-      upstream.on('response', onResponse);
+    /** Sends the request on one of the backend's pooled connections. */
+    function send() {
+      if (stopped) return;
+      const handler: ConnectionAwareHandler = {
+        onConnect(abortRequest) {
+          // The request gave up (deadline, client gone) while its connection was being made.
+          if (stopped) return abortRequest();
+          abort = abortRequest;
+          arm('timeout', timeouts.firstByteMs);
+        },
+        onHeaders(status, rawHeaders, resume) {
+          if (done) return false;
+          answered = true;
+          resumeAnswer = resume;
+          onResponse(status, rawHeaders);
+          return !done;
+        },
+        onData: (chunk) => done || onBody(chunk),
+        onComplete: () => {
+          if (!done) onEnd();
+        },
+        onError(err: NodeJS.ErrnoException) {
+          // Stopping the request ourselves (client gone, answered already) reports an error too.
+          if (done || stopped) return;
+          if (answered) return fail('reset');
+          const code = err.code ?? '';
+          if (handler.reusedConnection && !retriedStaleSocket && STALE_SOCKET_ERRORS.has(code)) {
+            // The backend closed an idle connection just as the request went out: once more, after
+            // the pool has dropped that connection, and those the backend closed with it (llama-server's
+            // router closes several at once as it starts a model). It opens a new one unless it has
+            // another idle one.
+            retriedStaleSocket = true;
+            abort = null;
+            clearTimeout(timer);
+            timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+            return void setImmediate(send);
+          }
+          fail(UNREACHABLE.has(code) ? 'connect' : 'reset');
+        },
+      };
+      connectionsTo(backend.url, timeouts.keepAliveIdleMs, timeouts.connectMs).dispatch(dispatchOptions, handler);
     }
-    listen();
 
     res.on('close', () => {
       if (done) return;
       // The client went away: stop the backend's work so llama.cpp frees the slot.
-      upstream.destroy();
+      stopUpstream();
       finish(499, 'client_aborted', null);
     });
 
-    function onResponse(incoming: IncomingMessage) {
-      upstreamRes = incoming;
-      const status = incoming.statusCode ?? 502;
+    function onResponse(status: number, rawHeaders: Buffer[]) {
       if (status === 401 || status === 403) {
-        if (handBack('backend_auth', status)) return void incoming.resume();
+        if (handBack('backend_auth', status)) return;
         // The client's key never goes upstream, so a 401 is about the gateway's; a 403 may be the
         // provider's refusal of this prompt (moderation), relayed as the provider worded it.
-        if (status === 401) return void (incoming.resume(), fail('backend_auth'));
-        return relayRefusal(incoming, status);
+        if (status === 401) return fail('backend_auth');
+        return relayRefusal(status, rawHeaders);
       }
       const refusal = status === 429 ? 'status_429' : status >= 500 ? 'status_5xx' : null;
-      if (refusal && handBack(refusal, status)) {
-        incoming.resume();
-        return;
-      }
-      if (refusal) return relayRefusal(incoming, status);
+      if (refusal && handBack(refusal, status)) return;
+      if (refusal) return relayRefusal(status, rawHeaders);
       if (status === 400 && request.handBackNotLoaded && !res.headersSent)
-        return relayError(incoming, status, null, true);
-      if (status >= 400 && request.errorShape !== 'openai') return relayError(incoming, status, null);
+        return relayError(status, rawHeaders, null, true);
+      if (status >= 400 && request.errorShape !== 'openai') return relayError(status, rawHeaders, null);
       accepted = status < 400;
       arm('idle_timeout', timeouts.idleMs);
-      const contentType = incoming.headers['content-type'] ?? 'application/json';
+      const contentType = headerOf(rawHeaders, 'content-type') ?? 'application/json';
       const isStream = contentType.startsWith('text/event-stream');
       res.status(status);
       res.setHeader('content-type', contentType);
@@ -332,55 +339,49 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
         });
       }
       const sink = tap;
-      incoming.on('data', (chunk: Buffer) => {
-        if (done) return;
+      onBody = (chunk) => {
         ttftMs ??= performance.now() - started;
         timer.refresh();
         const out = sink.push(chunk);
-        if (out.length > 0 && !res.write(out)) {
-          // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile;
-          // one that stops reading would hold the backend's slot forever, so it has its own deadline.
-          clearTimeout(timer);
-          timer = setTimeout(cutStalledClient, timeouts.clientStallMs);
-          incoming.pause();
-          res.once('drain', () => {
-            if (done) return;
-            arm('idle_timeout', timeouts.idleMs);
-            incoming.resume();
-          });
-        }
-      });
-      incoming.on('end', () => {
-        if (done) return;
+        if (out.length === 0 || res.write(out)) return true;
+        // The client reads slowly: its stall is not the backend's, so no idle deadline meanwhile;
+        // one that stops reading would hold the backend's slot forever, so it has its own deadline.
+        clearTimeout(timer);
+        timer = setTimeout(cutStalledClient, timeouts.clientStallMs);
+        res.once('drain', () => {
+          if (done) return;
+          arm('idle_timeout', timeouts.idleMs);
+          resumeAnswer();
+        });
+        return false;
+      };
+      onEnd = () => {
         const rest = sink instanceof SseUsageTap ? sink.flush() : Buffer.alloc(0);
         res.end(rest);
         finish(status, status >= 400 ? `backend_status_${status}` : null, null);
-      });
-      incoming.on('close', () => {
-        if (!incoming.complete) fail('reset');
-      });
+      };
     }
 
     /**
      * A 403, 429 or 5xx no other backend may take: relayed with its Retry-After when it is an OpenAI error;
      * else (an HTML page, a proxy's text) the gateway words it in the OpenAI shape.
      */
-    function relayRefusal(incoming: IncomingMessage, status: number) {
-      relayError(incoming, status, status === 429 ? 'status_429' : status === 403 ? 'backend_auth' : 'status_5xx');
+    function relayRefusal(status: number, rawHeaders: Buffer[]) {
+      relayError(status, rawHeaders, status === 429 ? 'status_429' : status === 403 ? 'backend_auth' : 'status_5xx');
     }
 
     /** A backend's error answer, in the route's error shape; a refusal (429, 5xx) counts as a failure. */
-    function relayError(incoming: IncomingMessage, status: number, failure: UpstreamFailure | null, notLoaded = false) {
+    function relayError(status: number, rawHeaders: Buffer[], failure: UpstreamFailure | null, notLoaded = false) {
       arm('timeout', timeouts.idleMs);
-      const retryAfter = incoming.headers['retry-after'];
+      const retryAfter = headerOf(rawHeaders, 'retry-after');
       const chunks: Buffer[] = [];
       let size = 0;
-      incoming.on('data', (chunk: Buffer) => {
+      onBody = (chunk) => {
         size += chunk.length;
         if (size <= MAX_ERROR_BODY_BYTES) chunks.push(chunk);
-      });
-      incoming.on('end', () => {
-        if (done) return;
+        return true;
+      };
+      onEnd = () => {
         const body = Buffer.concat(chunks);
         const json = size <= MAX_ERROR_BODY_BYTES ? parseJson(body) : null;
         // Nothing of it reaches the client: the caller loads the model again and retries.
@@ -409,12 +410,9 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
                 });
         sendApiError(res, error);
         finish(error.status, error.code, failure);
-      });
-      incoming.on('close', () => {
-        if (!incoming.complete) fail('reset');
-      });
+      };
     }
 
-    upstream.end(request.body);
+    send();
   });
 }
