@@ -13,7 +13,14 @@
 //   fail-html    answers 502 with an HTML page, as a proxy in front of a provider does
 //   moderated    answers 403 in the OpenAI shape, as a provider's moderation refusing a prompt
 //   usage-*      answers normally with impossible usage (POISONED_USAGE: 3e9, negative, 1.5, "12")
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface FakeOpenAIOptions {
@@ -29,6 +36,8 @@ export interface FakeOpenAIOptions {
    * as the request is on its way (0: on every reused connection).
    */
   resetReusedAfterIdleMs?: number;
+  /** Serve HTTPS with this key and certificate (PEM), as a remote provider does. */
+  tls?: { key: string; cert: string };
 }
 
 export interface SeenRequest {
@@ -65,7 +74,7 @@ export class FakeOpenAI {
 
   static async start(options: FakeOpenAIOptions = {}, port = 0): Promise<FakeOpenAI> {
     const fake = new FakeOpenAI(options);
-    fake.server = createServer((req, res) => {
+    const handle: RequestListener = (req, res) => {
       const idleSince = fake.idleSince.get(req.socket);
       const resetAfter = fake.options.resetReusedAfterIdleMs;
       if (resetAfter !== undefined && idleSince !== undefined && performance.now() - idleSince >= resetAfter) {
@@ -99,7 +108,8 @@ export class FakeOpenAI {
         }
         fake.answer(req.url ?? '', body, res);
       });
-    });
+    };
+    fake.server = options.tls ? createTlsServer(options.tls, handle) : createServer(handle);
     fake.server.keepAliveTimeout = 65_000;
     fake.server.on('connection', () => (fake.connections += 1));
     await new Promise<void>((resolve) => fake.server.listen(port, '127.0.0.1', resolve));
@@ -107,7 +117,7 @@ export class FakeOpenAI {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `${this.options.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   get port(): number {
