@@ -50,6 +50,7 @@ const TOOLS: Record<string, string> = {
   promtool: 'prometheus',
   'docker-compose': 'docker-compose',
   curl: 'curl',
+  openssl: 'openssl',
 };
 
 function onPath(command: string): boolean {
