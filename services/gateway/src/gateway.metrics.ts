@@ -42,7 +42,7 @@ export function createGatewayMetrics(registry: Registry, router: ModelRouter) {
     }),
     upstreamErrors: new Counter({
       name: 'gateway_upstream_errors_total',
-      help: 'Backend failures, by backend and reason (connect|timeout|idle_timeout|status_5xx|status_429|reset|backend_auth).',
+      help: 'Backend failures, by backend and reason (connect|tls|timeout|idle_timeout|status_5xx|status_429|reset|backend_auth).',
       labelNames: ['backend', 'reason'],
       registers,
     }),

@@ -62,7 +62,15 @@ export interface ProxyRequest {
 }
 
 export type UpstreamFailure =
-  'connect' | 'timeout' | 'idle_timeout' | 'reset' | 'status_5xx' | 'status_429' | 'backend_auth' | 'model_not_loaded';
+  | 'connect'
+  | 'tls'
+  | 'timeout'
+  | 'idle_timeout'
+  | 'reset'
+  | 'status_5xx'
+  | 'status_429'
+  | 'backend_auth'
+  | 'model_not_loaded';
 
 export interface ProxyOutcome {
   /** What the client got; 499 when it went away first. */
@@ -107,6 +115,27 @@ const UNREACHABLE = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/**
+ * The backend's certificate failed verification (OpenSSL's codes, as Node reports them), or the TLS
+ * handshake itself did (ERR_SSL_*: an https URL for a plain-HTTP port): a setting to fix, not a restart.
+ */
+const CERTIFICATE_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+const isTlsFailure = (code: string) => CERTIFICATE_ERRORS.has(code) || code.startsWith('ERR_SSL_');
+
 /** A connection the backend closed as the request went out on it: no byte of an answer came. */
 const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
@@ -120,6 +149,12 @@ const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = 
     new ApiError(504, 'The model backend did not answer in time.', { code: 'backend_timeout', type: 'server_error' }),
   idle_timeout: () =>
     new ApiError(504, 'The model backend stopped sending.', { code: 'backend_timeout', type: 'server_error' }),
+  tls: () =>
+    new ApiError(
+      502,
+      "The model backend's TLS certificate could not be verified; check its URL, and NODE_EXTRA_CA_CERTS for a private CA.",
+      { code: 'backend_tls_failed', type: 'server_error' },
+    ),
   reset: () =>
     new ApiError(502, 'The model backend closed the connection.', { code: 'backend_error', type: 'server_error' }),
   // Names the variable that holds the key, never the key.
@@ -128,7 +163,7 @@ const FAILURE_ERRORS: Record<AnsweredFailure, (backend: Backend) => ApiError> = 
 };
 
 /** Failures after which another backend may be tried, when nothing has reached the client yet. */
-const RETRYABLE = new Set<UpstreamFailure>(['connect', 'reset', 'status_5xx', 'status_429', 'backend_auth']);
+const RETRYABLE = new Set<UpstreamFailure>(['connect', 'tls', 'reset', 'status_5xx', 'status_429', 'backend_auth']);
 
 function parseJson(body: Buffer): unknown {
   try {
@@ -292,7 +327,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
             timer = setTimeout(() => fail('connect'), timeouts.connectMs);
             return void setImmediate(send);
           }
-          fail(UNREACHABLE.has(code) ? 'connect' : 'reset');
+          fail(UNREACHABLE.has(code) ? 'connect' : isTlsFailure(code) ? 'tls' : 'reset');
         },
       };
       connectionsTo(backend.url, timeouts.keepAliveIdleMs, timeouts.connectMs).dispatch(dispatchOptions, handler);

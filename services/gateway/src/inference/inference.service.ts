@@ -337,6 +337,8 @@ export class InferenceService {
     if (failure === 'backend_auth') state.suspectKey();
     // Nothing listens there (a restart): out of rotation at once, back at the first probe it answers.
     else if (failure === 'connect') state.coolDown('not accepting connections');
+    // A certificate that does not verify does not fix itself: out of rotation at once, as above.
+    else if (failure === 'tls') state.coolDown('its TLS certificate could not be verified');
     else if (TRANSPORT_FAILURES.has(failure)) state.failed(failure);
   }
 
