@@ -24,6 +24,7 @@ import {
 } from '@gguf-gateway/testkit';
 import type { BenchRow, BenchSuite } from './bench.js';
 import {
+  cpuMicros,
   loadAverage,
   measureLoad,
   requireWrk,
@@ -80,6 +81,11 @@ interface StreamFigures {
   ttfbP50: number;
   gapP99: number;
   rssMb: number | null;
+  /**
+   * CPU time of the proxy per chunk the clients received (set-up included): what a stream costs it,
+   * a figure that holds even on a saturated machine.
+   */
+  cpuUsPerChunk: number | null;
 }
 
 /** STREAMS concurrent streams; time to first byte and the gaps between chunks as the client sees them. */
@@ -89,6 +95,7 @@ async function streams(target: LoadTarget, chunks = STREAM_CHUNKS): Promise<Stre
   const gaps: number[] = [];
   let peakRss = 0;
   const sampler = target.pid ? setInterval(() => (peakRss = Math.max(peakRss, rssMb(target.pid!))), 100) : null;
+  const cpuBefore = cpuMicros(target.pid);
   const one = (i: number) =>
     new Promise<void>((resolve) => setTimeout(resolve, (i * STREAM_RAMP_MS) / STREAMS)).then(() => stream());
   const stream = () =>
@@ -116,9 +123,16 @@ async function streams(target: LoadTarget, chunks = STREAM_CHUNKS): Promise<Stre
     if (sampler) clearInterval(sampler);
     agent.destroy();
   }
+  const cpuAfter = cpuMicros(target.pid);
+  const chunksSeen = ttfbs.length + gaps.length;
   ttfbs.sort((a, b) => a - b);
   gaps.sort((a, b) => a - b);
-  return { ttfbP50: percentile(ttfbs, 0.5), gapP99: percentile(gaps, 0.99), rssMb: target.pid ? peakRss : null };
+  return {
+    ttfbP50: percentile(ttfbs, 0.5),
+    gapP99: percentile(gaps, 0.99),
+    rssMb: target.pid ? peakRss : null,
+    cpuUsPerChunk: cpuBefore === null || cpuAfter === null ? null : (cpuAfter - cpuBefore) / chunksSeen,
+  };
 }
 
 interface Figures {
@@ -212,6 +226,7 @@ async function streamRows(streamed: LoadTarget[]): Promise<BenchRow[]> {
       'added TTFB p50 ms': round2(median(own.map((r, k) => r.ttfbP50 - direct[k]!.ttfbP50))),
       'added p99 inter-chunk ms': round2(median(own.map((r, k) => r.gapP99 - direct[k]!.gapP99))),
       'proxy RSS MB': Math.round(Math.max(...own.map((r) => r.rssMb ?? 0))),
+      'proxy CPU µs/chunk': Math.round(median(own.map((r) => r.cpuUsPerChunk ?? 0))),
       load: round2(median(loads)),
     };
   });

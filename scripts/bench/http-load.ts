@@ -41,11 +41,12 @@ export type LoadTool = 'wrk' | 'autocannon';
 // Linux reports a process's CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture Node runs on.
 const TICKS_PER_SEC = 100;
 
-function cpuTicks(pid: number | undefined): number | null {
+/** CPU time (user + system) the process has used so far, in µs; null without a process. */
+export function cpuMicros(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), counted after the command name in parentheses.
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SEC;
 }
 
 export function loadAverage(): number {
@@ -187,16 +188,14 @@ export async function measureLoad(
   seconds: number,
   probeRequests: number,
 ): Promise<LoadResult> {
-  const before = cpuTicks(target.pid);
+  const before = cpuMicros(target.pid);
   const run =
     tool === 'wrk'
       ? await wrk(target, request, connections, seconds)
       : await cannon(target, request, connections, seconds);
-  const after = cpuTicks(target.pid);
+  const after = cpuMicros(target.pid);
   const cpuUsPerRequest =
-    before === null || after === null || run.requests === 0
-      ? null
-      : ((after - before) * 1e6) / TICKS_PER_SEC / run.requests;
+    before === null || after === null || run.requests === 0 ? null : (after - before) / run.requests;
   const load = loadAverage();
   if (tool === 'autocannon' && connections === 1) {
     const probed = await probeLatency(target, request, probeRequests);
