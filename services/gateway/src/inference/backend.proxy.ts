@@ -227,7 +227,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
 
     // One deadline at a time: connect, then first byte, then idle between chunks (refreshed per chunk).
     let timer = setTimeout(() => fail('connect'), timeouts.connectMs);
-    const arm = (reason: 'timeout' | 'idle_timeout', ms: number) => {
+    const arm = (reason: 'connect' | 'timeout' | 'idle_timeout', ms: number) => {
       clearTimeout(timer);
       timer = setTimeout(() => fail(reason), ms);
     };
@@ -323,8 +323,7 @@ export function proxyToBackend(request: ProxyRequest, timeouts: UpstreamTimeouts
             // another idle one.
             retriedStaleSocket = true;
             abort = null;
-            clearTimeout(timer);
-            timer = setTimeout(() => fail('connect'), timeouts.connectMs);
+            arm('connect', timeouts.connectMs);
             return void setImmediate(send);
           }
           fail(UNREACHABLE.has(code) ? 'connect' : isTlsFailure(code) ? 'tls' : 'reset');
